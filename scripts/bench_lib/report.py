@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Render the Markdown report of scripts/bench.sh from its work directory.
+
+    report.py WORKDIR
+
+WORKDIR holds (all tab-separated, written by bench.sh):
+  meta.tsv     key, value            (host facts, command, workload titles)
+  results.tsv  server, workload, round, requests, duration_s, bytes, errors,
+               cpu_ticks             (NA where a run produced no result)
+  mem.tsv      server, rss_before, rss_after, opened, failed, alive
+  notes.txt    free-text notes (skipped servers, failures), one per line
+
+Per cell, req/s, MB/s and CPU µs/req are the medians over rounds (each round
+computed on its own); errors are summed over all rounds so none is hidden.
+Ratios are peer / ringhttpd: req/s ratio > 1 means the peer served more,
+CPU ratio > 1 means the peer spent more CPU per request.
+"""
+import os
+import statistics
+import sys
+
+REF = "ringhttpd"
+
+
+def read_tsv(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [line.rstrip("\n").split("\t") for line in f if line.strip()]
+
+
+def fmt_rate(x):
+    return "n/a" if x is None else f"{x:,.0f}"
+
+
+def fmt_mb(x):
+    if x is None:
+        return "n/a"
+    if x >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def fmt_us(x):
+    if x is None:
+        return "n/a"
+    if x >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def fmt_ratio(x, ref):
+    if x is None or ref is None or ref == 0:
+        return "–"
+    return f"{x / ref:.2f}×"
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    work = sys.argv[1]
+    meta = {}
+    for row in read_tsv(os.path.join(work, "meta.tsv")):
+        meta[row[0]] = row[1] if len(row) > 1 else ""
+    clk = int(meta.get("clk_tck", "100"))
+    servers = [s for s in meta.get("servers", "").split(",") if s]
+    workloads = [w for w in meta.get("workloads", "").split(",") if w]
+    rounds = int(meta.get("rounds", "1"))
+
+    # cells[(server, workload)] -> list of per-round dicts
+    cells = {}
+    for row in read_tsv(os.path.join(work, "results.tsv")):
+        server, wl, _rnd, req, dur, nbytes, err, ticks = row
+        cell = cells.setdefault((server, wl), [])
+        if "NA" in (req, dur, nbytes, err):
+            cell.append(None)
+            continue
+        req, dur, nbytes, err = int(req), float(dur), int(nbytes), int(err)
+        cpu_us = None
+        if ticks != "NA" and req > 0:
+            cpu_us = int(ticks) / clk * 1e6 / req
+        cell.append({
+            "rps": req / dur if dur > 0 else 0.0,
+            "mbps": nbytes / dur / 1e6 if dur > 0 else 0.0,
+            "err": err,
+            "cpu": cpu_us,
+        })
+
+    def summary(server, wl):
+        runs = cells.get((server, wl), [])
+        ok = [r for r in runs if r]
+        if not ok:
+            return None
+        return {
+            "rps": median([r["rps"] for r in ok]),
+            "mbps": median([r["mbps"] for r in ok]),
+            "err": sum(r["err"] for r in ok),
+            "cpu": median([r["cpu"] for r in ok if r["cpu"] is not None]),
+            "n": len(ok),
+            "failed": len(runs) - len(ok),
+        }
+
+    out = []
+    w = out.append
+    w(f"# ringhttpd benchmark — {meta.get('date', '?')}")
+    w("")
+    w("| | |")
+    w("|---|---|")
+    w(f"| date | {meta.get('date', '?')} |")
+    w(f"| host | `{meta.get('uname', '?')}` |")
+    w(f"| CPU | {meta.get('cpu', '?')}, {meta.get('cores', '?')} cores "
+      "(servers and load generators share them; loopback only) |")
+    w(f"| workers per server | {meta.get('workers', '?')} |")
+    w(f"| rounds | {rounds} (median shown; errors summed over all rounds) |")
+    w(f"| command | `{meta.get('command', '?')}` |")
+    vers = [meta.get(f"version.{s}", s) for s in servers]
+    w(f"| servers | {', '.join(vers) if vers else 'none'} |")
+    w(f"| load generators | {meta.get('tools', '?')} |")
+    w("")
+    notes = []
+    if os.path.exists(os.path.join(work, "notes.txt")):
+        with open(os.path.join(work, "notes.txt")) as f:
+            notes = [n.strip() for n in f if n.strip()]
+    if REF not in servers:
+        notes.insert(0, f"{REF} was not measured: ratio columns are empty.")
+    if notes:
+        w("Notes:")
+        w("")
+        for n in notes:
+            w(f"- {n}")
+        w("")
+    w("Ratios are *peer ÷ ringhttpd*: req/s ratio > 1 means the peer served "
+      "more; CPU ratio > 1 means the peer spent more CPU time per request. "
+      "CPU µs/req is the server's whole process tree (user + system time) "
+      "divided by completed requests. MB/s counts response headers and "
+      "bodies, 1 MB = 10^6 bytes.")
+    w("")
+
+    for wl in workloads:
+        w(f"## {meta.get('title.' + wl, wl)}")
+        w("")
+        cmd = meta.get("cmd." + wl)
+        if cmd:
+            w(f"`{cmd}`")
+            w("")
+        w("| server | req/s | MB/s | errors | CPU µs/req "
+          "| req/s vs ringhttpd | CPU/req vs ringhttpd |")
+        w("|---|--:|--:|--:|--:|--:|--:|")
+        ref = summary(REF, wl)
+        for s in servers:
+            c = summary(s, wl)
+            if c is None:
+                w(f"| {s} | n/a | n/a | n/a | n/a | – | – |")
+                continue
+            name = s if not c["failed"] else \
+                f"{s} ({c['n']}/{c['n'] + c['failed']} rounds ran)"
+            w(f"| {name} | {fmt_rate(c['rps'])} | {fmt_mb(c['mbps'])} "
+              f"| {c['err']:,} | {fmt_us(c['cpu'])} "
+              f"| {fmt_ratio(c['rps'], ref and ref['rps'])} "
+              f"| {fmt_ratio(c['cpu'], ref and ref['cpu'])} |")
+        w("")
+
+    mem = {row[0]: row for row in read_tsv(os.path.join(work, "mem.tsv"))}
+    if mem:
+        n = meta.get("idle_conns", "?")
+        w(f"## Memory: {n} idle keep-alive connections")
+        w("")
+        w("Sum of VmRSS over the server's process tree on a fresh server, "
+          f"then with {n} keep-alive connections open and idle (each served "
+          "one `GET /index.html` first). Kernel socket buffers are not in "
+          "RSS.")
+        w("")
+        w("| server | RSS before (MiB) | RSS with idle conns (MiB) "
+          "| bytes / idle conn | vs ringhttpd | conns still open |")
+        w("|---|--:|--:|--:|--:|--:|")
+
+        def per_conn(row):
+            if not row or "NA" in row[1:3]:
+                return None
+            held = int(row[5]) if row[5] != "NA" else int(row[3])
+            if held <= 0:
+                return None
+            return max(0, int(row[2]) - int(row[1])) / held
+
+        ref = per_conn(mem.get(REF))
+        for s in servers:
+            row = mem.get(s)
+            if not row:
+                w(f"| {s} | n/a | n/a | n/a | – | n/a |")
+                continue
+            before = "n/a" if row[1] == "NA" else f"{int(row[1]) / 2**20:.1f}"
+            after = "n/a" if row[2] == "NA" else f"{int(row[2]) / 2**20:.1f}"
+            pc = per_conn(row)
+            pcs = "n/a" if pc is None else f"{pc:,.0f}"
+            held = f"{row[5]} of {int(row[3]) + int(row[4])}" \
+                if row[3] != "NA" else "n/a"
+            w(f"| {s} | {before} | {after} | {pcs} "
+              f"| {fmt_ratio(pc, ref)} | {held} |")
+        w("")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
