@@ -1,0 +1,175 @@
+//! The per-worker access log in Combined Log Format, buffered in memory and written by the ring.
+//!
+//! Lines are appended whole to a buffer; the buffer goes out in one ring `Write` (O_APPEND) when
+//! it grows large or on the worker's one-second tick, so the ring never blocks on the disk and
+//! lines from different workers never interleave. Reopening (SIGHUP/SIGUSR1, for logrotate)
+//! waits for the write in flight. This module must never drop a line it has accepted.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use crate::http::date::clf_date;
+use crate::http::request::Request;
+use crate::ring::Ring;
+use crate::sys;
+use crate::token::{Op, Token};
+
+/// Buffered bytes that trigger a write before the next tick.
+const FLUSH_AT: usize = 64 * 1024;
+
+pub struct AccessLog {
+    path: PathBuf,
+    fd: OwnedFd,
+    pending: Vec<u8>,
+    /// The buffer the kernel is writing; never touched until its completion arrives.
+    in_flight: Option<(Vec<u8>, usize)>,
+    reopen_requested: bool,
+    /// (second, formatted CLF date) so the timestamp is formatted once a second.
+    stamp: (i64, String),
+}
+
+/// Opens the log destination: a path, or `-` for standard output.
+pub fn open(path: &Path) -> io::Result<OwnedFd> {
+    if path == Path::new("-") {
+        sys::dup(libc::STDOUT_FILENO)
+    } else {
+        sys::open_append(path)
+    }
+}
+
+impl AccessLog {
+    pub fn new(path: PathBuf) -> io::Result<AccessLog> {
+        let fd = open(&path)?;
+        Ok(AccessLog {
+            path,
+            fd,
+            pending: Vec::new(),
+            in_flight: None,
+            reopen_requested: false,
+            stamp: (i64::MIN, String::new()),
+        })
+    }
+
+    /// Appends one Combined Log Format line.
+    pub fn record(
+        &mut self,
+        peer: Option<IpAddr>,
+        req: Option<&Request>,
+        status: u16,
+        bytes: u64,
+        unix: i64,
+    ) {
+        use std::io::Write;
+        if self.stamp.0 != unix {
+            self.stamp = (unix, clf_date(unix));
+        }
+        let peer = peer.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
+        let line = req.map_or_else(
+            || "-".to_owned(),
+            |r| format!("{} {} HTTP/1.{}", r.method_name, r.target, r.minor_version),
+        );
+        let quote = |v: Option<&String>| v.map_or_else(|| "-".to_owned(), |s| escape(s));
+        let (referer, agent) = (
+            quote(req.and_then(|r| r.referer.as_ref())),
+            quote(req.and_then(|r| r.user_agent.as_ref())),
+        );
+        let _ = writeln!(
+            self.pending,
+            "{peer} - - [{}] \"{}\" {status} {bytes} \"{referer}\" \"{agent}\"",
+            self.stamp.1,
+            escape(&line)
+        );
+    }
+
+    /// Whether enough is buffered to write before the next tick.
+    pub fn wants_flush(&self) -> bool {
+        self.pending.len() >= FLUSH_AT && self.in_flight.is_none()
+    }
+
+    /// Hands buffered lines to the ring (one write at a time, so order is kept).
+    pub fn flush(&mut self, ring: &mut Ring) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        if self.reopen_requested {
+            self.reopen();
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        let buf = std::mem::take(&mut self.pending);
+        let (buf, _) = self.in_flight.insert((buf, 0));
+        // SAFETY: the buffer lives in `self.in_flight`, untouched until `on_written` runs for
+        // this write's completion; the AccessLog outlives the worker loop.
+        unsafe { ring.write(self.fd.as_raw_fd(), buf, Token::worker(Op::LogWrite)) };
+    }
+
+    /// The write completed: continue a short write, or start on what accumulated meanwhile.
+    pub fn on_written(&mut self, result: i32, ring: &mut Ring) {
+        let Some((buf, done)) = self.in_flight.take() else {
+            return;
+        };
+        if result < 0 {
+            crate::log_error!(
+                "access log write to {} failed: {}",
+                self.path.display(),
+                io::Error::from_raw_os_error(-result)
+            );
+            // Keep the lines; a reopen (or a recovered disk) lets them through.
+            let mut rest = buf[done..].to_vec();
+            rest.append(&mut self.pending);
+            self.pending = rest;
+            return;
+        }
+        let done = done + result as usize;
+        if done < buf.len() {
+            let mut rest = buf[done..].to_vec();
+            rest.append(&mut self.pending);
+            self.pending = rest;
+        }
+        self.flush(ring);
+    }
+
+    pub fn request_reopen(&mut self) {
+        self.reopen_requested = true;
+    }
+
+    fn reopen(&mut self) {
+        self.reopen_requested = false;
+        match open(&self.path) {
+            Ok(fd) => self.fd = fd,
+            Err(e) => crate::log_error!("cannot reopen access log {}: {e}", self.path.display()),
+        }
+    }
+
+    /// No write is in flight: the worker may exit once this holds.
+    pub fn is_quiet(&self) -> bool {
+        self.in_flight.is_none()
+    }
+
+    /// Writes what is still buffered, blocking: only used when the worker exits (after
+    /// `is_quiet`), when no ring is left to do it.
+    pub fn flush_blocking(&mut self) {
+        if let Err(e) = sys::write_all(self.fd.as_raw_fd(), &self.pending) {
+            crate::log_error!("access log write to {} failed: {e}", self.path.display());
+        }
+        self.pending.clear();
+    }
+}
+
+/// Quotes and backslashes are escaped, and control bytes shown as \xHH, so one request is
+/// always one line however hostile its headers are.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,131 @@
+//! Command-line flags (clap) and their validation into a `Config` the workers share.
+//!
+//! Everything a user can get wrong on the command line is caught here or in `server::start`,
+//! before any worker starts, and reported as one line.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::log::Level;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ringhttpd",
+    version,
+    about = "A static-file HTTP/1.1 server for Linux, driven by io_uring."
+)]
+pub struct Args {
+    /// Address to listen on (IPv4 or IPv6).
+    #[arg(short = 'a', long, default_value = "0.0.0.0", value_parser = parse_ip)]
+    pub address: IpAddr,
+
+    /// TCP port to listen on; 0 picks a free one (printed at start-up).
+    #[arg(short = 'p', long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// Directory whose files are served.
+    #[arg(
+        short = 'r',
+        long = "document-root",
+        alias = "document_root",
+        default_value = "."
+    )]
+    pub document_root: PathBuf,
+
+    /// Worker threads, each with its own ring and listening socket [default: online CPUs].
+    #[arg(short = 'w', long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
+    /// Seconds a client may take to send a complete request head.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub header_timeout: u64,
+
+    /// Seconds an idle keep-alive connection is kept open.
+    #[arg(long, default_value_t = 75, value_name = "SECS")]
+    pub keepalive_timeout: u64,
+
+    /// Seconds a client may go without accepting any response bytes.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub send_timeout: u64,
+
+    /// Largest request head accepted, in bytes (414/431 beyond).
+    #[arg(long, default_value_t = 8192, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(256..=1_048_576))]
+    pub max_header_size: u64,
+
+    /// Open connections per worker; beyond it the worker stops accepting until one closes.
+    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// Seconds a graceful stop waits for in-flight responses before closing them.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub shutdown_timeout: u64,
+
+    /// Access log in Combined Log Format ("-" for stdout); reopened on SIGHUP/SIGUSR1.
+    #[arg(long, value_name = "PATH")]
+    pub access_log: Option<PathBuf>,
+
+    /// Error log verbosity on stderr.
+    #[arg(long, default_value = "info", value_name = "LEVEL", value_parser = parse_level)]
+    pub log_level: Level,
+
+    /// Value of a Cache-Control header added to 200, 206 and 304 responses.
+    #[arg(long, value_name = "VALUE")]
+    pub cache_control: Option<String>,
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    s.trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .map_err(|_| format!("'{s}' is not an IPv4 or IPv6 address"))
+}
+
+fn parse_level(s: &str) -> Result<Level, String> {
+    Level::parse(s).ok_or_else(|| format!("'{s}' is not one of error, warn, info, debug"))
+}
+
+/// Validated settings shared (read-only) by every worker.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub document_root: PathBuf,
+    pub workers: usize,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub send_timeout: Duration,
+    pub max_header_size: usize,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+    pub access_log: Option<PathBuf>,
+    pub log_level: Level,
+    pub cache_control: Option<String>,
+}
+
+impl Config {
+    pub fn from_args(args: Args) -> Result<Config, String> {
+        if let Some(cc) = &args.cache_control {
+            if cc.bytes().any(|b| b.is_ascii_control()) {
+                return Err("--cache-control must not contain control characters".into());
+            }
+        }
+        Ok(Config {
+            addr: SocketAddr::new(args.address, args.port),
+            document_root: args.document_root,
+            workers: args
+                .workers
+                .map(usize::from)
+                .unwrap_or_else(crate::sys::online_cpus),
+            header_timeout: Duration::from_secs(args.header_timeout),
+            keepalive_timeout: Duration::from_secs(args.keepalive_timeout),
+            send_timeout: Duration::from_secs(args.send_timeout),
+            max_header_size: args.max_header_size as usize,
+            max_connections: args.max_connections as usize,
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+            access_log: args.access_log,
+            log_level: args.log_level,
+            cache_control: args.cache_control,
+        })
+    }
+}

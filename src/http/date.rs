@@ -1,0 +1,150 @@
+//! HTTP dates: IMF-fixdate formatting and parsing (RFC 9110 §5.6.7), and the Common Log Format
+//! timestamp. Pure arithmetic on Unix seconds; never reads the clock itself.
+
+const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Broken-down UTC time.
+#[derive(Debug, PartialEq, Eq)]
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    min: u32,
+    sec: u32,
+    weekday: usize,
+}
+
+/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil(unix: i64) -> Civil {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400) as u32;
+    let (year, month, day) = civil_from_days(days);
+    Civil {
+        year,
+        month,
+        day,
+        hour: secs / 3600,
+        min: secs / 60 % 60,
+        sec: secs % 60,
+        weekday: days.rem_euclid(7) as usize,
+    }
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`
+pub fn imf_fixdate(unix: i64) -> String {
+    let c = civil(unix);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[c.weekday],
+        c.day,
+        MONTHS[c.month as usize - 1],
+        c.year,
+        c.hour,
+        c.min,
+        c.sec
+    )
+}
+
+/// `24/Nov/2026:10:00:00 +0000`, the Common Log Format timestamp.
+pub fn clf_date(unix: i64) -> String {
+    let c = civil(unix);
+    format!(
+        "{:02}/{}/{:04}:{:02}:{:02}:{:02} +0000",
+        c.day,
+        MONTHS[c.month as usize - 1],
+        c.year,
+        c.hour,
+        c.min,
+        c.sec
+    )
+}
+
+fn num(s: &str, len: usize) -> Option<u32> {
+    (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+}
+
+/// Parses an IMF-fixdate; obsolete formats are answered as if absent (RFC 9110 allows that for
+/// conditionals, which is all this is used for).
+pub fn parse_imf_fixdate(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (_weekday, rest) = s.split_once(", ")?;
+    let mut parts = rest.split(' ');
+    let day = num(parts.next()?, 2)?;
+    let month_name = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == month_name)? as u32 + 1;
+    let year = num(parts.next()?, 4)?;
+    let mut hms = parts.next()?.split(':');
+    let (h, m, sec) = (
+        num(hms.next()?, 2)?,
+        num(hms.next()?, 2)?,
+        num(hms.next()?, 2)?,
+    );
+    if parts.next()? != "GMT" || parts.next().is_some() || hms.next().is_some() {
+        return None;
+    }
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    Some(days * 86_400 + i64::from(h) * 3600 + i64::from(m) * 60 + i64::from(sec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_dates() {
+        assert_eq!(imf_fixdate(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(imf_fixdate(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(imf_fixdate(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(clf_date(1_795_514_400), "24/Nov/2026:10:00:00 +0000");
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for t in [0, 784_111_777, 951_782_400, 1_795_514_400, 4_102_444_799] {
+            assert_eq!(parse_imf_fixdate(&imf_fixdate(t)), Some(t));
+        }
+    }
+
+    #[test]
+    fn rejects_other_formats() {
+        for s in [
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_imf_fixdate(s), None, "{s}");
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! HTTP/1.1 on the wire: request parsing, response heads, dates, content types, ranges and
+//! conditionals. Everything here is pure computation over bytes; nothing touches a socket.
+
+pub mod date;
+pub mod mime;
+pub mod range;
+pub mod request;
+pub mod response;
+
+/// The statuses this server sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    PartialContent,
+    MovedPermanently,
+    NotModified,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    UriTooLong,
+    RangeNotSatisfiable,
+    HeaderFieldsTooLarge,
+    InternalServerError,
+    ServiceUnavailable,
+    VersionNotSupported,
+}
+
+impl Status {
+    pub fn code(self) -> u16 {
+        match self {
+            Status::Ok => 200,
+            Status::PartialContent => 206,
+            Status::MovedPermanently => 301,
+            Status::NotModified => 304,
+            Status::BadRequest => 400,
+            Status::Forbidden => 403,
+            Status::NotFound => 404,
+            Status::MethodNotAllowed => 405,
+            Status::RequestTimeout => 408,
+            Status::UriTooLong => 414,
+            Status::RangeNotSatisfiable => 416,
+            Status::HeaderFieldsTooLarge => 431,
+            Status::InternalServerError => 500,
+            Status::ServiceUnavailable => 503,
+            Status::VersionNotSupported => 505,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::PartialContent => "Partial Content",
+            Status::MovedPermanently => "Moved Permanently",
+            Status::NotModified => "Not Modified",
+            Status::BadRequest => "Bad Request",
+            Status::Forbidden => "Forbidden",
+            Status::NotFound => "Not Found",
+            Status::MethodNotAllowed => "Method Not Allowed",
+            Status::RequestTimeout => "Request Timeout",
+            Status::UriTooLong => "URI Too Long",
+            Status::RangeNotSatisfiable => "Range Not Satisfiable",
+            Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
+            Status::InternalServerError => "Internal Server Error",
+            Status::ServiceUnavailable => "Service Unavailable",
+            Status::VersionNotSupported => "HTTP Version Not Supported",
+        }
+    }
+
+    /// After these the connection cannot be trusted to be in sync with the client: close it.
+    pub fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            Status::BadRequest
+                | Status::RequestTimeout
+                | Status::UriTooLong
+                | Status::HeaderFieldsTooLarge
+                | Status::InternalServerError
+                | Status::ServiceUnavailable
+                | Status::VersionNotSupported
+        )
+    }
+}

@@ -1,0 +1,371 @@
+//! Parses one request head from bytes into the owned facts the server acts on.
+//!
+//! Incomplete input is `Parse::Partial`; every malformed input maps to the status it deserves
+//! (400, 405 is decided later, 414, 431, 505). This module must never allocate in proportion to
+//! anything but the head it was given, and never look at the filesystem.
+
+use super::Status;
+use super::date::parse_imf_fixdate;
+
+/// Most header lines a request may carry; one more is a 431.
+pub const MAX_HEADERS: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    /// A syntactically valid method this server does not serve (answered 405).
+    Other,
+}
+
+/// What a request asks for, copied out of the receive buffer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method_name: String,
+    pub target: String,
+    /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    pub keep_alive: bool,
+    /// The request announced a body (Content-Length > 0 or Transfer-Encoding); the server does
+    /// not read bodies, so such a connection closes after the response.
+    pub has_body: bool,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<i64>,
+    pub range: Option<String>,
+    pub if_range: Option<String>,
+    pub accept_encoding: Option<String>,
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Request {
+    pub fn method(&self) -> Method {
+        match self.method_name.as_str() {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            _ => Method::Other,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parse {
+    /// The head is not complete yet.
+    Partial,
+    /// A request and the number of bytes its head used.
+    Complete(Box<Request>, usize),
+    /// The bytes cannot be a valid request; answer with this status and close.
+    Invalid(Status),
+}
+
+/// Parses the head at the start of `buf`; `max_head` bounds how large it may be.
+pub fn parse(buf: &[u8], max_head: usize) -> Parse {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Partial) => partial(buf, max_head),
+        Ok(httparse::Status::Complete(len)) if len > max_head => {
+            Parse::Invalid(Status::HeaderFieldsTooLarge)
+        }
+        Ok(httparse::Status::Complete(len)) => match build(&req) {
+            Ok(r) => Parse::Complete(Box::new(r), len),
+            Err(status) => Parse::Invalid(status),
+        },
+        Err(httparse::Error::TooManyHeaders) => Parse::Invalid(Status::HeaderFieldsTooLarge),
+        Err(httparse::Error::Version) => Parse::Invalid(version_error(buf)),
+        Err(_) => Parse::Invalid(Status::BadRequest),
+    }
+}
+
+/// A head still incomplete past the limit is refused: 414 while the request line itself has not
+/// ended, 431 after.
+fn partial(buf: &[u8], max_head: usize) -> Parse {
+    if buf.len() <= max_head {
+        return Parse::Partial;
+    }
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(0);
+    if buf[start..].contains(&b'\n') {
+        Parse::Invalid(Status::HeaderFieldsTooLarge)
+    } else {
+        Parse::Invalid(Status::UriTooLong)
+    }
+}
+
+/// `HTTP/2.0`, `HTTP/1.2`, `HTTP/0.9` are well-formed but unsupported (505); anything else that
+/// fails version parsing is simply malformed (400).
+fn version_error(buf: &[u8]) -> Status {
+    let line = buf
+        .split(|&b| b == b'\n')
+        .find(|l| !l.is_empty() && *l != b"\r")
+        .unwrap_or(b"");
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Status::VersionNotSupported
+        }
+        [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => {
+            Status::VersionNotSupported
+        }
+        _ => Status::BadRequest,
+    }
+}
+
+fn text(value: &[u8]) -> Result<&str, Status> {
+    std::str::from_utf8(value)
+        .map(str::trim)
+        .map_err(|_| Status::BadRequest)
+}
+
+fn build(req: &httparse::Request) -> Result<Request, Status> {
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(Status::BadRequest);
+    };
+    let mut out = Request {
+        method_name: method.to_owned(),
+        target: target.to_owned(),
+        minor_version: minor,
+        ..Default::default()
+    };
+    let mut hosts = 0;
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding: Option<String> = None;
+    let (mut close, mut keep_alive) = (false, false);
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            validate_host(h.value)?;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(text(h.value)?)?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(Status::BadRequest);
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let v = text(h.value)?;
+            transfer_encoding = Some(match transfer_encoding {
+                Some(prev) => format!("{prev}, {v}"),
+                None => v.to_owned(),
+            });
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in text(h.value)?.split(',').map(str::trim) {
+                close |= token.eq_ignore_ascii_case("close");
+                keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        } else {
+            store_optional(&mut out, name, h.value)?;
+        }
+    }
+    if hosts > 1 || (minor == 1 && hosts == 0) {
+        return Err(Status::BadRequest);
+    }
+    if let Some(te) = &transfer_encoding {
+        // Both framings at once is the classic smuggling vector; a final coding other than
+        // chunked leaves the body length unknowable (RFC 9112 §6.1, §6.3).
+        let last = te.rsplit(',').next().unwrap_or("").trim();
+        if content_length.is_some() || !last.eq_ignore_ascii_case("chunked") || minor == 0 {
+            return Err(Status::BadRequest);
+        }
+    }
+    out.has_body = transfer_encoding.is_some() || content_length.is_some_and(|n| n > 0);
+    out.keep_alive = if minor == 1 {
+        !close
+    } else {
+        keep_alive && !close
+    };
+    Ok(out)
+}
+
+fn store_optional(out: &mut Request, name: &str, value: &[u8]) -> Result<(), Status> {
+    let slot = if name.eq_ignore_ascii_case("if-none-match") {
+        &mut out.if_none_match
+    } else if name.eq_ignore_ascii_case("if-modified-since") {
+        out.if_modified_since = std::str::from_utf8(value).ok().and_then(parse_imf_fixdate);
+        return Ok(());
+    } else if name.eq_ignore_ascii_case("range") {
+        &mut out.range
+    } else if name.eq_ignore_ascii_case("if-range") {
+        &mut out.if_range
+    } else if name.eq_ignore_ascii_case("accept-encoding") {
+        &mut out.accept_encoding
+    } else if name.eq_ignore_ascii_case("referer") {
+        &mut out.referer
+    } else if name.eq_ignore_ascii_case("user-agent") {
+        &mut out.user_agent
+    } else {
+        return Ok(());
+    };
+    let v = String::from_utf8_lossy(value).trim().to_owned();
+    *slot = Some(match slot.take() {
+        Some(prev) => format!("{prev}, {v}"),
+        None => v,
+    });
+    Ok(())
+}
+
+/// Content-Length is one or more digits and nothing else (RFC 9110 §8.6).
+fn parse_content_length(v: &str) -> Result<u64, Status> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Status::BadRequest);
+    }
+    v.parse().map_err(|_| Status::BadRequest)
+}
+
+/// A Host value is `host[:port]` without whitespace, slashes or other delimiters.
+fn validate_host(v: &[u8]) -> Result<(), Status> {
+    let ok = v
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b));
+    if ok { Ok(()) } else { Err(Status::BadRequest) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> Request {
+        match parse(raw.as_bytes(), 8192) {
+            Parse::Complete(r, len) => {
+                assert_eq!(len, raw.len());
+                *r
+            }
+            other => panic!("{raw:?} gave {other:?}"),
+        }
+    }
+
+    fn status(raw: &str) -> Status {
+        match parse(raw.as_bytes(), 8192) {
+            Parse::Invalid(s) => s,
+            other => panic!("{raw:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn simple_requests_and_keep_alive_rules() {
+        let r = ok("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            (r.method(), r.target.as_str(), r.minor_version, r.keep_alive),
+            (Method::Get, "/a", 1, true)
+        );
+        assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+        assert!(ok("HEAD / HTTP/1.1\r\nHost: x\r\nConnection: TE, keep-alive\r\n\r\n").keep_alive);
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nHost: x\r\n\r\n").method(),
+            Method::Other
+        );
+    }
+
+    #[test]
+    fn partial_heads_wait_for_more() {
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\n", 8192),
+            Parse::Partial
+        );
+        assert_eq!(parse(b"\n", 8192), Parse::Partial);
+        assert_eq!(parse(b"", 8192), Parse::Partial);
+    }
+
+    #[test]
+    fn host_rules() {
+        assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), Status::BadRequest);
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Status::BadRequest
+        );
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
+            Status::BadRequest
+        );
+        ok("GET / HTTP/1.0\r\n\r\n");
+        ok("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n");
+    }
+
+    #[test]
+    fn framing_rules() {
+        assert_eq!(
+            status(
+                "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            Status::BadRequest
+        );
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
+            Status::BadRequest
+        );
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n"),
+            Status::BadRequest
+        );
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            Status::BadRequest
+        );
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Status::BadRequest
+        );
+        assert!(ok("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n").has_body);
+        assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").has_body);
+        assert!(ok("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").has_body);
+    }
+
+    #[test]
+    fn versions_and_garbage() {
+        assert_eq!(
+            status("GET / HTTP/2.0\r\n\r\n"),
+            Status::VersionNotSupported
+        );
+        assert_eq!(
+            status("GET / HTTP/1.2\r\n\r\n"),
+            Status::VersionNotSupported
+        );
+        assert_eq!(status("GET / FOO/1.1\r\n\r\n"), Status::BadRequest);
+        assert_eq!(status("GARBAGE\r\n\r\n"), Status::BadRequest);
+        assert_eq!(status("GET  / HTTP/1.1\r\n\r\n"), Status::BadRequest);
+        assert_eq!(
+            parse(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 8192),
+            Parse::Invalid(Status::BadRequest)
+        );
+    }
+
+    #[test]
+    fn size_limits() {
+        let long_line = format!("GET /{} HTTP/1.1", "a".repeat(100));
+        assert_eq!(
+            parse(long_line.as_bytes(), 50),
+            Parse::Invalid(Status::UriTooLong)
+        );
+        let big_head = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n", "a".repeat(100));
+        assert_eq!(
+            parse(big_head.as_bytes(), 50),
+            Parse::Invalid(Status::HeaderFieldsTooLarge)
+        );
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: y\r\n")).collect();
+        assert_eq!(
+            status(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")),
+            Status::HeaderFieldsTooLarge
+        );
+    }
+
+    #[test]
+    fn conditional_and_log_fields() {
+        let r = ok(
+            "GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"a\"\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\nRange: bytes=0-1\r\nUser-Agent: t/1\r\nReferer: http://r/\r\n\r\n",
+        );
+        assert_eq!(r.if_none_match.as_deref(), Some("\"a\""));
+        assert_eq!(r.if_modified_since, Some(784_111_777));
+        assert_eq!(r.range.as_deref(), Some("bytes=0-1"));
+        assert_eq!(
+            (r.user_agent.as_deref(), r.referer.as_deref()),
+            (Some("t/1"), Some("http://r/"))
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! Turns a request target into the relative path to open beneath the document root.
+//!
+//! Decodes `%XX` exactly once, rejects NUL and malformed escapes, and normalises `.`/`..` and
+//! repeated slashes lexically, refusing any `..` that would climb above the root. The result is
+//! only ever opened with `RESOLVE_BENEATH`, so the kernel enforces the same rule again for
+//! symlinks. This module must never touch the filesystem or concatenate with the root's path.
+
+/// Why a target cannot name a file; all of these are answered with 400.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum PathError {
+    /// Not origin-form (`/...`) or absolute-form (`http://host/...`).
+    BadTarget,
+    /// `%` not followed by two hex digits.
+    BadEscape,
+    /// `%00`: a NUL can never be part of a file name.
+    Nul,
+    /// `..` would leave the document root.
+    Escapes,
+}
+
+/// A request target split into the parts the server uses.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The path as sent (still percent-encoded), for redirects.
+    pub raw_path: &'a str,
+    /// The query string without `?`, if any.
+    pub query: Option<&'a str>,
+    /// Relative path to open beneath the root; `index.html` is appended for directory paths.
+    pub file: Vec<u8>,
+    /// The path named a directory (ended in `/`), so `file` is its index.
+    pub is_index: bool,
+}
+
+/// Splits and resolves a request target.
+pub fn resolve(target: &str) -> Result<Target<'_>, PathError> {
+    let origin = strip_absolute_form(target).ok_or(PathError::BadTarget)?;
+    if !origin.starts_with('/') {
+        return Err(PathError::BadTarget);
+    }
+    let origin = origin.split('#').next().unwrap_or(origin);
+    let (raw_path, query) = match origin.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (origin, None),
+    };
+    let decoded = percent_decode(raw_path.as_bytes())?;
+    let (segments, is_index) = normalise(&decoded)?;
+    let mut file = segments.join(&b'/');
+    if is_index {
+        if !file.is_empty() {
+            file.push(b'/');
+        }
+        file.extend_from_slice(b"index.html");
+    }
+    Ok(Target {
+        raw_path,
+        query,
+        file,
+        is_index,
+    })
+}
+
+/// `http://host:port/path` → `/path`; origin-form targets pass through unchanged.
+fn strip_absolute_form(target: &str) -> Option<&str> {
+    let lower_starts =
+        |p: &str| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
+    let rest = if lower_starts("http://") {
+        &target[7..]
+    } else if lower_starts("https://") {
+        &target[8..]
+    } else {
+        return Some(target);
+    };
+    match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => Some(&rest[i..]),
+        Some(_) | None => Some("/"),
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `%XX` once. `%25` yields a literal `%` that is never decoded again.
+pub fn percent_decode(input: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b == b'%' {
+            let hi = input
+                .get(i + 1)
+                .copied()
+                .and_then(hex)
+                .ok_or(PathError::BadEscape)?;
+            let lo = input
+                .get(i + 2)
+                .copied()
+                .and_then(hex)
+                .ok_or(PathError::BadEscape)?;
+            let v = hi << 4 | lo;
+            if v == 0 {
+                return Err(PathError::Nul);
+            }
+            out.push(v);
+            i += 3;
+        } else {
+            if b == 0 {
+                return Err(PathError::Nul);
+            }
+            out.push(b);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Splits a decoded absolute path into segments, resolving `.` and `..`; also reports whether
+/// the path names a directory (trailing `/`, or ending in `.`/`..`).
+fn normalise(path: &[u8]) -> Result<(Vec<&[u8]>, bool), PathError> {
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let mut is_dir = true;
+    for seg in path.split(|&b| b == b'/') {
+        match seg {
+            b"" | b"." => is_dir = true,
+            b".." => {
+                segments.pop().ok_or(PathError::Escapes)?;
+                is_dir = true;
+            }
+            name => {
+                segments.push(name);
+                is_dir = false;
+            }
+        }
+    }
+    Ok((segments, is_dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(t: &str) -> Result<String, PathError> {
+        resolve(t).map(|t| String::from_utf8(t.file).unwrap())
+    }
+
+    #[test]
+    fn plain_and_index_paths() {
+        assert_eq!(file("/"), Ok("index.html".into()));
+        assert_eq!(file("/a/b/"), Ok("a/b/index.html".into()));
+        assert_eq!(file("/a/b"), Ok("a/b".into()));
+        assert_eq!(file("//a///b"), Ok("a/b".into()));
+        assert_eq!(file("/page.html/"), Ok("page.html/index.html".into()));
+        assert!(resolve("/a/").unwrap().is_index);
+        assert!(!resolve("/a").unwrap().is_index);
+    }
+
+    #[test]
+    fn decodes_once() {
+        assert_eq!(
+            file("/dir2/%70%61%67%65%2e%68%74%6d%6c"),
+            Ok("dir2/page.html".into())
+        );
+        assert_eq!(
+            file("/space%20in%20name.txt"),
+            Ok("space in name.txt".into())
+        );
+        assert_eq!(file("/%252e%252e/x"), Ok("%2e%2e/x".into()));
+        assert_eq!(file("/text..txt"), Ok("text..txt".into()));
+    }
+
+    #[test]
+    fn strips_query_and_fragment() {
+        let t = resolve("/a.txt?x=1&y=/../../#frag").unwrap();
+        assert_eq!(t.file, b"a.txt");
+        assert_eq!(t.query, Some("x=1&y=/../../"));
+        assert_eq!(t.raw_path, "/a.txt");
+        assert_eq!(file("/a.txt#x"), Ok("a.txt".into()));
+    }
+
+    #[test]
+    fn rejects_bad_escapes_and_nul() {
+        assert_eq!(file("/a%00b"), Err(PathError::Nul));
+        assert_eq!(file("/a%zz"), Err(PathError::BadEscape));
+        assert_eq!(file("/a%4"), Err(PathError::BadEscape));
+        assert_eq!(file("/a%"), Err(PathError::BadEscape));
+    }
+
+    #[test]
+    fn dot_segments_never_climb_above_root() {
+        assert_eq!(file("/a/../b"), Ok("b".into()));
+        assert_eq!(file("/a/./b/."), Ok("a/b/index.html".into()));
+        assert_eq!(file("/.."), Err(PathError::Escapes));
+        assert_eq!(file("/a/../../etc/passwd"), Err(PathError::Escapes));
+        assert_eq!(file("/%2e%2e/etc/passwd"), Err(PathError::Escapes));
+        assert_eq!(file("/a/%2e%2e%2f%2e%2e%2fetc"), Err(PathError::Escapes));
+        assert_eq!(file("/..\\..\\etc"), Ok("..\\..\\etc".into()));
+    }
+
+    #[test]
+    fn target_forms() {
+        assert_eq!(file("http://example.com/a/b"), Ok("a/b".into()));
+        assert_eq!(file("HTTP://example.com"), Ok("index.html".into()));
+        assert_eq!(file("http://x/../../etc/passwd"), Err(PathError::Escapes));
+        assert_eq!(file("*"), Err(PathError::BadTarget));
+        assert_eq!(file("a/b"), Err(PathError::BadTarget));
+    }
+}

@@ -1,0 +1,378 @@
+//! The io_uring wrapper: ring setup with feature fallbacks, submission, completion draining, and
+//! the provided-buffer ring that multishot receives fill.
+//!
+//! This module owns the memory the kernel writes on the worker's behalf (receive buffers, the
+//! timer's timespec, the wake-up counter) and keeps it alive as long as the ring. Operations that
+//! point at memory owned by a connection are `unsafe fn`s: their callers promise that memory stays
+//! alive and unmoved until the operation's completion has been reaped. It must never block except
+//! in `submit_and_wait`.
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use io_uring::types::{BufRingEntry, Fd, OpenHow, Timespec};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+use crate::token::Token;
+
+/// One completion, copied out of the CQ so the ring can be borrowed again while handling it.
+#[derive(Clone, Copy, Debug)]
+pub struct Completion {
+    pub user_data: u64,
+    pub result: i32,
+    pub flags: u32,
+}
+
+impl Completion {
+    /// More completions will follow for this (multishot) submission.
+    pub fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+
+    /// The provided buffer this completion filled, if any.
+    pub fn buffer_id(&self) -> Option<u16> {
+        cqueue::buffer_select(self.flags)
+    }
+}
+
+/// Sizes of the receive buffer ring: `count` buffers of `size` bytes each.
+pub struct RecvBuffers {
+    pub count: u16,
+    pub size: u32,
+}
+
+const BUF_GROUP: u16 = 0;
+
+pub struct Ring {
+    // Declared first so it is dropped (and the kernel stops using our memory) before the buffers.
+    ring: IoUring,
+    bufs: BufRing,
+    timer: Box<Timespec>,
+    wake_counter: Box<u64>,
+    features: Vec<&'static str>,
+}
+
+impl Ring {
+    /// Builds a ring with the best task-running mode the kernel accepts, falling back on EINVAL.
+    pub fn new(entries: u32, recv: RecvBuffers, cpu: Option<usize>) -> io::Result<Ring> {
+        let (ring, mut features) = build_ring(entries)?;
+        let bufs = BufRing::new(&ring, recv)?;
+        features.push("multishot-accept");
+        features.push("multishot-recv");
+        features.push("provided-buffer-ring");
+        bound_kernel_workers(&ring, cpu);
+        Ok(Ring {
+            ring,
+            bufs,
+            timer: Box::new(Timespec::new()),
+            wake_counter: Box::new(0),
+            features,
+        })
+    }
+
+    pub fn features(&self) -> &[&'static str] {
+        &self.features
+    }
+
+    /// Queues an entry, submitting first if the SQ is full; never drops an operation.
+    ///
+    /// # Safety
+    /// Every pointer inside `entry` must stay valid and unmoved until its completion is reaped.
+    unsafe fn push(&mut self, entry: squeue::Entry) {
+        loop {
+            // SAFETY: forwarded from this function's contract.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return;
+            }
+            // The SQ is full: hand what is queued to the kernel and try again.
+            if let Err(e) = self.ring.submit() {
+                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
+                    crate::log_warn!("io_uring submit failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// Submits everything queued and waits for at least one completion.
+    pub fn submit_and_wait(&mut self) -> io::Result<()> {
+        match self.ring.submit_and_wait(1) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves all available completions into `out` (which is cleared first).
+    pub fn drain(&mut self, out: &mut Vec<Completion>) {
+        out.clear();
+        out.extend(self.ring.completion().map(|c| Completion {
+            user_data: c.user_data(),
+            result: c.result(),
+            flags: c.flags(),
+        }));
+    }
+
+    pub fn accept_multi(&mut self, listener: RawFd, token: Token) {
+        let e = opcode::AcceptMulti::new(Fd(listener))
+            .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+            .build();
+        // SAFETY: no memory is referenced.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
+    /// Multishot receive into the provided-buffer ring (which this `Ring` owns).
+    pub fn recv_multi(&mut self, fd: RawFd, token: Token) {
+        let e = opcode::RecvMulti::new(Fd(fd), BUF_GROUP).build();
+        // SAFETY: the kernel writes only into provided buffers, which live as long as the ring.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
+    /// The bytes a receive completion delivered into buffer `bid`.
+    pub fn buffer(&self, bid: u16, len: usize) -> &[u8] {
+        self.bufs.slice(bid, len)
+    }
+
+    /// Hands a provided buffer back to the kernel once its bytes have been consumed.
+    pub fn recycle(&mut self, bid: u16) {
+        self.bufs.recycle(bid);
+    }
+
+    pub fn splice(&mut self, from: RawFd, from_offset: i64, to: RawFd, len: u32, token: Token) {
+        let e = opcode::Splice::new(Fd(from), from_offset, Fd(to), -1, len)
+            .flags(libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK)
+            .build();
+        // SAFETY: no memory is referenced.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
+    /// Completes once `fd` is writable (after a splice found the socket full).
+    pub fn poll_writable(&mut self, fd: RawFd, token: Token) {
+        let e = opcode::PollAdd::new(Fd(fd), libc::POLLOUT as u32).build();
+        // SAFETY: no memory is referenced.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
+    /// Cancels every operation in flight on `fd`.
+    pub fn cancel_fd(&mut self, fd: RawFd, token: Token) {
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(Fd(fd)).all()).build();
+        // SAFETY: no memory is referenced.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
+    /// Arms the single periodic timer (the worker re-arms it on every expiry).
+    pub fn arm_timer(&mut self, after: Duration, token: Token) {
+        *self.timer = Timespec::new()
+            .sec(after.as_secs())
+            .nsec(after.subsec_nanos());
+        let e = opcode::Timeout::new(&*self.timer).build();
+        // SAFETY: the timespec is a Box owned by this Ring, alive as long as the ring.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
+    /// Reads an eventfd's counter into memory owned by this Ring.
+    pub fn read_eventfd(&mut self, fd: RawFd, token: Token) {
+        let e = opcode::Read::new(Fd(fd), (&mut *self.wake_counter as *mut u64).cast(), 8).build();
+        // SAFETY: the counter is a Box owned by this Ring, alive as long as the ring.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
+    /// Opens `path` beneath `dir`, refusing anything that would resolve outside it.
+    ///
+    /// # Safety
+    /// `path` and `how` must stay alive and unmoved until the completion is reaped.
+    pub unsafe fn open_beneath(&mut self, dir: RawFd, path: &CStr, how: &OpenHow, token: Token) {
+        let e = opcode::OpenAt2::new(Fd(dir), path.as_ptr(), how).build();
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
+    /// `statx` of an open descriptor.
+    ///
+    /// # Safety
+    /// `out` must stay alive and unmoved until the completion is reaped.
+    pub unsafe fn statx_fd(&mut self, fd: RawFd, out: &mut libc::statx, token: Token) {
+        const EMPTY: &CStr = c"";
+        let e = opcode::Statx::new(
+            Fd(fd),
+            EMPTY.as_ptr(),
+            (out as *mut libc::statx).cast::<types::statx>(),
+        )
+        .flags(libc::AT_EMPTY_PATH)
+        .mask(
+            libc::STATX_TYPE
+                | libc::STATX_MODE
+                | libc::STATX_SIZE
+                | libc::STATX_MTIME
+                | libc::STATX_INO,
+        )
+        .build();
+        // SAFETY: forwarded from this function's contract; EMPTY is 'static.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
+    /// Reads into `buf` at file offset `offset`.
+    ///
+    /// # Safety
+    /// `buf` must stay alive and unmoved until the completion is reaped.
+    pub unsafe fn read_at(&mut self, fd: RawFd, buf: &mut [u8], offset: u64, token: Token) {
+        let e = opcode::Read::new(Fd(fd), buf.as_mut_ptr(), buf.len() as u32)
+            .offset(offset)
+            .build();
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
+    /// Sends `buf` on a socket; `more` says a body follows, so the kernel may hold a partial segment.
+    ///
+    /// # Safety
+    /// `buf` must stay alive and unmoved until the completion is reaped.
+    pub unsafe fn send(&mut self, fd: RawFd, buf: &[u8], more: bool, token: Token) {
+        let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+        let e = opcode::Send::new(Fd(fd), buf.as_ptr(), buf.len() as u32)
+            .flags(flags)
+            .build();
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
+    /// Appends `buf` to a file (the access log; offset -1 means "current position", O_APPEND).
+    ///
+    /// # Safety
+    /// `buf` must stay alive and unmoved until the completion is reaped.
+    pub unsafe fn write(&mut self, fd: RawFd, buf: &[u8], token: Token) {
+        let e = opcode::Write::new(Fd(fd), buf.as_ptr(), buf.len() as u32)
+            .offset(u64::MAX)
+            .build();
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+}
+
+/// A task-running mode to try: its feature names and how it configures the builder.
+type Mode = (&'static [&'static str], fn(&mut io_uring::Builder));
+
+fn build_ring(entries: u32) -> io::Result<(IoUring, Vec<&'static str>)> {
+    let cq = entries * 4;
+    let attempts: [Mode; 3] = [
+        (&["single-issuer", "defer-taskrun"], |b| {
+            b.setup_single_issuer().setup_defer_taskrun();
+        }),
+        (&["coop-taskrun"], |b| {
+            b.setup_coop_taskrun().setup_taskrun_flag();
+        }),
+        (&[], |_| {}),
+    ];
+    let mut last = io::Error::from_raw_os_error(libc::EINVAL);
+    for (names, configure) in attempts {
+        let mut builder = IoUring::builder();
+        builder.setup_cqsize(cq).setup_submit_all();
+        configure(&mut builder);
+        match builder.build(entries) {
+            Ok(ring) => return Ok((ring, names.to_vec())),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// Keeps io_uring's kernel helper threads on this worker's core and few in number: on a small
+/// machine they would otherwise compete with the workers themselves.
+fn bound_kernel_workers(ring: &IoUring, cpu: Option<usize>) {
+    let submitter = ring.submitter();
+    if let Some(cpu) = cpu {
+        // SAFETY: cpu_set_t is plain old data; CPU_SET writes inside it.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `cpu` comes from core_affinity's list of this machine's CPUs, inside the set.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+        let _ = submitter.register_iowq_aff(&set);
+    }
+    let mut max = [4u32, 16u32];
+    let _ = submitter.register_iowq_max_workers(&mut max);
+}
+
+/// The provided-buffer ring: `count` buffers of `size` bytes the kernel picks from for receives.
+struct BufRing {
+    entries: *mut BufRingEntry,
+    entries_layout: Layout,
+    data: Box<[u8]>,
+    size: usize,
+    mask: u16,
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(ring: &IoUring, recv: RecvBuffers) -> io::Result<BufRing> {
+        let count = recv.count;
+        assert!(
+            count.is_power_of_two(),
+            "buffer ring size must be a power of two"
+        );
+        let entries_layout =
+            Layout::from_size_align(count as usize * std::mem::size_of::<BufRingEntry>(), 4096)
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: the layout has a non-zero size.
+        let entries = unsafe { alloc_zeroed(entries_layout) }.cast::<BufRingEntry>();
+        if entries.is_null() {
+            return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+        }
+        let data = vec![0u8; count as usize * recv.size as usize].into_boxed_slice();
+        let mut bufs = BufRing {
+            entries,
+            entries_layout,
+            data,
+            size: recv.size as usize,
+            mask: count - 1,
+            tail: 0,
+        };
+        // SAFETY: `entries` is page aligned, sized for `count` entries, and lives (with `data`)
+        // until this BufRing is dropped, which happens after the ring (field order in `Ring`).
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(entries as u64, count, BUF_GROUP, 0)
+        }?;
+        for bid in 0..count {
+            bufs.recycle(bid);
+        }
+        Ok(bufs)
+    }
+
+    fn slice(&self, bid: u16, len: usize) -> &[u8] {
+        let start = bid as usize * self.size;
+        &self.data[start..start + len.min(self.size)]
+    }
+
+    fn recycle(&mut self, bid: u16) {
+        let addr = self.data.as_ptr() as u64 + (bid as u64 * self.size as u64);
+        let index = (self.tail & self.mask) as usize;
+        // SAFETY: `index` is masked below `count`, so the entry lies inside the allocation; the
+        // kernel only reads entries between head and the published tail, and this one is past it.
+        let entry = unsafe { &mut *self.entries.add(index) };
+        entry.set_addr(addr);
+        entry.set_len(self.size as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail field overlays entry 0's reserved field, inside the allocation; the
+        // kernel reads it concurrently, hence the atomic release store that publishes the entry.
+        let tail = unsafe { &*(BufRingEntry::tail(self.entries).cast::<AtomicU16>()) };
+        tail.store(self.tail, Ordering::Release);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with exactly this layout; the ring is already gone.
+        unsafe { dealloc(self.entries.cast(), self.entries_layout) };
+    }
+}

@@ -1,0 +1,277 @@
+//! Start-up and lifecycle: validate the environment, bind one listening socket per worker, start
+//! the workers, then turn signals into worker wake-ups until every worker has stopped.
+//!
+//! Every start-up failure becomes one `StartError` line before any worker serves a request.
+//! Signals are blocked in all threads and read here from a signalfd; workers learn of them
+//! through their own eventfd, which their ring is reading.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use crate::config::Config;
+use crate::sys;
+use crate::worker::{self, Setup, Shared};
+use crate::{log_error, log_info, log_warn};
+
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Why the server could not start; printed as one line.
+#[derive(Debug)]
+pub enum StartError {
+    DocumentRoot(std::path::PathBuf, io::Error),
+    Listen(SocketAddr, io::Error),
+    IoUring(io::Error),
+    Worker(io::Error),
+    Signals(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::DocumentRoot(p, e) => {
+                write!(f, "document root {}: {}", p.display(), describe(e))
+            }
+            StartError::Listen(a, e) => match e.raw_os_error() {
+                Some(libc::EADDRINUSE) => write!(f, "cannot listen on {a}: address already in use"),
+                Some(libc::EADDRNOTAVAIL) => {
+                    write!(f, "cannot listen on {a}: no such address on this machine")
+                }
+                Some(libc::EACCES) => write!(
+                    f,
+                    "cannot listen on {a}: permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)"
+                ),
+                _ => write!(f, "cannot listen on {a}: {}", describe(e)),
+            },
+            StartError::IoUring(e) => f.write_str(&io_uring_refusal(e)),
+            StartError::Worker(e) => write!(f, "cannot start a worker: {}", describe(e)),
+            StartError::Signals(e) => write!(f, "cannot set up signal handling: {}", describe(e)),
+        }
+    }
+}
+
+/// `io::Error`'s Display without the "(os error N)" noise.
+fn describe(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+/// Names the likely cause when the kernel refuses io_uring.
+fn io_uring_refusal(e: &io::Error) -> String {
+    let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()
+        .map(|s| s.trim().to_owned());
+    match e.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES | libc::ENOSYS) if sysctl.as_deref().is_some_and(|v| v != "0") => format!(
+            "io_uring is disabled on this host (sysctl kernel.io_uring_disabled={}); enable it with: sysctl -w kernel.io_uring_disabled=0",
+            sysctl.unwrap_or_default()
+        ),
+        Some(libc::EPERM | libc::ENOSYS) => format!(
+            "io_uring is blocked ({}): a seccomp profile forbids io_uring_setup; Docker's default profile does — run the container with --security-opt seccomp=deploy/seccomp-io_uring.json",
+            describe(e)
+        ),
+        Some(libc::ENOMEM) => "cannot set up io_uring: out of locked memory (raise RLIMIT_MEMLOCK or use kernel 5.12+)".to_owned(),
+        _ => format!("cannot set up io_uring: {} (kernel 5.19+ with provided buffer rings is required)", describe(e)),
+    }
+}
+
+/// Runs the server until it is stopped; returns the process exit code.
+pub fn run(cfg: Config) -> Result<i32, StartError> {
+    crate::log::set_level(cfg.log_level);
+    install_panic_abort();
+    let nofile = sys::raise_nofile_limit();
+    let root = sys::open_dir(&cfg.document_root)
+        .map_err(|e| StartError::DocumentRoot(cfg.document_root.clone(), e))?;
+    let listeners = bind_listeners(cfg.addr, cfg.workers)?;
+    let bound =
+        sys::local_addr(listeners[0].as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?;
+    let signals = sys::handled_signals();
+    sys::block_signals(&signals).map_err(StartError::Signals)?;
+    let signal_fd = sys::signalfd(&signals).map_err(StartError::Signals)?;
+    let done_fd = sys::eventfd().map_err(StartError::Signals)?;
+
+    let cfg = Arc::new(cfg);
+    let shared = Arc::new(Shared::default());
+    let (workers, features) = start_workers(&cfg, listeners, Arc::new(root), &shared, &done_fd)?;
+    let max_conns = cfg.max_connections * cfg.workers;
+    if (max_conns as u64) > nofile {
+        log_warn!(
+            "--max-connections × workers = {max_conns} exceeds the descriptor limit {nofile}; accepts will pause at the limit"
+        );
+    }
+    log_info!(
+        "listening on {bound} (workers: {}, io_uring: {})",
+        cfg.workers,
+        features.join(",")
+    );
+    Ok(supervise(&signal_fd, &done_fd, workers, &shared))
+}
+
+/// A panic would leave a ring with operations pointing at memory the unwinding frees, and a
+/// worker silently gone: abort the whole process instead, so its supervisor restarts it.
+fn install_panic_abort() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        log_error!("fatal: {info}; aborting");
+        std::process::abort();
+    }));
+}
+
+/// Binds one SO_REUSEPORT socket per worker; with port 0 the first picks the port for all.
+fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<OwnedFd>, StartError> {
+    let first =
+        sys::reuseport_listener(addr, LISTEN_BACKLOG).map_err(|e| StartError::Listen(addr, e))?;
+    let actual = sys::local_addr(first.as_raw_fd()).map_err(|e| StartError::Listen(addr, e))?;
+    let mut listeners = vec![first];
+    for _ in 1..count {
+        listeners.push(
+            sys::reuseport_listener(actual, LISTEN_BACKLOG)
+                .map_err(|e| StartError::Listen(actual, e))?,
+        );
+    }
+    Ok(listeners)
+}
+
+struct Running {
+    handles: Vec<JoinHandle<()>>,
+    wakes: Vec<Arc<OwnedFd>>,
+}
+
+fn start_workers(
+    cfg: &Arc<Config>,
+    listeners: Vec<OwnedFd>,
+    root: Arc<OwnedFd>,
+    shared: &Arc<Shared>,
+    done_fd: &OwnedFd,
+) -> Result<(Running, Vec<&'static str>), StartError> {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut running = Running {
+        handles: Vec::new(),
+        wakes: Vec::new(),
+    };
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let wake = Arc::new(sys::eventfd().map_err(StartError::Worker)?);
+        running.wakes.push(wake.clone());
+        let setup = Setup {
+            index,
+            core: (!cores.is_empty()).then(|| cores[index % cores.len()]),
+            listener,
+            wake,
+            root: root.clone(),
+            cfg: cfg.clone(),
+            shared: shared.clone(),
+        };
+        let done = done_fd.as_raw_fd();
+        let ready = ready_tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("ringhttpd-w{index}"))
+            .spawn(move || worker_thread(setup, ready, done))
+            .map_err(StartError::Worker)?;
+        running.handles.push(handle);
+    }
+    drop(ready_tx);
+    let mut features = Vec::new();
+    for _ in 0..running.handles.len() {
+        match ready_rx.recv() {
+            Ok(Ok(f)) => features = f,
+            Ok(Err(e)) => return Err(StartError::IoUring(e)),
+            Err(_) => {
+                return Err(StartError::Worker(io::Error::other(
+                    "a worker exited during start-up",
+                )));
+            }
+        }
+    }
+    Ok((running, features))
+}
+
+fn worker_thread(setup: Setup, ready: mpsc::Sender<io::Result<Vec<&'static str>>>, done: i32) {
+    let index = setup.index;
+    match worker::prepare(setup) {
+        Ok((run, features)) => {
+            let _ = ready.send(Ok(features));
+            if let Err(e) = run() {
+                log_error!("worker {index}: io_uring failed: {}", describe(&e));
+            }
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+        }
+    }
+    sys::eventfd_signal(done);
+}
+
+/// Waits for signals and for workers to finish; returns the exit code.
+fn supervise(signal_fd: &OwnedFd, done_fd: &OwnedFd, running: Running, shared: &Shared) -> i32 {
+    let wake_all = || {
+        running
+            .wakes
+            .iter()
+            .for_each(|w| sys::eventfd_signal(w.as_raw_fd()))
+    };
+    let mut finished = 0u64;
+    let total = running.handles.len() as u64;
+    while finished < total {
+        let ready = match sys::poll_readable(&[signal_fd.as_raw_fd(), done_fd.as_raw_fd()]) {
+            Ok(r) => r,
+            Err(e) => {
+                log_error!("poll failed: {e}");
+                return 1;
+            }
+        };
+        if ready[0] {
+            match sys::read_signal(signal_fd.as_raw_fd()) {
+                Ok(libc::SIGHUP | libc::SIGUSR1) => {
+                    log_info!("reopening logs");
+                    shared.reopen.fetch_add(1, Ordering::AcqRel);
+                    wake_all();
+                }
+                Ok(sig) if shared.stop.load(Ordering::Acquire) => {
+                    log_info!("{}: second signal, exiting now", signal_name(sig));
+                    return 1;
+                }
+                Ok(sig) => {
+                    log_info!(
+                        "stopping ({}): no new connections; finishing responses in flight",
+                        signal_name(sig)
+                    );
+                    shared.stop.store(true, Ordering::Release);
+                    wake_all();
+                }
+                Err(_) => {}
+            }
+        }
+        if ready[1] {
+            finished += sys::eventfd_wait(done_fd.as_raw_fd()).unwrap_or(0);
+            if !shared.stop.load(Ordering::Acquire) && finished > 0 {
+                log_error!("a worker stopped unexpectedly; exiting");
+                return 1;
+            }
+        }
+    }
+    for handle in running.handles {
+        let _ = handle.join();
+    }
+    log_info!("stopped");
+    0
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGUSR1 => "SIGUSR1",
+        _ => "signal",
+    }
+}

@@ -1,0 +1,396 @@
+//! Thin, safe wrappers over the few plain syscalls the server makes outside the ring: listening
+//! sockets, pipes, eventfds, the document-root descriptor, signal masks and resource limits.
+//!
+//! Every raw fd becomes an `OwnedFd` the moment the kernel returns it, so nothing here can leak a
+//! descriptor. This module must never block on the network or the disk: it runs at start-up, or
+//! on the hot path only for calls that complete immediately (shutdown, getpeername, close).
+
+use std::ffi::CString;
+use std::io;
+use std::mem;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+/// Converts a libc return value into `io::Result`, reading `errno` on -1.
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Wraps a freshly returned descriptor so it is closed exactly once.
+fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = cvt(fd)?;
+    // SAFETY: `fd` was just returned by the kernel, is valid, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn set_int_opt(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the pointer and length describe a live `c_int` for the duration of the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+fn to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zeroes is a valid (unspecified) address.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin: libc::sockaddr_in =
+                unsafe { std::ptr::read((storage as *const _ as *const libc::sockaddr_in).cast()) };
+            let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6: libc::sockaddr_in6 = unsafe {
+                std::ptr::read((storage as *const _ as *const libc::sockaddr_in6).cast())
+            };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::new(
+                IpAddr::V6(ip),
+                u16::from_be(sin6.sin6_port),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Opens a listening TCP socket with SO_REUSEPORT set before `bind`, so every worker can bind its
+/// own socket to the same address and get its own accept queue.
+pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain syscall with constant arguments.
+    let fd = owned(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let raw = fd.as_raw_fd();
+    set_int_opt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    set_int_opt(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    if addr.is_ipv6() {
+        // Dual-stack where the address is "::", as most servers do.
+        set_int_opt(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
+    }
+    let (storage, len) = to_sockaddr(&addr);
+    // SAFETY: storage/len describe a valid sockaddr that outlives the call.
+    cvt(unsafe { libc::bind(raw, (&storage as *const libc::sockaddr_storage).cast(), len) })?;
+    // SAFETY: plain syscall on a descriptor we own.
+    cvt(unsafe { libc::listen(raw, backlog) })?;
+    Ok(fd)
+}
+
+/// The address a socket is bound to (resolves port 0 to the port the kernel picked).
+pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    // SAFETY: zeroed sockaddr_storage is valid; the kernel writes at most `len` bytes.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: pointers refer to live locals sized as `len` says.
+    cvt(unsafe {
+        libc::getsockname(
+            fd,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    })?;
+    from_sockaddr(&storage).ok_or_else(|| io::Error::other("unknown address family"))
+}
+
+/// The peer of a connected socket; `None` if it has already gone.
+pub fn peer_ip(fd: RawFd) -> Option<IpAddr> {
+    // SAFETY: as in `local_addr`.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: pointers refer to live locals sized as `len` says.
+    let ret = unsafe {
+        libc::getpeername(
+            fd,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if ret == -1 {
+        return None;
+    }
+    from_sockaddr(&storage).map(|a| a.ip())
+}
+
+/// Disables Nagle: responses go out in one send and must not wait for an ACK.
+pub fn set_nodelay(fd: RawFd) {
+    // Best effort: a socket that already died simply fails the next operation on it.
+    let _ = set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+}
+
+/// Half- or fully shuts a socket down; pending ring operations on it complete promptly.
+pub fn shutdown(fd: RawFd, how: libc::c_int) {
+    // SAFETY: plain syscall; an error only means the socket is already gone.
+    unsafe { libc::shutdown(fd, how) };
+}
+
+/// A pipe used to splice file pages into a socket. Both ends are non-blocking so that a full
+/// socket makes the pipe-to-socket splice return EAGAIN instead of parking a kernel thread.
+pub struct Pipe {
+    pub read: OwnedFd,
+    pub write: OwnedFd,
+    pub capacity: usize,
+}
+
+impl Pipe {
+    pub fn new(wanted: usize) -> io::Result<Pipe> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
+        // SAFETY: both descriptors were just created and are owned by nobody else.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: plain fcntl on a descriptor we own. Failure (per-user pipe limits) keeps the default.
+        let size =
+            unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, wanted as libc::c_int) };
+        let capacity = if size > 0 {
+            size as usize
+        } else {
+            // SAFETY: as above.
+            (unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) }).max(4096) as usize
+        };
+        Ok(Pipe {
+            read,
+            write,
+            capacity,
+        })
+    }
+}
+
+/// An eventfd used to wake a worker's ring from another thread.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with constant arguments.
+    owned(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) })
+}
+
+/// Adds one to an eventfd; a full counter still wakes the reader, so errors are irrelevant.
+pub fn eventfd_signal(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64.
+    unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+}
+
+/// Blocks until the eventfd is non-zero and returns (and clears) its counter.
+pub fn eventfd_wait(fd: RawFd) -> io::Result<u64> {
+    let mut value: u64 = 0;
+    loop {
+        // SAFETY: reads 8 bytes into a live u64.
+        let n = unsafe { libc::read(fd, (&mut value as *mut u64).cast(), 8) };
+        if n == 8 {
+            return Ok(value);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Opens the document root as a directory descriptor that every file open is relative to.
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let fd = owned(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    // The directory must be listable/searchable by us, or every request would fail.
+    // SAFETY: `c` as above.
+    cvt(unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::X_OK) })?;
+    Ok(fd)
+}
+
+/// The signals the server handles; they are blocked in every thread and read by `wait_signal`.
+pub fn handled_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a local sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// Blocks the handled signals in the calling thread (threads spawned later inherit the mask).
+pub fn block_signals(set: &libc::sigset_t) -> io::Result<()> {
+    // SAFETY: `set` is a valid, initialised sigset_t.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, set, std::ptr::null_mut()) };
+    if ret != 0 {
+        Err(io::Error::from_raw_os_error(ret))
+    } else {
+        Ok(())
+    }
+}
+
+/// A signalfd for the handled signals, so the main thread can poll it beside other fds.
+pub fn signalfd(set: &libc::sigset_t) -> io::Result<OwnedFd> {
+    // SAFETY: `set` is valid; -1 asks for a new descriptor.
+    owned(unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC) })
+}
+
+/// Reads one pending signal number from a signalfd.
+pub fn read_signal(fd: RawFd) -> io::Result<i32> {
+    // SAFETY: signalfd_siginfo is plain old data.
+    let mut info: libc::signalfd_siginfo = unsafe { mem::zeroed() };
+    let size = mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: reads at most `size` bytes into a live struct of that size.
+    let n = unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+    if n as usize != size {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(info.ssi_signo as i32)
+}
+
+/// Waits until one of `fds` is readable; returns their readiness as booleans.
+pub fn poll_readable(fds: &[RawFd]) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: `pfds` is a live array of `pfds.len()` pollfd structs.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+        if n >= 0 {
+            return Ok(pfds.iter().map(|p| p.revents != 0).collect());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit: every connection and cached file is an fd.
+pub fn raise_nofile_limit() -> u64 {
+    // SAFETY: rlimit is plain old data, filled by the kernel.
+    let mut lim: libc::rlimit = unsafe { mem::zeroed() };
+    // SAFETY: pointer to a live rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: pointer to a live rlimit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return lim.rlim_max;
+        }
+    }
+    lim.rlim_cur
+}
+
+/// Opens (creating, appending) a log file.
+pub fn open_append(path: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    owned(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
+            0o644,
+        )
+    })
+}
+
+/// Duplicates a descriptor (used to give each worker its own handle on stdout).
+pub fn dup(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the result is a new descriptor we own.
+    owned(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })
+}
+
+/// Writes all of `buf` to `fd`, blocking (used only at exit).
+pub fn write_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: writes from a live slice of `buf.len()` bytes.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// Current wall-clock time in whole seconds since the epoch.
+pub fn unix_time() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Number of CPUs this process may run on.
+pub fn online_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}

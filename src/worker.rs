@@ -1,0 +1,361 @@
+//! One worker thread: pinned to a core, it owns an io_uring ring, a SO_REUSEPORT listening
+//! socket and a slab of connections, and runs the loop: submit and wait once, drain every
+//! completion, dispatch each to its owner.
+//!
+//! Worker-wide operations (multishot accept, the one-second timer, the wake-up eventfd, access
+//! log writes) are handled here; everything per connection is in `conn`. A connection is removed
+//! from the slab only when it has nothing in flight. This module must never block outside
+//! `submit_and_wait`.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::access_log::AccessLog;
+use crate::cache::FileCache;
+use crate::config::Config;
+use crate::conn::Conn;
+use crate::http::response;
+use crate::pipe_pool::PipePool;
+use crate::ring::{Completion, RecvBuffers, Ring};
+use crate::sys;
+use crate::token::{Op, Token, WORKER_KEY};
+
+const RING_ENTRIES: u32 = 4096;
+const RECV_BUFFERS: RecvBuffers = RecvBuffers {
+    count: 4096,
+    size: 2048,
+};
+const TICK: Duration = Duration::from_secs(1);
+/// Pause before accepting again after the process ran out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(500);
+
+/// State shared between the main thread and the workers.
+#[derive(Default)]
+pub struct Shared {
+    /// A graceful stop was requested.
+    pub stop: AtomicBool,
+    /// Incremented to ask workers to reopen their access logs.
+    pub reopen: AtomicU64,
+}
+
+/// Everything a worker is started with.
+pub struct Setup {
+    pub index: usize,
+    pub core: Option<core_affinity::CoreId>,
+    pub listener: OwnedFd,
+    pub wake: Arc<OwnedFd>,
+    pub root: Arc<OwnedFd>,
+    pub cfg: Arc<Config>,
+    pub shared: Arc<Shared>,
+}
+
+/// What connections need from their worker while handling a completion.
+pub struct Ctx {
+    pub ring: Ring,
+    pub cfg: Arc<Config>,
+    pub root: i32,
+    pub cache: FileCache,
+    pub pipes: PipePool,
+    pub log: Option<AccessLog>,
+    /// Monotonic time of this loop iteration.
+    pub now: Instant,
+    /// Wall-clock seconds of this loop iteration.
+    pub unix_now: i64,
+    /// `Date: ...\r\n`, reformatted when the second changes.
+    pub date_line: Vec<u8>,
+    pub stopping: bool,
+    /// Connections whose receive ended for lack of buffers; re-armed after this batch.
+    pub rearm_recv: Vec<usize>,
+}
+
+struct Worker {
+    ctx: Ctx,
+    conns: Slab<Conn>,
+    listener: Option<OwnedFd>,
+    /// The multishot accept is armed.
+    accepting: bool,
+    accept_paused_until: Option<Instant>,
+    wake: Arc<OwnedFd>,
+    shared: Arc<Shared>,
+    reopen_seen: u64,
+    next_generation: u32,
+    stop_deadline: Option<Instant>,
+    _root: Arc<OwnedFd>,
+}
+
+/// Builds the worker's ring (on this thread: the ring is single-issuer) and reports the
+/// io_uring features in use, or why it could not.
+pub fn prepare(
+    setup: Setup,
+) -> Result<(impl FnOnce() -> std::io::Result<()>, Vec<&'static str>), std::io::Error> {
+    if let Some(core) = setup.core {
+        core_affinity::set_for_current(core);
+    }
+    let ring = Ring::new(RING_ENTRIES, RECV_BUFFERS, setup.core.map(|c| c.id))?;
+    let features = ring.features().to_vec();
+    let log = match &setup.cfg.access_log {
+        Some(path) => Some(AccessLog::new(path.clone())?),
+        None => None,
+    };
+    let unix_now = sys::unix_time();
+    let ctx = Ctx {
+        ring,
+        root: setup.root.as_raw_fd(),
+        cfg: setup.cfg,
+        cache: FileCache::default(),
+        pipes: PipePool::default(),
+        log,
+        now: Instant::now(),
+        unix_now,
+        date_line: response::date_line(unix_now),
+        stopping: false,
+        rearm_recv: Vec::new(),
+    };
+    let reopen_seen = setup.shared.reopen.load(Ordering::Relaxed);
+    let worker = Worker {
+        ctx,
+        conns: Slab::new(),
+        listener: Some(setup.listener),
+        accepting: false,
+        accept_paused_until: None,
+        wake: setup.wake,
+        shared: setup.shared,
+        reopen_seen,
+        next_generation: 0,
+        stop_deadline: None,
+        _root: setup.root,
+    };
+    Ok((move || worker.run(), features))
+}
+
+impl Worker {
+    fn run(mut self) -> std::io::Result<()> {
+        self.arm_accept();
+        self.ctx.ring.arm_timer(TICK, Token::worker(Op::Timer));
+        self.ctx
+            .ring
+            .read_eventfd(self.wake.as_raw_fd(), Token::worker(Op::Wake));
+        let mut completions = Vec::with_capacity(1024);
+        while !self.finished() {
+            self.ctx.ring.submit_and_wait()?;
+            self.update_clock();
+            self.ctx.ring.drain(&mut completions);
+            for c in &completions {
+                self.dispatch(c);
+            }
+            for key in std::mem::take(&mut self.ctx.rearm_recv) {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.arm_recv(&mut self.ctx);
+                }
+            }
+            if let Some(log) = &mut self.ctx.log {
+                if log.wants_flush() {
+                    log.flush(&mut self.ctx.ring);
+                }
+            }
+        }
+        if let Some(log) = &mut self.ctx.log {
+            log.flush_blocking();
+        }
+        Ok(())
+    }
+
+    fn finished(&self) -> bool {
+        self.ctx.stopping
+            && self.listener.is_none()
+            && self.conns.is_empty()
+            && self.ctx.log.as_ref().is_none_or(|l| l.is_quiet())
+    }
+
+    fn update_clock(&mut self) {
+        self.ctx.now = Instant::now();
+        let unix = sys::unix_time();
+        if unix != self.ctx.unix_now {
+            self.ctx.unix_now = unix;
+            self.ctx.date_line = response::date_line(unix);
+        }
+    }
+
+    fn dispatch(&mut self, c: &Completion) {
+        let Some(token) = Token::decode(c.user_data) else {
+            return;
+        };
+        if token.key == WORKER_KEY {
+            return self.on_worker_op(token.op, c);
+        }
+        let key = token.key as usize;
+        let Some(conn) = self
+            .conns
+            .get_mut(key)
+            .filter(|conn| conn.generation() == token.generation)
+        else {
+            // A completion for a connection already gone: only its buffer matters.
+            if let Some(bid) = c.buffer_id() {
+                self.ctx.ring.recycle(bid);
+            }
+            return;
+        };
+        conn.on_completion(token.op, c, &mut self.ctx);
+        if conn.is_finished() {
+            self.conns.remove(key);
+            self.arm_accept();
+        }
+    }
+
+    fn on_worker_op(&mut self, op: Op, c: &Completion) {
+        match op {
+            Op::Accept => self.on_accept(c),
+            Op::Timer => self.on_tick(),
+            Op::Wake => self.on_wake(),
+            Op::LogWrite => {
+                if let Some(log) = &mut self.ctx.log {
+                    log.on_written(c.result, &mut self.ctx.ring);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ---- accepting ----
+
+    fn arm_accept(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let paused = self.accept_paused_until.is_some_and(|t| t > self.ctx.now);
+        if self.accepting
+            || self.ctx.stopping
+            || paused
+            || self.conns.len() >= self.ctx.cfg.max_connections
+        {
+            return;
+        }
+        self.accepting = true;
+        self.accept_paused_until = None;
+        self.ctx
+            .ring
+            .accept_multi(listener.as_raw_fd(), Token::worker(Op::Accept));
+    }
+
+    fn on_accept(&mut self, c: &Completion) {
+        if !c.more() {
+            self.accepting = false;
+        }
+        if c.result >= 0 {
+            // SAFETY: a non-negative accept result is a new descriptor that nothing else owns.
+            let socket = unsafe { OwnedFd::from_raw_fd(c.result) };
+            self.add_conn(socket);
+        } else {
+            self.on_accept_error(-c.result);
+        }
+        if self.ctx.stopping && !self.accepting {
+            // The accept is gone, so nothing holds the socket open: the port stops accepting.
+            self.listener = None;
+        }
+        self.arm_accept();
+    }
+
+    fn on_accept_error(&mut self, errno: i32) {
+        match errno {
+            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                crate::log_warn!(
+                    "accept: {}; pausing accepts for {:?}",
+                    std::io::Error::from_raw_os_error(errno),
+                    ACCEPT_BACKOFF
+                );
+                self.accept_paused_until = Some(self.ctx.now + ACCEPT_BACKOFF);
+            }
+            libc::ECANCELED | libc::ECONNABORTED | libc::EINTR | libc::EAGAIN => {}
+            _ => crate::log_warn!("accept: {}", std::io::Error::from_raw_os_error(errno)),
+        }
+    }
+
+    fn add_conn(&mut self, socket: OwnedFd) {
+        if self.ctx.stopping {
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        self.next_generation = Token::next_generation(self.next_generation);
+        let conn = entry.insert(Conn::new(socket, key, self.next_generation, &mut self.ctx));
+        conn.arm_recv(&mut self.ctx);
+        if self.conns.len() >= self.ctx.cfg.max_connections && self.accepting {
+            // At the limit: stop the multishot accept; it is re-armed when a connection closes.
+            if let Some(listener) = &self.listener {
+                self.ctx
+                    .ring
+                    .cancel_fd(listener.as_raw_fd(), Token::worker(Op::Cancel));
+            }
+        }
+    }
+
+    // ---- timer, wake-ups, stopping ----
+
+    fn on_tick(&mut self) {
+        let now = self.ctx.now;
+        let force = self.stop_deadline.is_some_and(|d| now >= d);
+        let mut finished = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            if force {
+                conn.abort(&mut self.ctx);
+            } else if conn.deadline <= now {
+                conn.on_timeout(&mut self.ctx);
+            }
+            if conn.is_finished() {
+                finished.push(key);
+            }
+        }
+        for key in finished {
+            self.conns.remove(key);
+        }
+        if let Some(log) = &mut self.ctx.log {
+            log.flush(&mut self.ctx.ring);
+        }
+        self.arm_accept();
+        self.ctx.ring.arm_timer(TICK, Token::worker(Op::Timer));
+    }
+
+    fn on_wake(&mut self) {
+        let reopen = self.shared.reopen.load(Ordering::Acquire);
+        if reopen != self.reopen_seen {
+            self.reopen_seen = reopen;
+            if let Some(log) = &mut self.ctx.log {
+                log.request_reopen();
+                log.flush(&mut self.ctx.ring);
+            }
+        }
+        if self.shared.stop.load(Ordering::Acquire) && !self.ctx.stopping {
+            self.begin_stop();
+        }
+        self.ctx
+            .ring
+            .read_eventfd(self.wake.as_raw_fd(), Token::worker(Op::Wake));
+    }
+
+    /// Stop accepting now; close idle connections; busy ones close after their response.
+    fn begin_stop(&mut self) {
+        self.ctx.stopping = true;
+        self.stop_deadline = Some(self.ctx.now + self.ctx.cfg.shutdown_timeout);
+        match &self.listener {
+            Some(listener) if self.accepting => self
+                .ctx
+                .ring
+                .cancel_fd(listener.as_raw_fd(), Token::worker(Op::Cancel)),
+            _ => self.listener = None,
+        }
+        let mut finished = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            conn.on_stop(&mut self.ctx);
+            if conn.is_finished() {
+                finished.push(key);
+            }
+        }
+        for key in finished {
+            self.conns.remove(key);
+        }
+    }
+}
