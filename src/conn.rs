@@ -273,6 +273,7 @@ impl Conn {
     }
 
     fn start_request(&mut self, ctx: &mut Ctx, req: Box<Request>) {
+        crate::server::panic_if_test_target(&req.target);
         let keep_alive = req.keep_alive && !req.has_body && !ctx.stopping;
         if req.method() == Method::Other {
             return self.respond_error(ctx, Some(req), Status::MethodNotAllowed, keep_alive);

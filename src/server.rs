@@ -126,6 +126,22 @@ fn install_panic_abort() {
     }));
 }
 
+/// Debug builds only: a request for the target named by `RINGHTTPD_TEST_PANIC_PATH` panics
+/// the worker, so tests can check that a panic takes the whole process down (see
+/// `install_panic_abort`). Release builds compile this to nothing.
+pub fn panic_if_test_target(target: &str) {
+    #[cfg(debug_assertions)]
+    {
+        static PANIC_PATH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let path = PANIC_PATH.get_or_init(|| std::env::var("RINGHTTPD_TEST_PANIC_PATH").ok());
+        if path.as_deref() == Some(target) {
+            panic!("test panic requested for {target}");
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = target;
+}
+
 /// Binds one SO_REUSEPORT socket per worker; with port 0 the first picks the port for all.
 fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<OwnedFd>, StartError> {
     let first =
