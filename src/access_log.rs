@@ -32,11 +32,7 @@ pub struct AccessLog {
 
 /// Opens the log destination: a path, or `-` for standard output.
 pub fn open(path: &Path) -> io::Result<OwnedFd> {
-    if path == Path::new("-") {
-        sys::dup(libc::STDOUT_FILENO)
-    } else {
-        sys::open_append(path)
-    }
+    if path == Path::new("-") { sys::dup(libc::STDOUT_FILENO) } else { sys::open_append(path) }
 }
 
 impl AccessLog {
@@ -71,10 +67,8 @@ impl AccessLog {
             |r| format!("{} {} HTTP/1.{}", r.method_name, r.target, r.minor_version),
         );
         let quote = |v: Option<&String>| v.map_or_else(|| "-".to_owned(), |s| escape(s));
-        let (referer, agent) = (
-            quote(req.and_then(|r| r.referer.as_ref())),
-            quote(req.and_then(|r| r.user_agent.as_ref())),
-        );
+        let (referer, agent) =
+            (quote(req.and_then(|r| r.referer.as_ref())), quote(req.and_then(|r| r.user_agent.as_ref())));
         let _ = writeln!(
             self.pending,
             "{peer} - - [{}] \"{}\" {status} {bytes} \"{referer}\" \"{agent}\"",

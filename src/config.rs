@@ -27,12 +27,7 @@ pub struct Args {
     pub port: u16,
 
     /// Directory whose files are served.
-    #[arg(
-        short = 'r',
-        long = "document-root",
-        alias = "document_root",
-        default_value = "."
-    )]
+    #[arg(short = 'r', long = "document-root", alias = "document_root", default_value = ".")]
     pub document_root: PathBuf,
 
     /// Worker threads, each with its own ring and listening socket [default: online CPUs].
@@ -113,10 +108,7 @@ impl Config {
         Ok(Config {
             addr: SocketAddr::new(args.address, args.port),
             document_root: args.document_root,
-            workers: args
-                .workers
-                .map(usize::from)
-                .unwrap_or_else(crate::sys::online_cpus),
+            workers: args.workers.map(usize::from).unwrap_or_else(crate::sys::online_cpus),
             header_timeout: Duration::from_secs(args.header_timeout),
             keepalive_timeout: Duration::from_secs(args.keepalive_timeout),
             send_timeout: Duration::from_secs(args.send_timeout),

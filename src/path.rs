@@ -51,18 +51,12 @@ pub fn resolve(target: &str) -> Result<Target<'_>, PathError> {
         }
         file.extend_from_slice(b"index.html");
     }
-    Ok(Target {
-        raw_path,
-        query,
-        file,
-        is_index,
-    })
+    Ok(Target { raw_path, query, file, is_index })
 }
 
 /// `http://host:port/path` → `/path`; origin-form targets pass through unchanged.
 fn strip_absolute_form(target: &str) -> Option<&str> {
-    let lower_starts =
-        |p: &str| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
+    let lower_starts = |p: &str| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
     let rest = if lower_starts("http://") {
         &target[7..]
     } else if lower_starts("https://") {
@@ -92,16 +86,8 @@ pub fn percent_decode(input: &[u8]) -> Result<Vec<u8>, PathError> {
     while i < input.len() {
         let b = input[i];
         if b == b'%' {
-            let hi = input
-                .get(i + 1)
-                .copied()
-                .and_then(hex)
-                .ok_or(PathError::BadEscape)?;
-            let lo = input
-                .get(i + 2)
-                .copied()
-                .and_then(hex)
-                .ok_or(PathError::BadEscape)?;
+            let hi = input.get(i + 1).copied().and_then(hex).ok_or(PathError::BadEscape)?;
+            let lo = input.get(i + 2).copied().and_then(hex).ok_or(PathError::BadEscape)?;
             let v = hi << 4 | lo;
             if v == 0 {
                 return Err(PathError::Nul);
@@ -161,14 +147,8 @@ mod tests {
 
     #[test]
     fn decodes_once() {
-        assert_eq!(
-            file("/dir2/%70%61%67%65%2e%68%74%6d%6c"),
-            Ok("dir2/page.html".into())
-        );
-        assert_eq!(
-            file("/space%20in%20name.txt"),
-            Ok("space in name.txt".into())
-        );
+        assert_eq!(file("/dir2/%70%61%67%65%2e%68%74%6d%6c"), Ok("dir2/page.html".into()));
+        assert_eq!(file("/space%20in%20name.txt"), Ok("space in name.txt".into()));
         assert_eq!(file("/%252e%252e/x"), Ok("%2e%2e/x".into()));
         assert_eq!(file("/text..txt"), Ok("text..txt".into()));
     }

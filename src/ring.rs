@@ -65,13 +65,7 @@ impl Ring {
         features.push("multishot-recv");
         features.push("provided-buffer-ring");
         bound_kernel_workers(&ring, cpu);
-        Ok(Ring {
-            ring,
-            bufs,
-            timer: Box::new(Timespec::new()),
-            wake_counter: Box::new(0),
-            features,
-        })
+        Ok(Ring { ring, bufs, timer: Box::new(Timespec::new()), wake_counter: Box::new(0), features })
     }
 
     pub fn features(&self) -> &[&'static str] {
@@ -102,10 +96,7 @@ impl Ring {
         match self.ring.submit_and_wait(1) {
             Ok(_) => Ok(()),
             Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
-                ) =>
+                if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)) =>
             {
                 Ok(())
             }
@@ -124,9 +115,8 @@ impl Ring {
     }
 
     pub fn accept_multi(&mut self, listener: RawFd, token: Token) {
-        let e = opcode::AcceptMulti::new(Fd(listener))
-            .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
-            .build();
+        let e =
+            opcode::AcceptMulti::new(Fd(listener)).flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK).build();
         // SAFETY: no memory is referenced.
         unsafe { self.push(e.user_data(token.encode())) }
     }
@@ -172,9 +162,7 @@ impl Ring {
 
     /// Arms the single periodic timer (the worker re-arms it on every expiry).
     pub fn arm_timer(&mut self, after: Duration, token: Token) {
-        *self.timer = Timespec::new()
-            .sec(after.as_secs())
-            .nsec(after.subsec_nanos());
+        *self.timer = Timespec::new().sec(after.as_secs()).nsec(after.subsec_nanos());
         let e = opcode::Timeout::new(&*self.timer).build();
         // SAFETY: the timespec is a Box owned by this Ring, alive as long as the ring.
         unsafe { self.push(e.user_data(token.encode())) }
@@ -203,20 +191,12 @@ impl Ring {
     /// `out` must stay alive and unmoved until the completion is reaped.
     pub unsafe fn statx_fd(&mut self, fd: RawFd, out: &mut libc::statx, token: Token) {
         const EMPTY: &CStr = c"";
-        let e = opcode::Statx::new(
-            Fd(fd),
-            EMPTY.as_ptr(),
-            (out as *mut libc::statx).cast::<types::statx>(),
-        )
-        .flags(libc::AT_EMPTY_PATH)
-        .mask(
-            libc::STATX_TYPE
-                | libc::STATX_MODE
-                | libc::STATX_SIZE
-                | libc::STATX_MTIME
-                | libc::STATX_INO,
-        )
-        .build();
+        let e = opcode::Statx::new(Fd(fd), EMPTY.as_ptr(), (out as *mut libc::statx).cast::<types::statx>())
+            .flags(libc::AT_EMPTY_PATH)
+            .mask(
+                libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_SIZE | libc::STATX_MTIME | libc::STATX_INO,
+            )
+            .build();
         // SAFETY: forwarded from this function's contract; EMPTY is 'static.
         unsafe { self.push(e.user_data(token.encode())) }
     }
@@ -226,9 +206,7 @@ impl Ring {
     /// # Safety
     /// `buf` must stay alive and unmoved until the completion is reaped.
     pub unsafe fn read_at(&mut self, fd: RawFd, buf: &mut [u8], offset: u64, token: Token) {
-        let e = opcode::Read::new(Fd(fd), buf.as_mut_ptr(), buf.len() as u32)
-            .offset(offset)
-            .build();
+        let e = opcode::Read::new(Fd(fd), buf.as_mut_ptr(), buf.len() as u32).offset(offset).build();
         // SAFETY: forwarded from this function's contract.
         unsafe { self.push(e.user_data(token.encode())) }
     }
@@ -239,9 +217,7 @@ impl Ring {
     /// `buf` must stay alive and unmoved until the completion is reaped.
     pub unsafe fn send(&mut self, fd: RawFd, buf: &[u8], more: bool, token: Token) {
         let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
-        let e = opcode::Send::new(Fd(fd), buf.as_ptr(), buf.len() as u32)
-            .flags(flags)
-            .build();
+        let e = opcode::Send::new(Fd(fd), buf.as_ptr(), buf.len() as u32).flags(flags).build();
         // SAFETY: forwarded from this function's contract.
         unsafe { self.push(e.user_data(token.encode())) }
     }
@@ -251,9 +227,7 @@ impl Ring {
     /// # Safety
     /// `buf` must stay alive and unmoved until the completion is reaped.
     pub unsafe fn write(&mut self, fd: RawFd, buf: &[u8], token: Token) {
-        let e = opcode::Write::new(Fd(fd), buf.as_ptr(), buf.len() as u32)
-            .offset(u64::MAX)
-            .build();
+        let e = opcode::Write::new(Fd(fd), buf.as_ptr(), buf.len() as u32).offset(u64::MAX).build();
         // SAFETY: forwarded from this function's contract.
         unsafe { self.push(e.user_data(token.encode())) }
     }
@@ -315,10 +289,7 @@ struct BufRing {
 impl BufRing {
     fn new(ring: &IoUring, recv: RecvBuffers) -> io::Result<BufRing> {
         let count = recv.count;
-        assert!(
-            count.is_power_of_two(),
-            "buffer ring size must be a power of two"
-        );
+        assert!(count.is_power_of_two(), "buffer ring size must be a power of two");
         let entries_layout =
             Layout::from_size_align(count as usize * std::mem::size_of::<BufRingEntry>(), 4096)
                 .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -328,20 +299,11 @@ impl BufRing {
             return Err(io::Error::from_raw_os_error(libc::ENOMEM));
         }
         let data = vec![0u8; count as usize * recv.size as usize].into_boxed_slice();
-        let mut bufs = BufRing {
-            entries,
-            entries_layout,
-            data,
-            size: recv.size as usize,
-            mask: count - 1,
-            tail: 0,
-        };
+        let mut bufs =
+            BufRing { entries, entries_layout, data, size: recv.size as usize, mask: count - 1, tail: 0 };
         // SAFETY: `entries` is page aligned, sized for `count` entries, and lives (with `data`)
         // until this BufRing is dropped, which happens after the ring (field order in `Ring`).
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(entries as u64, count, BUF_GROUP, 0)
-        }?;
+        unsafe { ring.submitter().register_buf_ring_with_flags(entries as u64, count, BUF_GROUP, 0) }?;
         for bid in 0..count {
             bufs.recycle(bid);
         }

@@ -66,20 +66,27 @@ fn describe(e: &io::Error) -> String {
 
 /// Names the likely cause when the kernel refuses io_uring.
 fn io_uring_refusal(e: &io::Error) -> String {
-    let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-        .ok()
-        .map(|s| s.trim().to_owned());
+    let sysctl =
+        std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok().map(|s| s.trim().to_owned());
     match e.raw_os_error() {
-        Some(libc::EPERM | libc::EACCES | libc::ENOSYS) if sysctl.as_deref().is_some_and(|v| v != "0") => format!(
-            "io_uring is disabled on this host (sysctl kernel.io_uring_disabled={}); enable it with: sysctl -w kernel.io_uring_disabled=0",
-            sysctl.unwrap_or_default()
-        ),
+        Some(libc::EPERM | libc::EACCES | libc::ENOSYS) if sysctl.as_deref().is_some_and(|v| v != "0") => {
+            format!(
+                "io_uring is disabled on this host (sysctl kernel.io_uring_disabled={}); enable it with: sysctl -w kernel.io_uring_disabled=0",
+                sysctl.unwrap_or_default()
+            )
+        }
         Some(libc::EPERM | libc::ENOSYS) => format!(
             "io_uring is blocked ({}): a seccomp profile forbids io_uring_setup; Docker's default profile does — run the container with --security-opt seccomp=deploy/seccomp-io_uring.json",
             describe(e)
         ),
-        Some(libc::ENOMEM) => "cannot set up io_uring: out of locked memory (raise RLIMIT_MEMLOCK or use kernel 5.12+)".to_owned(),
-        _ => format!("cannot set up io_uring: {} (kernel 5.19+ with provided buffer rings is required)", describe(e)),
+        Some(libc::ENOMEM) => {
+            "cannot set up io_uring: out of locked memory (raise RLIMIT_MEMLOCK or use kernel 5.12+)"
+                .to_owned()
+        }
+        _ => format!(
+            "cannot set up io_uring: {} (kernel 5.19+ with provided buffer rings is required)",
+            describe(e)
+        ),
     }
 }
 
@@ -91,8 +98,7 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
     let root = sys::open_dir(&cfg.document_root)
         .map_err(|e| StartError::DocumentRoot(cfg.document_root.clone(), e))?;
     let listeners = bind_listeners(cfg.addr, cfg.workers)?;
-    let bound =
-        sys::local_addr(listeners[0].as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?;
+    let bound = sys::local_addr(listeners[0].as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?;
     let signals = sys::handled_signals();
     sys::block_signals(&signals).map_err(StartError::Signals)?;
     let signal_fd = sys::signalfd(&signals).map_err(StartError::Signals)?;
@@ -107,11 +113,7 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
             "--max-connections × workers = {max_conns} exceeds the descriptor limit {nofile}; accepts will pause at the limit"
         );
     }
-    log_info!(
-        "listening on {bound} (workers: {}, io_uring: {})",
-        cfg.workers,
-        features.join(",")
-    );
+    log_info!("listening on {bound} (workers: {}, io_uring: {})", cfg.workers, features.join(","));
     Ok(supervise(&signal_fd, &done_fd, workers, &shared))
 }
 
@@ -144,14 +146,12 @@ pub fn panic_if_test_target(target: &str) {
 
 /// Binds one SO_REUSEPORT socket per worker; with port 0 the first picks the port for all.
 fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<OwnedFd>, StartError> {
-    let first =
-        sys::reuseport_listener(addr, LISTEN_BACKLOG).map_err(|e| StartError::Listen(addr, e))?;
+    let first = sys::reuseport_listener(addr, LISTEN_BACKLOG).map_err(|e| StartError::Listen(addr, e))?;
     let actual = sys::local_addr(first.as_raw_fd()).map_err(|e| StartError::Listen(addr, e))?;
     let mut listeners = vec![first];
     for _ in 1..count {
         listeners.push(
-            sys::reuseport_listener(actual, LISTEN_BACKLOG)
-                .map_err(|e| StartError::Listen(actual, e))?,
+            sys::reuseport_listener(actual, LISTEN_BACKLOG).map_err(|e| StartError::Listen(actual, e))?,
         );
     }
     Ok(listeners)
@@ -171,10 +171,7 @@ fn start_workers(
 ) -> Result<(Running, Vec<&'static str>), StartError> {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ready_tx, ready_rx) = mpsc::channel();
-    let mut running = Running {
-        handles: Vec::new(),
-        wakes: Vec::new(),
-    };
+    let mut running = Running { handles: Vec::new(), wakes: Vec::new() };
     for (index, listener) in listeners.into_iter().enumerate() {
         let wake = Arc::new(sys::eventfd().map_err(StartError::Worker)?);
         running.wakes.push(wake.clone());
@@ -202,9 +199,7 @@ fn start_workers(
             Ok(Ok(f)) => features = f,
             Ok(Err(e)) => return Err(StartError::IoUring(e)),
             Err(_) => {
-                return Err(StartError::Worker(io::Error::other(
-                    "a worker exited during start-up",
-                )));
+                return Err(StartError::Worker(io::Error::other("a worker exited during start-up")));
             }
         }
     }
@@ -229,12 +224,7 @@ fn worker_thread(setup: Setup, ready: mpsc::Sender<io::Result<Vec<&'static str>>
 
 /// Waits for signals and for workers to finish; returns the exit code.
 fn supervise(signal_fd: &OwnedFd, done_fd: &OwnedFd, running: Running, shared: &Shared) -> i32 {
-    let wake_all = || {
-        running
-            .wakes
-            .iter()
-            .for_each(|w| sys::eventfd_signal(w.as_raw_fd()))
-    };
+    let wake_all = || running.wakes.iter().for_each(|w| sys::eventfd_signal(w.as_raw_fd()));
     let mut finished = 0u64;
     let total = running.handles.len() as u64;
     while finished < total {

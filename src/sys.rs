@@ -14,11 +14,7 @@ use std::path::Path;
 
 /// Converts a libc return value into `io::Result`, reading `errno` on -1.
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
 /// Wraps a freshly returned descriptor so it is closed exactly once.
@@ -28,12 +24,7 @@ fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn set_int_opt(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
+fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: the pointer and length describe a live `c_int` for the duration of the call.
     cvt(unsafe {
         libc::setsockopt(
@@ -55,9 +46,7 @@ fn to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in.
@@ -69,9 +58,7 @@ fn to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: v6.port().to_be(),
                 sin6_flowinfo: v6.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
+                sin6_addr: libc::in6_addr { s6_addr: v6.ip().octets() },
                 sin6_scope_id: v6.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than and suitably aligned for sockaddr_in6.
@@ -93,14 +80,10 @@ fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6: libc::sockaddr_in6 = unsafe {
-                std::ptr::read((storage as *const _ as *const libc::sockaddr_in6).cast())
-            };
+            let sin6: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((storage as *const _ as *const libc::sockaddr_in6).cast()) };
             let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::new(
-                IpAddr::V6(ip),
-                u16::from_be(sin6.sin6_port),
-            ))
+            Some(SocketAddr::new(IpAddr::V6(ip), u16::from_be(sin6.sin6_port)))
         }
         _ => None,
     }
@@ -109,11 +92,7 @@ fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
 /// Opens a listening TCP socket with SO_REUSEPORT set before `bind`, so every worker can bind its
 /// own socket to the same address and get its own accept queue.
 pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
+    let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: plain syscall with constant arguments.
     let fd = owned(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     let raw = fd.as_raw_fd();
@@ -137,13 +116,7 @@ pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: pointers refer to live locals sized as `len` says.
-    cvt(unsafe {
-        libc::getsockname(
-            fd,
-            (&mut storage as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        )
-    })?;
+    cvt(unsafe { libc::getsockname(fd, (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len) })?;
     from_sockaddr(&storage).ok_or_else(|| io::Error::other("unknown address family"))
 }
 
@@ -153,13 +126,8 @@ pub fn peer_ip(fd: RawFd) -> Option<IpAddr> {
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: pointers refer to live locals sized as `len` says.
-    let ret = unsafe {
-        libc::getpeername(
-            fd,
-            (&mut storage as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        )
-    };
+    let ret =
+        unsafe { libc::getpeername(fd, (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len) };
     if ret == -1 {
         return None;
     }
@@ -194,19 +162,14 @@ impl Pipe {
         // SAFETY: both descriptors were just created and are owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // SAFETY: plain fcntl on a descriptor we own. Failure (per-user pipe limits) keeps the default.
-        let size =
-            unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, wanted as libc::c_int) };
+        let size = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, wanted as libc::c_int) };
         let capacity = if size > 0 {
             size as usize
         } else {
             // SAFETY: as above.
             (unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) }).max(4096) as usize
         };
-        Ok(Pipe {
-            read,
-            write,
-            capacity,
-        })
+        Ok(Pipe { read, write, capacity })
     }
 }
 
@@ -244,12 +207,7 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
-    let fd = owned(unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    })?;
+    let fd = owned(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
     // The directory must be listable/searchable by us, or every request would fail.
     // SAFETY: `c` as above.
     cvt(unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::X_OK) })?;
@@ -273,11 +231,7 @@ pub fn handled_signals() -> libc::sigset_t {
 pub fn block_signals(set: &libc::sigset_t) -> io::Result<()> {
     // SAFETY: `set` is a valid, initialised sigset_t.
     let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, set, std::ptr::null_mut()) };
-    if ret != 0 {
-        Err(io::Error::from_raw_os_error(ret))
-    } else {
-        Ok(())
-    }
+    if ret != 0 { Err(io::Error::from_raw_os_error(ret)) } else { Ok(()) }
 }
 
 /// A signalfd for the handled signals, so the main thread can poll it beside other fds.
@@ -301,14 +255,8 @@ pub fn read_signal(fd: RawFd) -> io::Result<i32> {
 
 /// Waits until one of `fds` is readable; returns their readiness as booleans.
 pub fn poll_readable(fds: &[RawFd]) -> io::Result<Vec<bool>> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut pfds: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
     loop {
         // SAFETY: `pfds` is a live array of `pfds.len()` pollfd structs.
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
@@ -331,10 +279,7 @@ pub fn raise_nofile_limit() -> u64 {
         return 1024;
     }
     if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
         // SAFETY: pointer to a live rlimit.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             return lim.rlim_max;
@@ -349,11 +294,7 @@ pub fn open_append(path: &Path) -> io::Result<OwnedFd> {
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
     owned(unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
-            0o644,
-        )
+        libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC, 0o644)
     })
 }
 
@@ -390,7 +331,5 @@ pub fn unix_time() -> i64 {
 
 /// Number of CPUs this process may run on.
 pub fn online_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

@@ -60,19 +60,11 @@ pub struct Token {
 
 impl Token {
     pub fn conn(key: usize, generation: u32, op: Op) -> Token {
-        Token {
-            key: key as u32,
-            generation: generation & GEN_MASK,
-            op,
-        }
+        Token { key: key as u32, generation: generation & GEN_MASK, op }
     }
 
     pub fn worker(op: Op) -> Token {
-        Token {
-            key: WORKER_KEY,
-            generation: 0,
-            op,
-        }
+        Token { key: WORKER_KEY, generation: 0, op }
     }
 
     pub fn encode(self) -> u64 {
@@ -82,11 +74,7 @@ impl Token {
     /// `None` for user_data this server never produced.
     pub fn decode(data: u64) -> Option<Token> {
         let op = Op::from_u8(data as u8)?;
-        Some(Token {
-            key: (data >> 32) as u32,
-            generation: ((data >> 8) as u32) & GEN_MASK,
-            op,
-        })
+        Some(Token { key: (data >> 32) as u32, generation: ((data >> 8) as u32) & GEN_MASK, op })
     }
 
     /// Generations wrap within 24 bits; this is the successor used when a slot is reused.
@@ -102,11 +90,7 @@ mod tests {
     #[test]
     fn round_trips_every_op_and_extreme_values() {
         for op in Op::ALL {
-            for (key, generation) in [
-                (0usize, 0u32),
-                (12345, 77),
-                (u32::MAX as usize - 1, GEN_MASK),
-            ] {
+            for (key, generation) in [(0usize, 0u32), (12345, 77), (u32::MAX as usize - 1, GEN_MASK)] {
                 let t = Token::conn(key, generation, op);
                 assert_eq!(Token::decode(t.encode()), Some(t));
             }

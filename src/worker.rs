@@ -25,10 +25,7 @@ use crate::sys;
 use crate::token::{Op, Token, WORKER_KEY};
 
 const RING_ENTRIES: u32 = 4096;
-const RECV_BUFFERS: RecvBuffers = RecvBuffers {
-    count: 4096,
-    size: 2048,
-};
+const RECV_BUFFERS: RecvBuffers = RecvBuffers { count: 4096, size: 2048 };
 const TICK: Duration = Duration::from_secs(1);
 /// Pause before accepting again after the process ran out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(500);
@@ -136,9 +133,7 @@ impl Worker {
     fn run(mut self) -> std::io::Result<()> {
         self.arm_accept();
         self.ctx.ring.arm_timer(TICK, Token::worker(Op::Timer));
-        self.ctx
-            .ring
-            .read_eventfd(self.wake.as_raw_fd(), Token::worker(Op::Wake));
+        self.ctx.ring.read_eventfd(self.wake.as_raw_fd(), Token::worker(Op::Wake));
         let mut completions = Vec::with_capacity(1024);
         while !self.finished() {
             self.ctx.ring.submit_and_wait()?;
@@ -188,11 +183,7 @@ impl Worker {
             return self.on_worker_op(token.op, c);
         }
         let key = token.key as usize;
-        let Some(conn) = self
-            .conns
-            .get_mut(key)
-            .filter(|conn| conn.generation() == token.generation)
-        else {
+        let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.generation() == token.generation) else {
             // A completion for a connection already gone: only its buffer matters.
             if let Some(bid) = c.buffer_id() {
                 self.ctx.ring.recycle(bid);
@@ -227,18 +218,12 @@ impl Worker {
             return;
         };
         let paused = self.accept_paused_until.is_some_and(|t| t > self.ctx.now);
-        if self.accepting
-            || self.ctx.stopping
-            || paused
-            || self.conns.len() >= self.ctx.cfg.max_connections
-        {
+        if self.accepting || self.ctx.stopping || paused || self.conns.len() >= self.ctx.cfg.max_connections {
             return;
         }
         self.accepting = true;
         self.accept_paused_until = None;
-        self.ctx
-            .ring
-            .accept_multi(listener.as_raw_fd(), Token::worker(Op::Accept));
+        self.ctx.ring.accept_multi(listener.as_raw_fd(), Token::worker(Op::Accept));
     }
 
     fn on_accept(&mut self, c: &Completion) {
@@ -286,9 +271,7 @@ impl Worker {
         if self.conns.len() >= self.ctx.cfg.max_connections && self.accepting {
             // At the limit: stop the multishot accept; it is re-armed when a connection closes.
             if let Some(listener) = &self.listener {
-                self.ctx
-                    .ring
-                    .cancel_fd(listener.as_raw_fd(), Token::worker(Op::Cancel));
+                self.ctx.ring.cancel_fd(listener.as_raw_fd(), Token::worker(Op::Cancel));
             }
         }
     }
@@ -331,9 +314,7 @@ impl Worker {
         if self.shared.stop.load(Ordering::Acquire) && !self.ctx.stopping {
             self.begin_stop();
         }
-        self.ctx
-            .ring
-            .read_eventfd(self.wake.as_raw_fd(), Token::worker(Op::Wake));
+        self.ctx.ring.read_eventfd(self.wake.as_raw_fd(), Token::worker(Op::Wake));
     }
 
     /// Stop accepting now; close idle connections; busy ones close after their response.
@@ -341,10 +322,9 @@ impl Worker {
         self.ctx.stopping = true;
         self.stop_deadline = Some(self.ctx.now + self.ctx.cfg.shutdown_timeout);
         match &self.listener {
-            Some(listener) if self.accepting => self
-                .ctx
-                .ring
-                .cancel_fd(listener.as_raw_fd(), Token::worker(Op::Cancel)),
+            Some(listener) if self.accepting => {
+                self.ctx.ring.cancel_fd(listener.as_raw_fd(), Token::worker(Op::Cancel))
+            }
             _ => self.listener = None,
         }
         let mut finished = Vec::new();

@@ -2,9 +2,8 @@
 //! timestamp. Pure arithmetic on Unix seconds; never reads the clock itself.
 
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
+const MONTHS: [&str; 12] =
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 /// Broken-down UTC time.
 #[derive(Debug, PartialEq, Eq)]
@@ -101,11 +100,7 @@ pub fn parse_imf_fixdate(s: &str) -> Option<i64> {
     let month = MONTHS.iter().position(|m| *m == month_name)? as u32 + 1;
     let year = num(parts.next()?, 4)?;
     let mut hms = parts.next()?.split(':');
-    let (h, m, sec) = (
-        num(hms.next()?, 2)?,
-        num(hms.next()?, 2)?,
-        num(hms.next()?, 2)?,
-    );
+    let (h, m, sec) = (num(hms.next()?, 2)?, num(hms.next()?, 2)?, num(hms.next()?, 2)?);
     if parts.next()? != "GMT" || parts.next().is_some() || hms.next().is_some() {
         return None;
     }

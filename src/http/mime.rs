@@ -21,9 +21,7 @@ pub fn content_type(path: &[u8]) -> &'static str {
         "swf" => "application/x-shockwave-flash",
         "txt" => "text/plain",
         "" => "application/octet-stream",
-        other => mime_guess::from_ext(other)
-            .first_raw()
-            .unwrap_or("application/octet-stream"),
+        other => mime_guess::from_ext(other).first_raw().unwrap_or("application/octet-stream"),
     }
 }
 

@@ -2,6 +2,7 @@
 //! conditionals. Everything here is pure computation over bytes; nothing touches a socket.
 
 pub mod date;
+pub mod encoding;
 pub mod mime;
 pub mod range;
 pub mod request;

@@ -19,11 +19,7 @@ pub fn select(header: &str, size: u64) -> Selection {
     let Some(spec) = strip_unit(header.trim()) else {
         return Selection::Whole;
     };
-    let ranges: Vec<&str> = spec
-        .split(',')
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .collect();
+    let ranges: Vec<&str> = spec.split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
     if ranges.len() != 1 {
         // Several ranges: the whole file is a valid answer (unless the syntax is bad, when it is
         // ignored anyway, which is also the whole file).
@@ -70,16 +66,10 @@ fn parse_one(r: &str) -> Option<Spec> {
 fn resolve(spec: Spec, size: u64) -> Selection {
     match spec {
         Spec::From(start, _) if start >= size => Selection::Unsatisfiable,
-        Spec::From(start, end) => Selection::Partial {
-            start,
-            end: end.unwrap_or(u64::MAX).min(size - 1),
-        },
+        Spec::From(start, end) => Selection::Partial { start, end: end.unwrap_or(u64::MAX).min(size - 1) },
         Spec::Suffix(0) => Selection::Unsatisfiable,
         Spec::Suffix(_) if size == 0 => Selection::Unsatisfiable,
-        Spec::Suffix(n) => Selection::Partial {
-            start: size.saturating_sub(n),
-            end: size - 1,
-        },
+        Spec::Suffix(n) => Selection::Partial { start: size.saturating_sub(n), end: size - 1 },
     }
 }
 
@@ -110,16 +100,9 @@ mod tests {
 
     #[test]
     fn ignored_ranges() {
-        for h in [
-            "",
-            "bytes=",
-            "bytes=a-b",
-            "bytes=5-1",
-            "items=0-1",
-            "bytes=0-1,3-4",
-            "bytes 0-1",
-            "bytes=--1",
-        ] {
+        for h in
+            ["", "bytes=", "bytes=a-b", "bytes=5-1", "items=0-1", "bytes=0-1,3-4", "bytes 0-1", "bytes=--1"]
+        {
             assert_eq!(select(h, 100), Whole, "{h}");
         }
     }

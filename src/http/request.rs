@@ -64,9 +64,7 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse {
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
         Ok(httparse::Status::Partial) => partial(buf, max_head),
-        Ok(httparse::Status::Complete(len)) if len > max_head => {
-            Parse::Invalid(Status::HeaderFieldsTooLarge)
-        }
+        Ok(httparse::Status::Complete(len)) if len > max_head => Parse::Invalid(Status::HeaderFieldsTooLarge),
         Ok(httparse::Status::Complete(len)) => match build(&req) {
             Ok(r) => Parse::Complete(Box::new(r), len),
             Err(status) => Parse::Invalid(status),
@@ -83,10 +81,7 @@ fn partial(buf: &[u8], max_head: usize) -> Parse {
     if buf.len() <= max_head {
         return Parse::Partial;
     }
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(0);
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(0);
     if buf[start..].contains(&b'\n') {
         Parse::Invalid(Status::HeaderFieldsTooLarge)
     } else {
@@ -97,10 +92,7 @@ fn partial(buf: &[u8], max_head: usize) -> Parse {
 /// `HTTP/2.0`, `HTTP/1.2`, `HTTP/0.9` are well-formed but unsupported (505); anything else that
 /// fails version parsing is simply malformed (400).
 fn version_error(buf: &[u8]) -> Status {
-    let line = buf
-        .split(|&b| b == b'\n')
-        .find(|l| !l.is_empty() && *l != b"\r")
-        .unwrap_or(b"");
+    let line = buf.split(|&b| b == b'\n').find(|l| !l.is_empty() && *l != b"\r").unwrap_or(b"");
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
     match version {
@@ -109,17 +101,13 @@ fn version_error(buf: &[u8]) -> Status {
         {
             Status::VersionNotSupported
         }
-        [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => {
-            Status::VersionNotSupported
-        }
+        [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => Status::VersionNotSupported,
         _ => Status::BadRequest,
     }
 }
 
 fn text(value: &[u8]) -> Result<&str, Status> {
-    std::str::from_utf8(value)
-        .map(str::trim)
-        .map_err(|_| Status::BadRequest)
+    std::str::from_utf8(value).map(str::trim).map_err(|_| Status::BadRequest)
 }
 
 fn build(req: &httparse::Request) -> Result<Request, Status> {
@@ -174,11 +162,7 @@ fn build(req: &httparse::Request) -> Result<Request, Status> {
         }
     }
     out.has_body = transfer_encoding.is_some() || content_length.is_some_and(|n| n > 0);
-    out.keep_alive = if minor == 1 {
-        !close
-    } else {
-        keep_alive && !close
-    };
+    out.keep_alive = if minor == 1 { !close } else { keep_alive && !close };
     Ok(out)
 }
 
@@ -219,9 +203,7 @@ fn parse_content_length(v: &str) -> Result<u64, Status> {
 
 /// A Host value is `host[:port]` without whitespace, slashes or other delimiters.
 fn validate_host(v: &[u8]) -> Result<(), Status> {
-    let ok = v
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b));
+    let ok = v.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b));
     if ok { Ok(()) } else { Err(Status::BadRequest) }
 }
 
@@ -257,18 +239,12 @@ mod tests {
         assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
         assert!(ok("HEAD / HTTP/1.1\r\nHost: x\r\nConnection: TE, keep-alive\r\n\r\n").keep_alive);
-        assert_eq!(
-            ok("POST / HTTP/1.1\r\nHost: x\r\n\r\n").method(),
-            Method::Other
-        );
+        assert_eq!(ok("POST / HTTP/1.1\r\nHost: x\r\n\r\n").method(), Method::Other);
     }
 
     #[test]
     fn partial_heads_wait_for_more() {
-        assert_eq!(
-            parse(b"GET / HTTP/1.1\r\nHost: x\r\n", 8192),
-            Parse::Partial
-        );
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n", 8192), Parse::Partial);
         assert_eq!(parse(b"\n", 8192), Parse::Partial);
         assert_eq!(parse(b"", 8192), Parse::Partial);
     }
@@ -276,14 +252,8 @@ mod tests {
     #[test]
     fn host_rules() {
         assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), Status::BadRequest);
-        assert_eq!(
-            status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
-            Status::BadRequest
-        );
-        assert_eq!(
-            status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
-            Status::BadRequest
-        );
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), Status::BadRequest);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), Status::BadRequest);
         ok("GET / HTTP/1.0\r\n\r\n");
         ok("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n");
     }
@@ -291,19 +261,11 @@ mod tests {
     #[test]
     fn framing_rules() {
         assert_eq!(
-            status(
-                "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-            ),
+            status("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Status::BadRequest
         );
-        assert_eq!(
-            status("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
-            Status::BadRequest
-        );
-        assert_eq!(
-            status("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n"),
-            Status::BadRequest
-        );
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"), Status::BadRequest);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n"), Status::BadRequest);
         assert_eq!(
             status("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
             Status::BadRequest
@@ -319,14 +281,8 @@ mod tests {
 
     #[test]
     fn versions_and_garbage() {
-        assert_eq!(
-            status("GET / HTTP/2.0\r\n\r\n"),
-            Status::VersionNotSupported
-        );
-        assert_eq!(
-            status("GET / HTTP/1.2\r\n\r\n"),
-            Status::VersionNotSupported
-        );
+        assert_eq!(status("GET / HTTP/2.0\r\n\r\n"), Status::VersionNotSupported);
+        assert_eq!(status("GET / HTTP/1.2\r\n\r\n"), Status::VersionNotSupported);
         assert_eq!(status("GET / FOO/1.1\r\n\r\n"), Status::BadRequest);
         assert_eq!(status("GARBAGE\r\n\r\n"), Status::BadRequest);
         assert_eq!(status("GET  / HTTP/1.1\r\n\r\n"), Status::BadRequest);
@@ -339,20 +295,11 @@ mod tests {
     #[test]
     fn size_limits() {
         let long_line = format!("GET /{} HTTP/1.1", "a".repeat(100));
-        assert_eq!(
-            parse(long_line.as_bytes(), 50),
-            Parse::Invalid(Status::UriTooLong)
-        );
+        assert_eq!(parse(long_line.as_bytes(), 50), Parse::Invalid(Status::UriTooLong));
         let big_head = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n", "a".repeat(100));
-        assert_eq!(
-            parse(big_head.as_bytes(), 50),
-            Parse::Invalid(Status::HeaderFieldsTooLarge)
-        );
+        assert_eq!(parse(big_head.as_bytes(), 50), Parse::Invalid(Status::HeaderFieldsTooLarge));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: y\r\n")).collect();
-        assert_eq!(
-            status(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")),
-            Status::HeaderFieldsTooLarge
-        );
+        assert_eq!(status(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")), Status::HeaderFieldsTooLarge);
     }
 
     #[test]
@@ -363,9 +310,6 @@ mod tests {
         assert_eq!(r.if_none_match.as_deref(), Some("\"a\""));
         assert_eq!(r.if_modified_since, Some(784_111_777));
         assert_eq!(r.range.as_deref(), Some("bytes=0-1"));
-        assert_eq!(
-            (r.user_agent.as_deref(), r.referer.as_deref()),
-            (Some("t/1"), Some("http://r/"))
-        );
+        assert_eq!((r.user_agent.as_deref(), r.referer.as_deref()), (Some("t/1"), Some("http://r/")));
     }
 }

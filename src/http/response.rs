@@ -71,14 +71,16 @@ pub fn date_line(unix: i64) -> Vec<u8> {
     format!("Date: {}\r\n", super::date::imf_fixdate(unix)).into_bytes()
 }
 
-/// A complete error response: head plus a short HTML body (omitted for HEAD, length kept).
-pub fn error(
+/// A complete response with a short HTML page as its body (errors, redirects), plus any
+/// `extra` headers. HEAD gets the same head without the body. Returns the body bytes sent.
+pub fn page(
     buf: &mut Vec<u8>,
     status: Status,
     date_line: &[u8],
     keep_alive: bool,
     head_only: bool,
-) {
+    extra: &[(&str, &[u8])],
+) -> u64 {
     let body = format!(
         "<html><head><title>{0} {1}</title></head><body><h1>{0} {1}</h1></body></html>\n",
         status.code(),
@@ -87,15 +89,18 @@ pub fn error(
     start(buf, status, date_line);
     header(buf, "Content-Type", b"text/html");
     content_length(buf, body.len() as u64);
-    match status {
-        Status::MethodNotAllowed => header(buf, "Allow", b"GET, HEAD"),
-        Status::ServiceUnavailable => header(buf, "Retry-After", b"1"),
-        _ => {}
+    if status == Status::MethodNotAllowed {
+        header(buf, "Allow", b"GET, HEAD");
+    }
+    for (name, value) in extra {
+        header(buf, name, value);
     }
     finish(buf, keep_alive);
-    if !head_only {
-        buf.extend_from_slice(body.as_bytes());
+    if head_only {
+        return 0;
     }
+    buf.extend_from_slice(body.as_bytes());
+    body.len() as u64
 }
 
 #[cfg(test)]
@@ -118,22 +123,25 @@ mod tests {
     }
 
     #[test]
-    fn error_bodies_match_their_length() {
+    fn page_bodies_match_their_length() {
         let mut buf = Vec::new();
-        error(&mut buf, Status::NotFound, b"Date: x\r\n", true, false);
+        let sent = page(&mut buf, Status::NotFound, b"Date: x\r\n", true, false, &[]);
         let (head, body) = split(&buf);
         assert!(head.starts_with("HTTP/1.1 404 Not Found\r\nServer: ringhttpd\r\nDate: x\r\n"));
         assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
         assert!(head.ends_with("Connection: keep-alive\r\n\r\n"));
+        assert_eq!(sent, body.len() as u64);
         assert!(!body.is_empty());
     }
 
     #[test]
-    fn head_errors_keep_the_length_but_drop_the_body() {
+    fn head_pages_keep_the_length_but_drop_the_body() {
         let mut buf = Vec::new();
-        error(&mut buf, Status::MethodNotAllowed, b"", false, true);
+        let sent = page(&mut buf, Status::MethodNotAllowed, b"", false, true, &[("Location", b"/x/")]);
+        assert_eq!(sent, 0);
         let (head, body) = split(&buf);
         assert!(head.contains("Allow: GET, HEAD\r\n"));
+        assert!(head.contains("Location: /x/\r\n"));
         assert!(head.contains("Connection: close\r\n"));
         assert!(body.is_empty());
         assert!(!head.contains("Content-Length: 0\r\n"));

@@ -1,0 +1,250 @@
+//! Finding what a request names: `openat2` beneath the root, `statx` of the descriptor, and
+//! for small files a read into memory; then the same for the file's precompressed siblings
+//! (`.br`, `.gz`), so the cached entry knows every representation it can offer.
+//!
+//! Each step is one ring operation whose memory (path, open_how, statx buffer, read buffer)
+//! lives in the boxed phase until its completion arrives. Results go into the worker's cache;
+//! this module never decides what to answer (see `respond`).
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+
+use io_uring::types::OpenHow;
+
+use super::{Conn, Phase};
+use crate::cache::{Entry, FileInfo, Identity, SMALL_FILE};
+use crate::http::Status;
+use crate::http::encoding::Coding;
+use crate::http::request::Request;
+use crate::token::Op;
+use crate::worker::Ctx;
+
+/// A request whose file is being resolved.
+pub(super) struct Lookup {
+    req: Box<Request>,
+    /// The path beneath the root, as the request named it.
+    path: Vec<u8>,
+    is_index: bool,
+    /// The file itself, once found; it is cached only after its siblings were probed.
+    main: Option<FileInfo>,
+    /// Precompressed siblings probed so far, in `Coding::ALL` order.
+    variants: Vec<Option<Rc<FileInfo>>>,
+}
+
+pub(super) struct Opening {
+    lookup: Lookup,
+    // Both are read by the kernel until the open completes.
+    c_path: CString,
+    how: OpenHow,
+}
+
+pub(super) struct Stating {
+    lookup: Lookup,
+    file: Option<OwnedFd>,
+    // Written by the kernel until the statx completes.
+    statx: libc::statx,
+}
+
+pub(super) struct Loading {
+    lookup: Lookup,
+    info: Option<FileInfo>,
+    // Written by the kernel until each read completes; never resized while a read is in flight.
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl Lookup {
+    pub(super) fn new(req: Box<Request>, path: Vec<u8>, is_index: bool) -> Lookup {
+        Lookup { req, path, is_index, main: None, variants: Vec::new() }
+    }
+
+    /// The coding being probed, or `None` while the file itself is being resolved.
+    fn probing(&self) -> Option<Coding> {
+        self.main.as_ref().map(|_| Coding::ALL[self.variants.len()])
+    }
+
+    /// The name to open next.
+    fn name(&self) -> Vec<u8> {
+        let mut name = self.path.clone();
+        if let Some(coding) = self.probing() {
+            name.extend_from_slice(coding.suffix());
+        }
+        name
+    }
+}
+
+/// The errno → status table (as nginx: missing 404, permission 403, exhaustion 503).
+fn status_for_errno(errno: i32) -> Status {
+    match errno {
+        libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::ENXIO | libc::ENODEV => Status::NotFound,
+        libc::EACCES | libc::EPERM | libc::ELOOP | libc::EXDEV => Status::Forbidden,
+        libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EAGAIN => Status::ServiceUnavailable,
+        _ => Status::InternalServerError,
+    }
+}
+
+fn zeroed_statx() -> libc::statx {
+    // SAFETY: statx is plain old data for which all-zeroes is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+impl Conn {
+    pub(super) fn open(&mut self, ctx: &mut Ctx, lookup: Lookup) {
+        let Ok(c_path) = CString::new(lookup.name()) else {
+            return self.respond_error(ctx, Some(lookup.req), Status::BadRequest, false);
+        };
+        let how = OpenHow::new()
+            .flags((libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY) as u64)
+            .resolve(libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS);
+        let opening = Box::new(Opening { lookup, c_path, how });
+        let token = self.token(Op::Open);
+        // SAFETY: `c_path` and `how` live in the boxed Opening, stored in `self.phase` below and
+        // not replaced until the Open completion arrives (`op_in_flight` guards the phase).
+        unsafe { ctx.ring.open_beneath(ctx.root, &opening.c_path, &opening.how, token) };
+        self.phase = Phase::Opening(opening);
+        self.op_in_flight = true;
+    }
+
+    pub(super) fn on_open(&mut self, result: i32, ctx: &mut Ctx) {
+        self.op_in_flight = false;
+        let Phase::Opening(opening) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
+        let lookup = opening.lookup;
+        if result < 0 {
+            return self.not_servable(ctx, lookup, status_for_errno(-result));
+        }
+        // SAFETY: a non-negative Open result is a new descriptor that nothing else owns.
+        let file = unsafe { OwnedFd::from_raw_fd(result) };
+        if self.closing {
+            return;
+        }
+        let mut stating = Box::new(Stating { lookup, file: Some(file), statx: zeroed_statx() });
+        let fd = stating.file.as_ref().map_or(-1, |f| f.as_raw_fd());
+        let token = self.token(Op::Statx);
+        // SAFETY: the statx buffer lives in the boxed Stating, stored in `self.phase` below and
+        // not replaced until the Statx completion arrives.
+        unsafe { ctx.ring.statx_fd(fd, &mut stating.statx, token) };
+        self.phase = Phase::Stating(stating);
+        self.op_in_flight = true;
+    }
+
+    pub(super) fn on_statx(&mut self, result: i32, ctx: &mut Ctx) {
+        self.op_in_flight = false;
+        let Phase::Stating(mut st) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
+        if self.closing {
+            return;
+        }
+        if result < 0 {
+            return self.not_servable(ctx, st.lookup, status_for_errno(-result));
+        }
+        let mode = u32::from(st.statx.stx_mode);
+        match mode & libc::S_IFMT {
+            libc::S_IFREG if mode & 0o444 != 0 => {}
+            libc::S_IFDIR if st.lookup.main.is_none() => return self.found_directory(ctx, st.lookup),
+            libc::S_IFDIR => return self.not_servable(ctx, st.lookup, Status::NotFound),
+            // FIFOs, devices, sockets, and files nobody may read are not served.
+            _ => return self.not_servable(ctx, st.lookup, Status::Forbidden),
+        }
+        let id = Identity {
+            ino: st.statx.stx_ino,
+            size: st.statx.stx_size,
+            mtime: st.statx.stx_mtime.tv_sec,
+            mtime_nsec: st.statx.stx_mtime.tv_nsec,
+        };
+        let Some(file) = st.file.take() else { return };
+        // Siblings keep the original's name for their Content-Type.
+        let mut info = FileInfo::new(file, id, &st.lookup.path);
+        if id.size > SMALL_FILE {
+            return self.found_file(ctx, st.lookup, info);
+        }
+        if let Some(body) = ctx.cache.body_if_unchanged(&st.lookup.path, st.lookup.probing(), &id) {
+            info.body = Some(body);
+            return self.found_file(ctx, st.lookup, info);
+        }
+        let buf = vec![0; id.size as usize];
+        self.phase =
+            Phase::Loading(Box::new(Loading { lookup: st.lookup, info: Some(info), buf, filled: 0 }));
+        self.read_more(ctx);
+    }
+
+    /// Reads the rest of a small file into its buffer.
+    fn read_more(&mut self, ctx: &mut Ctx) {
+        let token = self.token(Op::Read);
+        let Phase::Loading(ld) = &mut self.phase else { return };
+        let Some(info) = &ld.info else { return };
+        if ld.filled == ld.buf.len() {
+            return self.finish_loading(ctx);
+        }
+        let fd = info.file.as_raw_fd();
+        let offset = ld.filled as u64;
+        // SAFETY: the buffer lives in the boxed Loading held by `self.phase`, which is neither
+        // replaced nor resized until the Read completion arrives.
+        unsafe { ctx.ring.read_at(fd, &mut ld.buf[ld.filled..], offset, token) };
+        self.op_in_flight = true;
+    }
+
+    pub(super) fn on_read(&mut self, result: i32, ctx: &mut Ctx) {
+        self.op_in_flight = false;
+        if self.closing {
+            self.phase = Phase::Idle;
+            return;
+        }
+        let Phase::Loading(ld) = &mut self.phase else { return };
+        if result < 0 {
+            let Phase::Loading(ld) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
+            return self.respond_error(ctx, Some(ld.lookup.req), Status::InternalServerError, false);
+        }
+        if result == 0 {
+            // The file shrank since statx: serve what it now holds, with a matching length.
+            ld.buf.truncate(ld.filled);
+        }
+        ld.filled += result as usize;
+        self.read_more(ctx);
+    }
+
+    fn finish_loading(&mut self, ctx: &mut Ctx) {
+        let Phase::Loading(mut ld) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
+        let Some(mut info) = ld.info.take() else { return };
+        info.id.size = ld.buf.len() as u64;
+        info.body = Some(Rc::from(std::mem::take(&mut ld.buf)));
+        self.found_file(ctx, ld.lookup, info);
+    }
+
+    // ---- results ----
+
+    fn found_file(&mut self, ctx: &mut Ctx, mut lookup: Lookup, info: FileInfo) {
+        match lookup.main {
+            None => lookup.main = Some(info),
+            Some(_) => lookup.variants.push(Some(Rc::new(info))),
+        }
+        self.next_sibling(ctx, lookup);
+    }
+
+    fn not_servable(&mut self, ctx: &mut Ctx, mut lookup: Lookup, status: Status) {
+        if lookup.main.is_some() {
+            lookup.variants.push(None);
+            return self.next_sibling(ctx, lookup);
+        }
+        ctx.cache.insert(lookup.path, Entry::Absent(status), ctx.now);
+        self.respond_entry(ctx, lookup.req, lookup.is_index, Entry::Absent(status));
+    }
+
+    fn found_directory(&mut self, ctx: &mut Ctx, lookup: Lookup) {
+        ctx.cache.insert(lookup.path, Entry::Directory, ctx.now);
+        self.respond_entry(ctx, lookup.req, lookup.is_index, Entry::Directory);
+    }
+
+    /// Probes the next precompressed sibling, or caches and answers once all are known.
+    fn next_sibling(&mut self, ctx: &mut Ctx, mut lookup: Lookup) {
+        if lookup.variants.len() < Coding::ALL.len() {
+            return self.open(ctx, lookup);
+        }
+        let Some(mut main) = lookup.main.take() else { return };
+        for (slot, variant) in main.variants.iter_mut().zip(lookup.variants.drain(..)) {
+            *slot = variant;
+        }
+        let entry = Entry::File(Rc::new(main));
+        ctx.cache.insert(lookup.path, entry.clone(), ctx.now);
+        self.respond_entry(ctx, lookup.req, lookup.is_index, entry);
+    }
+}

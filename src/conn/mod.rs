@@ -1,0 +1,496 @@
+//! One client connection: a state machine driven by ring completions.
+//!
+//! `Phase` says what the connection is doing and owns exactly the memory its one in-flight
+//! operation points at (path, statx buffer, read buffer, send buffer). A multishot receive runs
+//! beside it into the ring's provided buffers. Each completion handler is a transition: it
+//! consumes a result, updates the phase and submits the next operation.
+//!
+//! Memory rule: a phase that has an operation in flight (`op_in_flight`) is never replaced or
+//! dropped until that operation's completion arrives, and a connection is only freed once it has
+//! nothing in flight at all (`is_finished`). This module must never block and never send a
+//! response whose framing it cannot keep: if a file shrinks mid-body, the connection is closed.
+
+mod lookup;
+mod respond;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::cache::FileInfo;
+use crate::http::Status;
+use crate::http::request::{self, Method, Parse, Request};
+use crate::path;
+
+use crate::ring::Completion;
+use crate::sys::{self, Pipe};
+use crate::token::{Op, Token};
+use crate::worker::Ctx;
+use lookup::{Loading, Lookup, Opening, Stating};
+
+/// How long a closing connection waits for the client's FIN after ours, so that a client still
+/// sending does not turn our close into a reset that destroys the response it has not read.
+const LINGER: Duration = Duration::from_secs(2);
+/// Bytes of pipelined requests buffered while a response is in progress.
+const MAX_PIPELINED: usize = 64 * 1024;
+
+pub struct Conn {
+    pub socket: OwnedFd,
+    key: usize,
+    generation: u32,
+    phase: Phase,
+    /// A multishot receive is armed (its final completion has not arrived).
+    recv_armed: bool,
+    /// The phase's single operation is in flight.
+    op_in_flight: bool,
+    /// Received bytes not yet consumed as requests.
+    inbuf: Vec<u8>,
+    /// The client sent FIN: nothing more will arrive.
+    peer_closed: bool,
+    /// The connection is being torn down; it is freed once nothing is in flight.
+    closing: bool,
+    /// Idle between requests: the keep-alive timeout runs, not the header timeout.
+    between_requests: bool,
+    pub deadline: Instant,
+    peer: Option<std::net::IpAddr>,
+}
+
+enum Phase {
+    /// Waiting for a request head (any partial bytes are in `inbuf`).
+    Idle,
+    /// `openat2` of the requested path in flight.
+    Opening(Box<Opening>),
+    /// `statx` of the opened file in flight.
+    Stating(Box<Stating>),
+    /// Reading a small file into memory.
+    Loading(Box<Loading>),
+    /// Sending a response head (and a small body, or an error page).
+    Sending(Box<Sending>),
+    /// Moving a large body file → pipe → socket.
+    Splicing(Box<Splicing>),
+    /// Our FIN is sent; draining input until the client closes too.
+    Lingering,
+}
+
+/// The request being answered, kept until the access log line is written.
+struct Exchange {
+    req: Option<Box<Request>>,
+    status: Status,
+    keep_alive: bool,
+    body_bytes: u64,
+}
+
+struct Sending {
+    // Read by the kernel until the send completes; never resized while a send is in flight.
+    buf: Vec<u8>,
+    sent: usize,
+    then: Option<BodyFile>,
+    ex: Exchange,
+}
+
+/// A body range still to be spliced from a file.
+struct BodyFile {
+    info: Rc<FileInfo>,
+    offset: u64,
+    remaining: u64,
+}
+
+struct Splicing {
+    body: BodyFile,
+    pipe: Option<Pipe>,
+    in_pipe: usize,
+    ex: Exchange,
+}
+
+impl Conn {
+    pub fn new(socket: OwnedFd, key: usize, generation: u32, ctx: &mut Ctx) -> Conn {
+        let peer = if ctx.log.is_some() { sys::peer_ip(socket.as_raw_fd()) } else { None };
+        Conn {
+            socket,
+            key,
+            generation,
+            phase: Phase::Idle,
+            recv_armed: false,
+            op_in_flight: false,
+            inbuf: Vec::new(),
+            peer_closed: false,
+            closing: false,
+            between_requests: false,
+            deadline: ctx.now + ctx.cfg.header_timeout,
+            peer,
+        }
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    fn token(&self, op: Op) -> Token {
+        Token::conn(self.key, self.generation, op)
+    }
+
+    fn fd(&self) -> i32 {
+        self.socket.as_raw_fd()
+    }
+
+    /// Nothing is in flight and the connection is done: the worker may free it.
+    pub fn is_finished(&self) -> bool {
+        self.closing && !self.recv_armed && !self.op_in_flight
+    }
+
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Idle) && self.inbuf.is_empty()
+    }
+
+    /// Starts receiving; called once after accept and whenever a multishot receive ends.
+    pub fn arm_recv(&mut self, ctx: &mut Ctx) {
+        if !self.recv_armed && !self.closing && !self.peer_closed {
+            self.recv_armed = true;
+            ctx.ring.recv_multi(self.fd(), self.token(Op::Recv));
+        }
+    }
+
+    /// Routes a completion to the transition for its operation.
+    pub fn on_completion(&mut self, op: Op, c: &Completion, ctx: &mut Ctx) {
+        match op {
+            Op::Recv => self.on_recv(c, ctx),
+            Op::Open => self.on_open(c.result, ctx),
+            Op::Statx => self.on_statx(c.result, ctx),
+            Op::Read => self.on_read(c.result, ctx),
+            Op::Send => self.on_send(c.result, ctx),
+            Op::SpliceIn => self.on_splice_in(c.result, ctx),
+            Op::SpliceOut => self.on_splice_out(c.result, ctx),
+            Op::PollOut => self.on_writable(c.result, ctx),
+            _ => {}
+        }
+    }
+
+    // ---- receiving and parsing ----
+
+    fn on_recv(&mut self, c: &Completion, ctx: &mut Ctx) {
+        if !c.more() {
+            self.recv_armed = false;
+        }
+        if let Some(bid) = c.buffer_id() {
+            if c.result > 0 {
+                let bytes = ctx.ring.buffer(bid, c.result as usize);
+                if !self.closing && !matches!(self.phase, Phase::Lingering) {
+                    self.inbuf.extend_from_slice(bytes);
+                }
+            }
+            ctx.ring.recycle(bid);
+        }
+        match c.result {
+            n if n > 0 => self.on_input(ctx),
+            0 => self.on_peer_closed(ctx),
+            e if -e == libc::ENOBUFS => {
+                if !self.recv_armed {
+                    ctx.rearm_recv.push(self.key);
+                }
+            }
+            _ => self.abort(ctx),
+        }
+        if !self.recv_armed && c.result > 0 {
+            self.arm_recv(ctx);
+        }
+    }
+
+    fn on_peer_closed(&mut self, ctx: &mut Ctx) {
+        self.peer_closed = true;
+        match self.phase {
+            // Nothing (complete) to answer, or our side is already done.
+            Phase::Idle | Phase::Lingering => self.abort(ctx),
+            // A half-closed client still reads: finish the response, then close.
+            _ => {}
+        }
+    }
+
+    fn on_input(&mut self, ctx: &mut Ctx) {
+        if matches!(self.phase, Phase::Idle) {
+            if self.between_requests {
+                self.between_requests = false;
+                self.deadline = ctx.now + ctx.cfg.header_timeout;
+            }
+            self.process_input(ctx);
+        } else if self.inbuf.len() > MAX_PIPELINED + ctx.cfg.max_header_size {
+            // A client pipelining this much without reading is not a client we can serve.
+            self.abort(ctx);
+        }
+    }
+
+    /// Parses and starts answering the next request in `inbuf`, if a whole head is there.
+    fn process_input(&mut self, ctx: &mut Ctx) {
+        if !matches!(self.phase, Phase::Idle) || self.closing || self.inbuf.is_empty() {
+            return;
+        }
+        match request::parse(&self.inbuf, ctx.cfg.max_header_size) {
+            Parse::Partial => {
+                if self.peer_closed {
+                    self.abort(ctx);
+                }
+            }
+            Parse::Invalid(status) => {
+                self.inbuf = Vec::new();
+                self.respond_error(ctx, None, status, false);
+            }
+            Parse::Complete(req, len) => {
+                self.inbuf.drain(..len);
+                self.start_request(ctx, req);
+            }
+        }
+    }
+
+    fn start_request(&mut self, ctx: &mut Ctx, req: Box<Request>) {
+        crate::server::panic_if_test_target(&req.target);
+        let keep_alive = req.keep_alive && !req.has_body && !ctx.stopping;
+        if req.method() == Method::Other {
+            return self.respond_error(ctx, Some(req), Status::MethodNotAllowed, keep_alive);
+        }
+        let (file, is_index) = match path::resolve(&req.target) {
+            Ok(t) => (t.file, t.is_index),
+            Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
+        };
+        match ctx.cache.fresh(&file, ctx.now) {
+            Some(entry) => self.respond_entry(ctx, req, is_index, entry),
+            None => self.open(ctx, Lookup::new(req, file, is_index)),
+        }
+    }
+
+    // ---- sending ----
+
+    fn send(&mut self, ctx: &mut Ctx, buf: Vec<u8>, then: Option<BodyFile>, ex: Exchange) {
+        self.phase = Phase::Sending(Box::new(Sending { buf, sent: 0, then, ex }));
+        self.deadline = ctx.now + ctx.cfg.send_timeout;
+        self.send_more(ctx);
+    }
+
+    fn send_more(&mut self, ctx: &mut Ctx) {
+        let token = self.token(Op::Send);
+        let fd = self.fd();
+        let Phase::Sending(s) = &self.phase else {
+            return;
+        };
+        let more = s.then.is_some();
+        // SAFETY: the buffer lives in the boxed Sending held by `self.phase`, which is neither
+        // replaced nor resized until the Send completion arrives.
+        unsafe { ctx.ring.send(fd, &s.buf[s.sent..], more, token) };
+        self.op_in_flight = true;
+    }
+
+    fn on_send(&mut self, result: i32, ctx: &mut Ctx) {
+        self.op_in_flight = false;
+        if self.closing {
+            self.phase = Phase::Idle;
+            return;
+        }
+        if result < 0 {
+            return self.abort(ctx);
+        }
+        let Phase::Sending(s) = &mut self.phase else {
+            return;
+        };
+        s.sent += result as usize;
+        self.deadline = ctx.now + ctx.cfg.send_timeout;
+        if s.sent < s.buf.len() {
+            return self.send_more(ctx);
+        }
+        let Phase::Sending(s) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            return;
+        };
+        let Sending { then, ex, .. } = *s;
+        match then {
+            None => self.response_done(ctx, ex),
+            Some(body) => self.start_splice(ctx, body, ex),
+        }
+    }
+
+    fn start_splice(&mut self, ctx: &mut Ctx, body: BodyFile, ex: Exchange) {
+        let Some(pipe) = ctx.pipes.take() else {
+            crate::log_warn!("cannot create a pipe for a file body; closing the connection");
+            return self.abort_with(ctx, ex);
+        };
+        self.phase = Phase::Splicing(Box::new(Splicing { body, pipe: Some(pipe), in_pipe: 0, ex }));
+        self.splice_step(ctx);
+    }
+
+    /// Next splice: drain the pipe into the socket first, then refill it from the file.
+    fn splice_step(&mut self, ctx: &mut Ctx) {
+        let socket = self.fd();
+        let (tok_in, tok_out) = (self.token(Op::SpliceIn), self.token(Op::SpliceOut));
+        let Phase::Splicing(sp) = &mut self.phase else {
+            return;
+        };
+        let Some(pipe) = &sp.pipe else { return };
+        if sp.in_pipe > 0 {
+            ctx.ring.splice(pipe.read.as_raw_fd(), -1, socket, sp.in_pipe as u32, tok_out);
+        } else if sp.body.remaining > 0 {
+            let len = sp.body.remaining.min(pipe.capacity as u64) as u32;
+            ctx.ring.splice(
+                sp.body.info.file.as_raw_fd(),
+                sp.body.offset as i64,
+                pipe.write.as_raw_fd(),
+                len,
+                tok_in,
+            );
+        } else {
+            let Phase::Splicing(mut sp) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+                return;
+            };
+            if let Some(pipe) = sp.pipe.take() {
+                ctx.pipes.give_back(pipe);
+            }
+            return self.response_done(ctx, sp.ex);
+        }
+        self.op_in_flight = true;
+    }
+
+    fn on_splice_in(&mut self, result: i32, ctx: &mut Ctx) {
+        self.op_in_flight = false;
+        if self.closing {
+            self.phase = Phase::Idle;
+            return;
+        }
+        let Phase::Splicing(sp) = &mut self.phase else {
+            return;
+        };
+        if result <= 0 {
+            // The file shrank (0) or failed: the promised length cannot be kept, so close.
+            if result == 0 {
+                crate::log_warn!("file shrank while being sent; closing the connection");
+            }
+            return self.abort(ctx);
+        }
+        sp.body.offset += result as u64;
+        sp.body.remaining -= (result as u64).min(sp.body.remaining);
+        sp.in_pipe += result as usize;
+        self.splice_step(ctx);
+    }
+
+    fn on_splice_out(&mut self, result: i32, ctx: &mut Ctx) {
+        self.op_in_flight = false;
+        if self.closing {
+            self.phase = Phase::Idle;
+            return;
+        }
+        if result == -libc::EAGAIN {
+            // The socket is full: wait for room instead of parking a kernel thread on it.
+            ctx.ring.poll_writable(self.fd(), self.token(Op::PollOut));
+            self.op_in_flight = true;
+            return;
+        }
+        let Phase::Splicing(sp) = &mut self.phase else {
+            return;
+        };
+        if result <= 0 {
+            return self.abort(ctx);
+        }
+        sp.in_pipe -= (result as usize).min(sp.in_pipe);
+        self.deadline = ctx.now + ctx.cfg.send_timeout;
+        self.splice_step(ctx);
+    }
+
+    fn on_writable(&mut self, result: i32, ctx: &mut Ctx) {
+        self.op_in_flight = false;
+        if self.closing || result < 0 {
+            self.phase = Phase::Idle;
+            return self.abort(ctx);
+        }
+        self.splice_step(ctx);
+    }
+
+    /// A response is fully handed to the kernel: log it, then read the next request or close.
+    fn response_done(&mut self, ctx: &mut Ctx, ex: Exchange) {
+        self.log_exchange(ctx, &ex);
+        if !ex.keep_alive || self.peer_closed || ctx.stopping {
+            return self.close_gracefully(ctx);
+        }
+        self.phase = Phase::Idle;
+        if self.inbuf.is_empty() {
+            self.inbuf = Vec::new();
+            self.between_requests = true;
+            self.deadline = ctx.now + ctx.cfg.keepalive_timeout;
+        } else {
+            self.deadline = ctx.now + ctx.cfg.header_timeout;
+        }
+        self.process_input(ctx);
+    }
+
+    fn log_exchange(&self, ctx: &mut Ctx, ex: &Exchange) {
+        if let Some(log) = &mut ctx.log {
+            log.record(self.peer, ex.req.as_deref(), ex.status.code(), ex.body_bytes, ctx.unix_now);
+        }
+    }
+
+    // ---- closing ----
+
+    /// Sends FIN after the last response and waits (briefly) for the client's, so unread
+    /// request bytes do not make our close a reset that destroys the response.
+    fn close_gracefully(&mut self, ctx: &mut Ctx) {
+        if self.peer_closed {
+            return self.abort(ctx);
+        }
+        sys::shutdown(self.fd(), libc::SHUT_WR);
+        self.phase = Phase::Lingering;
+        self.inbuf = Vec::new();
+        self.deadline = ctx.now + LINGER;
+        self.arm_recv(ctx);
+    }
+
+    /// Tears the connection down now: every operation on the socket completes promptly, and the
+    /// worker frees the connection once the last completion has arrived.
+    pub fn abort(&mut self, ctx: &mut Ctx) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        if let Phase::Sending(_) | Phase::Splicing(_) = self.phase {
+            if let Some(ex) = self.take_exchange() {
+                self.log_exchange(ctx, &ex);
+            }
+        }
+        self.inbuf = Vec::new();
+        sys::shutdown(self.fd(), libc::SHUT_RDWR);
+        if self.recv_armed || self.op_in_flight {
+            ctx.ring.cancel_fd(self.fd(), Token::conn(self.key, self.generation, Op::Cancel));
+        }
+    }
+
+    fn abort_with(&mut self, ctx: &mut Ctx, ex: Exchange) {
+        self.log_exchange(ctx, &ex);
+        self.abort(ctx);
+    }
+
+    /// The exchange of an unfinished response (for the log); a pipe that may hold bytes is dropped.
+    fn take_exchange(&mut self) -> Option<Exchange> {
+        match &mut self.phase {
+            Phase::Sending(s) => Some(std::mem::replace(&mut s.ex, Exchange::placeholder())),
+            Phase::Splicing(sp) => Some(std::mem::replace(&mut sp.ex, Exchange::placeholder())),
+            _ => None,
+        }
+    }
+
+    /// The deadline passed: 408 for a half-sent head, otherwise just close.
+    pub fn on_timeout(&mut self, ctx: &mut Ctx) {
+        if matches!(self.phase, Phase::Idle) && !self.inbuf.is_empty() && !self.op_in_flight {
+            self.inbuf = Vec::new();
+            self.respond_error(ctx, None, Status::RequestTimeout, false);
+            // The client had its chance; if it does not read the 408 either, drop it.
+            self.deadline = ctx.now + LINGER;
+            return;
+        }
+        self.abort(ctx);
+    }
+
+    /// Graceful stop: idle connections close now; busy ones close after their response.
+    pub fn on_stop(&mut self, ctx: &mut Ctx) {
+        if matches!(self.phase, Phase::Idle) {
+            self.abort(ctx);
+        }
+    }
+}
+
+impl Exchange {
+    fn placeholder() -> Exchange {
+        Exchange { req: None, status: Status::Ok, keep_alive: false, body_bytes: 0 }
+    }
+}
