@@ -153,6 +153,13 @@ impl Ring {
         unsafe { self.push(e.user_data(token.encode())) }
     }
 
+    /// Cancels the operation submitted with `target`'s user_data.
+    pub fn cancel_op(&mut self, target: Token, token: Token) {
+        let e = opcode::AsyncCancel::new(target.encode()).build();
+        // SAFETY: no memory is referenced.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
     /// Cancels every operation in flight on `fd`.
     pub fn cancel_fd(&mut self, fd: RawFd, token: Token) {
         let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(Fd(fd)).all()).build();

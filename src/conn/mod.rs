@@ -31,8 +31,16 @@ use lookup::{Loading, Lookup, Opening, Stating};
 /// How long a closing connection waits for the client's FIN after ours, so that a client still
 /// sending does not turn our close into a reset that destroys the response it has not read.
 const LINGER: Duration = Duration::from_secs(2);
-/// Bytes of pipelined requests buffered while a response is in progress.
-const MAX_PIPELINED: usize = 64 * 1024;
+/// Buffered request bytes above which receiving pauses until requests are answered (the rest
+/// waits in the socket, and TCP flow control slows the client down).
+const RECV_HIGH_WATER: usize = 64 * 1024;
+/// Bytes that may still land after a pause is requested; beyond this a client is abusive.
+const RECV_HARD_LIMIT: usize = 1024 * 1024;
+
+/// A head up to the configured limit must always fit before receiving pauses.
+fn high_water(ctx: &Ctx) -> usize {
+    RECV_HIGH_WATER.max(ctx.cfg.max_header_size + 1)
+}
 
 pub struct Conn {
     pub socket: OwnedFd,
@@ -41,6 +49,8 @@ pub struct Conn {
     phase: Phase,
     /// A multishot receive is armed (its final completion has not arrived).
     recv_armed: bool,
+    /// The armed receive is being cancelled because `inbuf` is full.
+    recv_pausing: bool,
     /// The phase's single operation is in flight.
     op_in_flight: bool,
     /// Received bytes not yet consumed as requests.
@@ -111,6 +121,7 @@ impl Conn {
             generation,
             phase: Phase::Idle,
             recv_armed: false,
+            recv_pausing: false,
             op_in_flight: false,
             inbuf: Vec::new(),
             peer_closed: false,
@@ -142,11 +153,21 @@ impl Conn {
         matches!(self.phase, Phase::Idle) && self.inbuf.is_empty()
     }
 
-    /// Starts receiving; called once after accept and whenever a multishot receive ends.
+    /// Starts receiving: after accept, when a multishot receive ends, and when a paused
+    /// connection has worked through its buffered requests.
     pub fn arm_recv(&mut self, ctx: &mut Ctx) {
-        if !self.recv_armed && !self.closing && !self.peer_closed {
+        if !self.recv_armed && !self.closing && !self.peer_closed && self.inbuf.len() < high_water(ctx) {
             self.recv_armed = true;
+            self.recv_pausing = false;
             ctx.ring.recv_multi(self.fd(), self.token(Op::Recv));
+        }
+    }
+
+    /// Too many unanswered bytes: stop the multishot receive until they are answered.
+    fn pause_recv(&mut self, ctx: &mut Ctx) {
+        if self.recv_armed && !self.recv_pausing {
+            self.recv_pausing = true;
+            ctx.ring.cancel_op(self.token(Op::Recv), self.token(Op::Cancel));
         }
     }
 
@@ -188,6 +209,8 @@ impl Conn {
                     ctx.rearm_recv.push(self.key);
                 }
             }
+            // Paused; resume at once if the requests were answered while the cancel was on its way.
+            e if -e == libc::ECANCELED && self.recv_pausing && !self.closing => self.arm_recv(ctx),
             _ => self.abort(ctx),
         }
         if !self.recv_armed && c.result > 0 {
@@ -212,9 +235,10 @@ impl Conn {
                 self.deadline = ctx.now + ctx.cfg.header_timeout;
             }
             self.process_input(ctx);
-        } else if self.inbuf.len() > MAX_PIPELINED + ctx.cfg.max_header_size {
-            // A client pipelining this much without reading is not a client we can serve.
+        } else if self.inbuf.len() > high_water(ctx) + RECV_HARD_LIMIT {
             self.abort(ctx);
+        } else if self.inbuf.len() >= high_water(ctx) {
+            self.pause_recv(ctx);
         }
     }
 
@@ -235,6 +259,7 @@ impl Conn {
             }
             Parse::Complete(req, len) => {
                 self.inbuf.drain(..len);
+                self.arm_recv(ctx);
                 self.start_request(ctx, req);
             }
         }
