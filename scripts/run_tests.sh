@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Full check of the repository: formatting, lints, unit and integration tests, then a short
+# load smoke test with ApacheBench against a server on an ephemeral port.
+# Installs missing tools itself on Debian-like systems when it can (root or passwordless sudo).
+#
+# Environment:
+#   AB_REQUESTS     requests per ab run (default 2000)
+#   AB_CONCURRENCY  concurrent ab clients (default 50)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+AB_REQUESTS="${AB_REQUESTS:-2000}"
+AB_CONCURRENCY="${AB_CONCURRENCY:-50}"
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+
+section() {
+    printf '\n==== %s ====\n' "$*"
+}
+
+die() {
+    printf 'run_tests: error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Runs "$@" as root: directly, through passwordless sudo, or not at all (returns 1).
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo -n "$@"
+    else
+        return 1
+    fi
+}
+
+# Best-effort apt-get install of the given packages; failure is reported, not fatal.
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || return 1
+    printf 'installing %s with apt-get\n' "$*"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null || return 1
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@" </dev/null || return 1
+}
+
+require_cargo_component() {
+    local component="$1" probe="$2"
+    if ! cargo "$probe" --version >/dev/null 2>&1; then
+        if command -v rustup >/dev/null 2>&1; then
+            rustup component add "$component" || true
+        fi
+    fi
+    cargo "$probe" --version >/dev/null 2>&1 || die "cargo $probe is not available (rustup component add $component)"
+}
+
+ensure_tools() {
+    section "tools"
+    command -v cargo >/dev/null 2>&1 || die "cargo not found on PATH"
+    require_cargo_component rustfmt fmt
+    require_cargo_component clippy clippy
+    if ! command -v ab >/dev/null 2>&1; then
+        apt_install apache2-utils || printf 'could not install apache2-utils\n'
+    fi
+    command -v ab >/dev/null 2>&1 || die "ab (ApacheBench, Debian package apache2-utils) is required for the load smoke test"
+    cargo --version
+    cargo fmt --version
+    cargo clippy --version
+    ab -V | sed -n 1p
+}
+
+run_checks() {
+    section "cargo fmt --check"
+    cargo fmt --all -- --check
+
+    section "cargo clippy"
+    cargo clippy --all-targets -- -D warnings
+
+    section "cargo test"
+    cargo test --all-targets --no-fail-fast
+
+    if [ -f src/lib.rs ]; then
+        section "cargo test --doc"
+        cargo test --doc
+    fi
+}
+
+# --- load smoke test -------------------------------------------------------------------------
+
+SERVER_PID=""
+WORK_DIR=""
+
+cleanup() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [ -n "$WORK_DIR" ]; then
+        rm -rf "$WORK_DIR"
+    fi
+}
+trap cleanup EXIT
+
+# Starts the server on port 0 over a small document root; sets SERVER_PID and SERVER_ADDR.
+start_server() {
+    local bin="$1"
+    WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/ringhttpd-load.XXXXXX")"
+    mkdir -p "$WORK_DIR/root/dir"
+    printf '<html><body>load test index</body></html>\n' >"$WORK_DIR/root/index.html"
+    head -c 65536 /dev/urandom >"$WORK_DIR/root/dir/blob.bin"
+
+    : >"$WORK_DIR/stderr"
+    "$bin" -a 127.0.0.1 -p 0 -r "$WORK_DIR/root" -w 2 </dev/null >/dev/null 2>"$WORK_DIR/stderr" &
+    SERVER_PID=$!
+
+    local line="" i
+    for ((i = 0; i < 150; i++)); do
+        line="$(grep -m 1 'listening on ' "$WORK_DIR/stderr" || true)"
+        [ -n "$line" ] && break
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$line" ]; then
+        cat "$WORK_DIR/stderr" >&2 || true
+        die "server did not report its address within 15 s"
+    fi
+    SERVER_ADDR="$(printf '%s\n' "$line" | sed -E 's/.*listening on ([^ ]+).*/\1/')"
+    printf 'server pid %s listening on %s\n' "$SERVER_PID" "$SERVER_ADDR"
+}
+
+# Runs ab with the given extra arguments against a URL and checks that every request succeeded.
+run_ab() {
+    local url="$1" requests="$2"
+    shift 2
+    local out="$WORK_DIR/ab.out"
+    printf '\n-- ab -n %s -c %s %s %s\n' "$requests" "$AB_CONCURRENCY" "$*" "$url"
+    if ! timeout 120 ab -q -r -s 20 -n "$requests" -c "$AB_CONCURRENCY" "$@" "$url" >"$out" 2>&1; then
+        cat "$out" >&2
+        die "ab failed against $url"
+    fi
+    grep -E '^(Complete requests|Failed requests|Non-2xx responses|Requests per second|Time per request)' "$out" || true
+    grep -qE "^Complete requests:[[:space:]]+$requests\$" "$out" || { cat "$out" >&2; die "not all requests completed"; }
+    grep -qE '^Failed requests:[[:space:]]+0$' "$out" || { cat "$out" >&2; die "ab reported failed requests"; }
+    if grep -q '^Non-2xx responses' "$out"; then
+        cat "$out" >&2
+        die "ab received non-2xx responses"
+    fi
+}
+
+load_smoke() {
+    section "load smoke test (ab)"
+    cargo build --bin ringhttpd
+    start_server "$TARGET_DIR/debug/ringhttpd"
+    run_ab "http://$SERVER_ADDR/index.html" "$AB_REQUESTS"
+    run_ab "http://$SERVER_ADDR/index.html" "$AB_REQUESTS" -k
+    run_ab "http://$SERVER_ADDR/dir/blob.bin" "$((AB_REQUESTS / 4))" -k
+    kill -0 "$SERVER_PID" 2>/dev/null || die "server exited during the load test"
+    if grep -qE 'panicked|stack backtrace' "$WORK_DIR/stderr"; then
+        cat "$WORK_DIR/stderr" >&2
+        die "server panicked during the load test"
+    fi
+}
+
+main() {
+    ensure_tools
+    run_checks
+    load_smoke
+    section "all checks passed"
+}
+
+main "$@"

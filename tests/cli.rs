@@ -1,0 +1,142 @@
+//! The command line: help and version, flag aliases, the start-up line, and clean refusals (one
+//! error line, an exit code, no panic) for configurations that cannot work.
+
+mod common;
+
+use std::ffi::OsString;
+use std::net::TcpListener;
+
+use common::check::assert_serves;
+use common::fixture::Fixture;
+use common::http::get;
+use common::server::{Exit, Server, run_to_exit};
+
+/// Asserts a start-up refusal: exit code 1 and exactly one `ringhttpd: error:` line mentioning
+/// every string of `mentions`.
+fn assert_clean_startup_error(exit: &Exit, mentions: &[&str]) {
+    assert_eq!(exit.code(), Some(1), "exit status of {exit:#?}");
+    assert_no_panic(exit);
+    let lines = exit.stderr_lines();
+    assert_eq!(lines.len(), 1, "one stderr line expected: {exit:#?}");
+    assert!(lines[0].starts_with("ringhttpd: error: "), "{exit:#?}");
+    for m in mentions {
+        assert!(lines[0].contains(m), "error line should mention {m:?}: {exit:#?}");
+    }
+}
+
+fn assert_no_panic(exit: &Exit) {
+    for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+        assert!(!exit.stderr.contains(bad), "{bad:?} in {exit:#?}");
+    }
+}
+
+fn args(list: &[&str]) -> Vec<OsString> {
+    list.iter().map(OsString::from).collect()
+}
+
+#[test]
+fn help_lists_the_flags() {
+    let exit = run_to_exit(&["--help"]);
+    assert_eq!(exit.code(), Some(0), "{exit:#?}");
+    for flag in ["--address", "--port", "--document-root", "--workers"] {
+        assert!(exit.stdout.contains(flag), "--help should mention {flag}: {exit:#?}");
+    }
+    let short = run_to_exit(&["-h"]);
+    assert_eq!(short.code(), Some(0), "{short:#?}");
+    assert!(short.stdout.contains("--port"));
+}
+
+#[test]
+fn version_names_the_program() {
+    let exit = run_to_exit(&["--version"]);
+    assert_eq!(exit.code(), Some(0), "{exit:#?}");
+    assert!(exit.stdout.contains("ringhttpd"), "{exit:#?}");
+    assert!(exit.stdout.contains(env!("CARGO_PKG_VERSION")), "{exit:#?}");
+}
+
+#[test]
+fn long_flags_and_underscore_alias_work() {
+    for root_flag in ["--document-root", "--document_root"] {
+        let server = Server::start_args(|root| {
+            let mut list = args(&["--address", "127.0.0.1", "--port", "0", "--workers", "1"]);
+            list.push(root_flag.into());
+            list.push(root.as_os_str().to_owned());
+            list
+        });
+        assert_serves(&get(server.addr, "/"), server.fixture(), "index.html");
+    }
+}
+
+#[test]
+fn startup_line_reports_address_and_workers() {
+    let server = Server::start_with(3, &[]);
+    assert!(server.addr.ip().is_loopback(), "{}", server.addr);
+    assert_ne!(server.addr.port(), 0, "the real port, not 0");
+    let log = server.log();
+    let line = log.lines().find(|l| l.contains("listening on ")).expect("listening line");
+    assert!(line.starts_with("ringhttpd: info: listening on "), "{line:?}");
+    assert!(line.contains(&format!("{} (workers: 3,", server.addr)), "{line:?}");
+    assert!(line.contains("io_uring"), "{line:?}");
+}
+
+#[test]
+fn missing_document_root_is_refused() {
+    let fixture = Fixture::create();
+    let missing = fixture.base().join("does-not-exist");
+    let mut list = args(&["-a", "127.0.0.1", "-p", "0", "-r"]);
+    list.push(missing.clone().into());
+    let exit = run_to_exit(&list);
+    assert_clean_startup_error(&exit, &[missing.to_str().unwrap()]);
+}
+
+#[test]
+fn document_root_that_is_a_file_is_refused() {
+    let fixture = Fixture::create();
+    let file = fixture.path("index.html");
+    let mut list = args(&["-a", "127.0.0.1", "-p", "0", "-r"]);
+    list.push(file.clone().into());
+    let exit = run_to_exit(&list);
+    assert_clean_startup_error(&exit, &[file.to_str().unwrap()]);
+}
+
+#[test]
+fn invalid_address_is_refused() {
+    let fixture = Fixture::create();
+    let mut list = args(&["-a", "999.1.1.1", "-p", "0", "-r"]);
+    list.push(fixture.root().into());
+    let exit = run_to_exit(&list);
+    assert!(matches!(exit.code(), Some(1 | 2)), "{exit:#?}");
+    assert_no_panic(&exit);
+    assert!(exit.stderr.contains("999.1.1.1"), "{exit:#?}");
+}
+
+#[test]
+fn port_out_of_range_is_refused() {
+    let fixture = Fixture::create();
+    let mut list = args(&["-a", "127.0.0.1", "-p", "70000", "-r"]);
+    list.push(fixture.root().into());
+    let exit = run_to_exit(&list);
+    assert!(matches!(exit.code(), Some(1 | 2)), "{exit:#?}");
+    assert_no_panic(&exit);
+    assert!(exit.stderr.contains("70000"), "{exit:#?}");
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let exit = run_to_exit(&["--no-such-flag"]);
+    assert_eq!(exit.code(), Some(2), "{exit:#?}");
+    assert!(exit.stderr.contains("--no-such-flag"), "{exit:#?}");
+    assert_no_panic(&exit);
+}
+
+#[test]
+fn port_in_use_is_refused() {
+    let fixture = Fixture::create();
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind a port to occupy");
+    let port = taken.local_addr().unwrap().port().to_string();
+    let mut list = args(&["-a", "127.0.0.1", "-p", &port, "-r"]);
+    list.push(fixture.root().into());
+    let exit = run_to_exit(&list);
+    assert_clean_startup_error(&exit, &[&port]);
+    drop(taken);
+}
