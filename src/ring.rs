@@ -104,6 +104,11 @@ impl Ring {
         }
     }
 
+    /// Submits what is queued without waiting.
+    pub fn submit(&mut self) -> io::Result<()> {
+        self.ring.submit().map(drop)
+    }
+
     /// Moves all available completions into `out` (which is cleared first).
     pub fn drain(&mut self, out: &mut Vec<Completion>) {
         out.clear();
@@ -150,6 +155,21 @@ impl Ring {
     pub fn poll_writable(&mut self, fd: RawFd, token: Token) {
         let e = opcode::PollAdd::new(Fd(fd), libc::POLLOUT as u32).build();
         // SAFETY: no memory is referenced.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
+    /// Shuts down the sending side of a socket (our FIN), queued behind what was sent.
+    pub fn shutdown_write(&mut self, fd: RawFd, token: Token) {
+        let e = opcode::Shutdown::new(Fd(fd), libc::SHUT_WR).build();
+        // SAFETY: no memory is referenced.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
+    /// Closes a descriptor the caller has given up (nothing else may use the number afterwards).
+    pub fn close(&mut self, fd: std::os::fd::OwnedFd, token: Token) {
+        use std::os::fd::IntoRawFd;
+        let e = opcode::Close::new(Fd(fd.into_raw_fd())).build();
+        // SAFETY: no memory is referenced; ownership of the descriptor passed to the kernel.
         unsafe { self.push(e.user_data(token.encode())) }
     }
 

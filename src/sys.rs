@@ -140,12 +140,6 @@ pub fn set_nodelay(fd: RawFd) {
     let _ = set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
 }
 
-/// Half- or fully shuts a socket down; pending ring operations on it complete promptly.
-pub fn shutdown(fd: RawFd, how: libc::c_int) {
-    // SAFETY: plain syscall; an error only means the socket is already gone.
-    unsafe { libc::shutdown(fd, how) };
-}
-
 /// A pipe used to splice file pages into a socket. Both ends are non-blocking so that a full
 /// socket makes the pipe-to-socket splice return EAGAIN instead of parking a kernel thread.
 pub struct Pipe {

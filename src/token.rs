@@ -22,10 +22,12 @@ pub enum Op {
     Wake,
     LogWrite,
     Cancel,
+    Shutdown,
+    Close,
 }
 
 impl Op {
-    const ALL: [Op; 13] = [
+    const ALL: [Op; 15] = [
         Op::Accept,
         Op::Recv,
         Op::Open,
@@ -39,6 +41,8 @@ impl Op {
         Op::Wake,
         Op::LogWrite,
         Op::Cancel,
+        Op::Shutdown,
+        Op::Close,
     ];
 
     fn from_u8(v: u8) -> Option<Op> {

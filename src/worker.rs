@@ -153,6 +153,8 @@ impl Worker {
                 }
             }
         }
+        // Hand the last closes to the kernel before the ring goes away.
+        self.ctx.ring.submit()?;
         if let Some(log) = &mut self.ctx.log {
             log.flush_blocking();
         }
@@ -192,7 +194,7 @@ impl Worker {
         };
         conn.on_completion(token.op, c, &mut self.ctx);
         if conn.is_finished() {
-            self.conns.remove(key);
+            self.release(key);
             self.arm_accept();
         }
     }
@@ -209,6 +211,12 @@ impl Worker {
             }
             _ => {}
         }
+    }
+
+    /// Frees a finished connection; the ring closes its socket with the next submission.
+    fn release(&mut self, key: usize) {
+        let socket = self.conns.remove(key).into_socket();
+        self.ctx.ring.close(socket, Token::worker(Op::Close));
     }
 
     // ---- accepting ----
@@ -293,7 +301,7 @@ impl Worker {
             }
         }
         for key in finished {
-            self.conns.remove(key);
+            self.release(key);
         }
         if let Some(log) = &mut self.ctx.log {
             log.flush(&mut self.ctx.ring);
@@ -335,7 +343,7 @@ impl Worker {
             }
         }
         for key in finished {
-            self.conns.remove(key);
+            self.release(key);
         }
     }
 }

@@ -43,7 +43,7 @@ fn high_water(ctx: &Ctx) -> usize {
 }
 
 pub struct Conn {
-    pub socket: OwnedFd,
+    socket: OwnedFd,
     key: usize,
     generation: u32,
     phase: Phase,
@@ -132,6 +132,11 @@ impl Conn {
         }
     }
 
+    /// The socket, for the worker to close once the connection `is_finished`.
+    pub fn into_socket(self) -> OwnedFd {
+        self.socket
+    }
+
     pub fn generation(&self) -> u32 {
         self.generation
     }
@@ -182,6 +187,7 @@ impl Conn {
             Op::SpliceIn => self.on_splice_in(c.result, ctx),
             Op::SpliceOut => self.on_splice_out(c.result, ctx),
             Op::PollOut => self.on_writable(c.result, ctx),
+            Op::Shutdown => self.on_shutdown(),
             _ => {}
         }
     }
@@ -427,7 +433,12 @@ impl Conn {
     fn response_done(&mut self, ctx: &mut Ctx, ex: Exchange) {
         self.log_exchange(ctx, &ex);
         if !ex.keep_alive || self.peer_closed || ctx.stopping {
-            return self.close_gracefully(ctx);
+            // Only a client that may still be sending needs a lingering close (see `linger`).
+            let may_still_send = !self.inbuf.is_empty()
+                || ctx.stopping
+                || ex.status.closes_connection()
+                || ex.req.as_ref().is_none_or(|r| r.has_body);
+            return if may_still_send && !self.peer_closed { self.linger(ctx) } else { self.abort(ctx) };
         }
         self.phase = Phase::Idle;
         if self.inbuf.is_empty() {
@@ -448,21 +459,23 @@ impl Conn {
 
     // ---- closing ----
 
-    /// Sends FIN after the last response and waits (briefly) for the client's, so unread
-    /// request bytes do not make our close a reset that destroys the response.
-    fn close_gracefully(&mut self, ctx: &mut Ctx) {
-        if self.peer_closed {
-            return self.abort(ctx);
-        }
-        sys::shutdown(self.fd(), libc::SHUT_WR);
+    /// Sends FIN after the last response and waits (briefly) for the client's, so request bytes
+    /// still arriving do not turn our close into a reset that destroys the unread response.
+    fn linger(&mut self, ctx: &mut Ctx) {
+        ctx.ring.shutdown_write(self.fd(), self.token(Op::Shutdown));
+        self.op_in_flight = true;
         self.phase = Phase::Lingering;
         self.inbuf = Vec::new();
         self.deadline = ctx.now + LINGER;
         self.arm_recv(ctx);
     }
 
-    /// Tears the connection down now: every operation on the socket completes promptly, and the
-    /// worker frees the connection once the last completion has arrived.
+    pub(crate) fn on_shutdown(&mut self) {
+        self.op_in_flight = false;
+    }
+
+    /// Tears the connection down now: operations in flight are cancelled, and the worker closes
+    /// the socket once the last completion has arrived (`is_finished`).
     pub fn abort(&mut self, ctx: &mut Ctx) {
         if self.closing {
             return;
@@ -474,9 +487,8 @@ impl Conn {
             }
         }
         self.inbuf = Vec::new();
-        sys::shutdown(self.fd(), libc::SHUT_RDWR);
         if self.recv_armed || self.op_in_flight {
-            ctx.ring.cancel_fd(self.fd(), Token::conn(self.key, self.generation, Op::Cancel));
+            ctx.ring.cancel_fd(self.fd(), self.token(Op::Cancel));
         }
     }
 
