@@ -64,7 +64,7 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse {
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
         Ok(httparse::Status::Partial) => partial(buf, max_head),
-        Ok(httparse::Status::Complete(len)) if len > max_head => Parse::Invalid(Status::HeaderFieldsTooLarge),
+        Ok(httparse::Status::Complete(len)) if len > max_head => Parse::Invalid(too_large(buf, max_head)),
         Ok(httparse::Status::Complete(len)) => match build(&req) {
             Ok(r) => Parse::Complete(Box::new(r), len),
             Err(status) => Parse::Invalid(status),
@@ -75,17 +75,18 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse {
     }
 }
 
-/// A head still incomplete past the limit is refused: 414 while the request line itself has not
-/// ended, 431 after.
+/// A head still incomplete past the limit is refused.
 fn partial(buf: &[u8], max_head: usize) -> Parse {
-    if buf.len() <= max_head {
-        return Parse::Partial;
-    }
+    if buf.len() <= max_head { Parse::Partial } else { Parse::Invalid(too_large(buf, max_head)) }
+}
+
+/// 414 when the request line alone exceeds the limit (or has not ended within it), 431 when
+/// the header fields are what made the head too large.
+fn too_large(buf: &[u8], max_head: usize) -> Status {
     let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(0);
-    if buf[start..].contains(&b'\n') {
-        Parse::Invalid(Status::HeaderFieldsTooLarge)
-    } else {
-        Parse::Invalid(Status::UriTooLong)
+    match buf[start..].iter().position(|&b| b == b'\n') {
+        Some(line_len) if line_len <= max_head => Status::HeaderFieldsTooLarge,
+        _ => Status::UriTooLong,
     }
 }
 
@@ -156,8 +157,10 @@ fn build(req: &httparse::Request) -> Result<Request, Status> {
     if let Some(te) = &transfer_encoding {
         // Both framings at once is the classic smuggling vector; a final coding other than
         // chunked leaves the body length unknowable (RFC 9112 §6.1, §6.3).
-        let last = te.rsplit(',').next().unwrap_or("").trim();
-        if content_length.is_some() || !last.eq_ignore_ascii_case("chunked") || minor == 0 {
+        let codings: Vec<&str> = te.split(',').map(str::trim).collect();
+        let chunked = codings.iter().filter(|c| c.eq_ignore_ascii_case("chunked")).count();
+        let last_is_chunked = codings.last().is_some_and(|c| c.eq_ignore_ascii_case("chunked"));
+        if content_length.is_some() || !last_is_chunked || chunked > 1 || minor == 0 {
             return Err(Status::BadRequest);
         }
     }
@@ -274,6 +277,12 @@ mod tests {
             status("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
             Status::BadRequest
         );
+        assert_eq!(
+            status(
+                "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            Status::BadRequest
+        );
         assert!(ok("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n").has_body);
         assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").has_body);
         assert!(ok("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").has_body);
@@ -296,6 +305,8 @@ mod tests {
     fn size_limits() {
         let long_line = format!("GET /{} HTTP/1.1", "a".repeat(100));
         assert_eq!(parse(long_line.as_bytes(), 50), Parse::Invalid(Status::UriTooLong));
+        let complete_long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100));
+        assert_eq!(parse(complete_long_line.as_bytes(), 50), Parse::Invalid(Status::UriTooLong));
         let big_head = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n", "a".repeat(100));
         assert_eq!(parse(big_head.as_bytes(), 50), Parse::Invalid(Status::HeaderFieldsTooLarge));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: y\r\n")).collect();
