@@ -58,9 +58,19 @@ pub struct Ring {
 
 impl Ring {
     /// Builds a ring with the best task-running mode the kernel accepts, falling back on EINVAL.
+    /// Under a small RLIMIT_MEMLOCK (ring memory is accounted to it for unprivileged users)
+    /// smaller rings are tried before giving up; a full SQ only means an extra submit.
     pub fn new(entries: u32, recv: RecvBuffers, cpu: Option<usize>) -> io::Result<Ring> {
-        let (ring, mut features) = build_ring(entries)?;
-        let bufs = BufRing::new(&ring, recv)?;
+        let mut entries = entries;
+        let (ring, mut features, bufs) = loop {
+            let attempt =
+                build_ring(entries).and_then(|(ring, f)| Ok((BufRing::new(&ring, &recv)?, ring, f)));
+            match attempt {
+                Ok((bufs, ring, f)) => break (ring, f, bufs),
+                Err(e) if e.raw_os_error() == Some(libc::ENOMEM) && entries > 64 => entries /= 4,
+                Err(e) => return Err(e),
+            }
+        };
         features.push("multishot-accept");
         features.push("multishot-recv");
         features.push("provided-buffer-ring");
@@ -314,7 +324,7 @@ struct BufRing {
 }
 
 impl BufRing {
-    fn new(ring: &IoUring, recv: RecvBuffers) -> io::Result<BufRing> {
+    fn new(ring: &IoUring, recv: &RecvBuffers) -> io::Result<BufRing> {
         let count = recv.count;
         assert!(count.is_power_of_two(), "buffer ring size must be a power of two");
         let entries_layout =

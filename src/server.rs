@@ -79,15 +79,26 @@ fn io_uring_refusal(e: &io::Error) -> String {
             "io_uring is blocked ({}): a seccomp profile forbids io_uring_setup; Docker's default profile does — run the container with --security-opt seccomp=deploy/seccomp-io_uring.json",
             describe(e)
         ),
-        Some(libc::ENOMEM) => {
-            "cannot set up io_uring: out of locked memory (raise RLIMIT_MEMLOCK or use kernel 5.12+)"
-                .to_owned()
-        }
+        Some(libc::ENOMEM) => format!(
+            "cannot set up io_uring: out of locked memory ({}); raise it: ulimit -l, systemd LimitMEMLOCK=, docker --ulimit memlock=-1",
+            memlock_limit()
+        ),
         _ => format!(
             "cannot set up io_uring: {} (kernel 5.19+ with provided buffer rings is required)",
             describe(e)
         ),
     }
+}
+
+fn memlock_limit() -> String {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max locked memory"))
+                .map(|l| l.split_whitespace().nth(3).unwrap_or("?").to_owned())
+        })
+        .map_or_else(|| "unknown".to_owned(), |soft| format!("RLIMIT_MEMLOCK soft limit {soft} bytes"))
 }
 
 /// Runs the server until it is stopped; returns the process exit code.

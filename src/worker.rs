@@ -24,8 +24,8 @@ use crate::ring::{Completion, RecvBuffers, Ring};
 use crate::sys;
 use crate::token::{Op, Token, WORKER_KEY};
 
-const RING_ENTRIES: u32 = 4096;
-const RECV_BUFFERS: RecvBuffers = RecvBuffers { count: 4096, size: 2048 };
+const RING_ENTRIES: u32 = 1024;
+const RECV_BUFFERS: RecvBuffers = RecvBuffers { count: 2048, size: 2048 };
 const TICK: Duration = Duration::from_secs(1);
 /// Pause before accepting again after the process ran out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(500);
