@@ -134,7 +134,9 @@ fn install_panic_abort() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default(info);
-        log_error!("fatal: {info}; aborting");
+        let place = info.location().map_or_else(String::new, |l| format!(" at {l}"));
+        let message = info.payload_as_str().unwrap_or("(non-string payload)").replace('\n', " ");
+        log_error!("fatal: panic{place}: {message}; aborting");
         std::process::abort();
     }));
 }
