@@ -135,7 +135,12 @@ fn install_panic_abort() {
     std::panic::set_hook(Box::new(move |info| {
         default(info);
         let place = info.location().map_or_else(String::new, |l| format!(" at {l}"));
-        let message = info.payload_as_str().unwrap_or("(non-string payload)").replace('\n', " ");
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+        let message = message.unwrap_or("(non-string payload)").replace('\n', " ");
         log_error!("fatal: panic{place}: {message}; aborting");
         std::process::abort();
     }));
