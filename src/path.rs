@@ -56,7 +56,9 @@ pub fn resolve(target: &str) -> Result<Target<'_>, PathError> {
 
 /// `http://host:port/path` → `/path`; origin-form targets pass through unchanged.
 fn strip_absolute_form(target: &str) -> Option<&str> {
-    let lower_starts = |p: &str| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
+    // Compared as bytes: the target may hold multi-byte characters anywhere.
+    let lower_starts =
+        |p: &str| target.as_bytes().get(..p.len()).is_some_and(|b| b.eq_ignore_ascii_case(p.as_bytes()));
     let rest = if lower_starts("http://") {
         &target[7..]
     } else if lower_starts("https://") {
@@ -188,5 +190,7 @@ mod tests {
         assert_eq!(file("http://x/../../etc/passwd"), Err(PathError::Escapes));
         assert_eq!(file("*"), Err(PathError::BadTarget));
         assert_eq!(file("a/b"), Err(PathError::BadTarget));
+        assert_eq!(file("ü/x"), Err(PathError::BadTarget));
+        assert_eq!(file("httpü//x"), Err(PathError::BadTarget));
     }
 }
