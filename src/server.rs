@@ -25,6 +25,7 @@ const LISTEN_BACKLOG: i32 = 4096;
 #[derive(Debug)]
 pub enum StartError {
     DocumentRoot(std::path::PathBuf, io::Error),
+    AccessLog(std::path::PathBuf, io::Error),
     Listen(SocketAddr, io::Error),
     IoUring(io::Error),
     Worker(io::Error),
@@ -37,6 +38,7 @@ impl fmt::Display for StartError {
             StartError::DocumentRoot(p, e) => {
                 write!(f, "document root {}: {}", p.display(), describe(e))
             }
+            StartError::AccessLog(p, e) => write!(f, "access log {}: {}", p.display(), describe(e)),
             StartError::Listen(a, e) => match e.raw_os_error() {
                 Some(libc::EADDRINUSE) => write!(f, "cannot listen on {a}: address already in use"),
                 Some(libc::EADDRNOTAVAIL) => {
@@ -108,6 +110,9 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
     let nofile = sys::raise_nofile_limit();
     let root = sys::open_dir(&cfg.document_root)
         .map_err(|e| StartError::DocumentRoot(cfg.document_root.clone(), e))?;
+    if let Some(path) = &cfg.access_log {
+        crate::access_log::open(path).map_err(|e| StartError::AccessLog(path.clone(), e))?;
+    }
     let listeners = bind_listeners(cfg.addr, cfg.workers)?;
     let bound = sys::local_addr(listeners[0].as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?;
     let signals = sys::handled_signals();
