@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh [--workers N] [--rounds R] [--quick] [--only a,b]
 #                    [--idle-conns N] [--no-install] [--keep-tmp]
+#                    [--ringhttpd-bin PATH]
 #
 # Every server gets the same document root, the same number of workers,
 # keep-alive and sendfile on and access logs off.  Each round starts every
@@ -13,6 +14,8 @@
 # to stderr.  Run `scripts/bench.sh --help` for the details.
 
 set -euo pipefail
+# The peers live in sbin, which a non-root PATH may lack.
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LIB="$REPO/scripts/bench_lib"
@@ -29,6 +32,7 @@ ONLY=""
 IDLE_CONNS=""
 INSTALL=1
 KEEP_TMP=0
+RING_PREBUILT=""
 COMMAND_LINE="scripts/bench.sh${*:+ $*}"
 
 usage() {
@@ -47,6 +51,8 @@ Options:
                    (default 10000, 1000 with --quick, 0 to skip)
   --no-install     do not apt-get install missing tools; skip missing peers
   --keep-tmp       keep the work dir (configs, raw tool output, server logs)
+  --ringhttpd-bin PATH
+                   benchmark this ringhttpd binary instead of building one
   -h, --help       this text
 
 Workloads (each against every server, R rounds):
@@ -70,6 +76,7 @@ parse_args() {
       --idle-conns) IDLE_CONNS=${2:?--idle-conns needs a number}; shift ;;
       --no-install) INSTALL=0 ;;
       --keep-tmp) KEEP_TMP=1 ;;
+      --ringhttpd-bin) RING_PREBUILT=${2:?--ringhttpd-bin needs a path}; shift ;;
       -h | --help) usage; exit 0 ;;
       *) echo "bench.sh: unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -93,7 +100,7 @@ parse_args() {
   SERVERS=("${ALL_SERVERS[@]}")
   if [[ -n $ONLY ]]; then
     SERVERS=()
-    local s known
+    local s k known wanted
     IFS=, read -ra wanted <<<"$ONLY"
     for s in "${wanted[@]}"; do
       known=0
@@ -133,7 +140,7 @@ free_port() {
 raise_fd_limit() {
   local hard
   hard=$(ulimit -Hn)
-  ulimit -n "$hard"
+  ulimit -n "$hard" 2>/dev/null || ulimit -n 1048576 2>/dev/null || true
   log "file descriptor limit: $(ulimit -n)"
   if [[ $hard != unlimited ]] && ((IDLE_CONNS + 100 > hard)); then
     log "hard fd limit $hard is below --idle-conns $IDLE_CONNS + 100; lowering it"
@@ -141,12 +148,13 @@ raise_fd_limit() {
   fi
 }
 
-# Installs what is missing, with one `apt-get update` at most.  Load
-# generators are required; a peer server that cannot be installed is only
-# skipped.  Packages are tried one by one so one failure doesn't sink others.
-APT_UPDATED=0
+# Installs what is missing: one `apt-get update`, one `apt-get install` of
+# everything missing, and only if that fails (one unknown package fails the
+# whole command) a retry package by package, so one failure doesn't sink the
+# others.  Load generators are required; a peer that cannot be installed is
+# only skipped.
 apt_install() {
-  ((INSTALL)) || return 1
+  ((INSTALL)) && (($#)) || return 1
   command -v apt-get >/dev/null || return 1
   [[ $(id -u) == 0 ]] || { log "not root: cannot apt-get install $*"; return 1; }
   if ((!APT_UPDATED)); then
@@ -157,32 +165,36 @@ apt_install() {
   log "apt-get install -y $*"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
 }
+APT_UPDATED=0
 
 ensure_tools() {
-  local -A pkg_of=([ab]=apache2-utils [wrk]=wrk [curl]=curl)
-  local tool
-  for tool in ab wrk curl; do
-    command -v "$tool" >/dev/null || apt_install "${pkg_of[$tool]}" ||
-      { log "FATAL: $tool is required and could not be installed"; exit 1; }
+  # command -> Debian package.  nginx-light is gone from newer Debian
+  # releases; the retry below falls back to plain nginx.
+  local -A pkg_of=([ab]=apache2-utils [wrk]=wrk [curl]=curl
+    [nginx]=nginx-light [lighttpd]=lighttpd [h2o]=h2o)
+  local wanted=(ab wrk curl) missing=() cmd s
+  for s in "${SERVERS[@]}"; do [[ $s == ringhttpd ]] || wanted+=("$s"); done
+  for cmd in "${wanted[@]}"; do
+    command -v "$cmd" >/dev/null || missing+=("${pkg_of[$cmd]}")
   done
-  command -v python3 >/dev/null || { log "FATAL: python3 is required"; exit 1; }
+  if ((${#missing[@]})) && ! apt_install "${missing[@]}"; then
+    for cmd in "${wanted[@]}"; do
+      command -v "$cmd" >/dev/null && continue
+      apt_install "${pkg_of[$cmd]}" || { [[ $cmd == nginx ]] && apt_install nginx; } || true
+    done
+  fi
 
-  local keep=() s
+  for cmd in ab wrk curl python3; do
+    command -v "$cmd" >/dev/null ||
+      { log "FATAL: $cmd is required and could not be installed"; exit 1; }
+  done
+  local keep=()
   for s in "${SERVERS[@]}"; do
-    case $s in
-      ringhttpd) keep+=("$s") ;;
-      nginx)
-        # nginx-light is gone in newer Debian releases; plain nginx will do.
-        if command -v nginx >/dev/null || apt_install nginx-light || apt_install nginx; then
-          keep+=("$s")
-        else note "nginx could not be installed: skipped"; fi ;;
-      lighttpd)
-        if command -v lighttpd >/dev/null || apt_install lighttpd; then keep+=("$s")
-        else note "lighttpd could not be installed: skipped"; fi ;;
-      h2o)
-        if command -v h2o >/dev/null || apt_install h2o; then keep+=("$s")
-        else note "h2o could not be installed: skipped"; fi ;;
-    esac
+    if [[ $s == ringhttpd ]] || command -v "$s" >/dev/null; then
+      keep+=("$s")
+    else
+      note "$s is not installed and could not be installed: skipped"
+    fi
   done
   SERVERS=("${keep[@]}")
 }
@@ -191,9 +203,19 @@ build_ringhttpd() {
   local s keep=()
   for s in "${SERVERS[@]}"; do [[ $s == ringhttpd ]] || keep+=("$s"); done
   ((${#keep[@]} < ${#SERVERS[@]})) || return 0  # not selected
-  RING_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/ringhttpd"
-  log "cargo build --release"
-  if (cd "$REPO" && cargo build --release >&2) && [[ -x $RING_BIN ]]; then
+  local built="${CARGO_TARGET_DIR:-$REPO/target}/release/ringhttpd"
+  if [[ -n $RING_PREBUILT ]]; then
+    built=$RING_PREBUILT
+    [[ -x $built ]] || { log "FATAL: --ringhttpd-bin $built is not executable"; exit 1; }
+    log "using prebuilt $built"
+  else
+    log "cargo build --release"
+  fi
+  if [[ -n $RING_PREBUILT ]] || (cd "$REPO" && cargo build --release >&2) && [[ -x $built ]]; then
+    # Run a copy: a rebuild in the tree during a long run must not mix two
+    # versions of the server across rounds.
+    RING_BIN="$WORK/ringhttpd"
+    cp "$built" "$RING_BIN"
     return 0
   fi
   note "ringhttpd did not build (cargo build --release failed): skipped"
@@ -229,6 +251,13 @@ collect_meta() {
   meta command "$COMMAND_LINE"
   meta clk_tck "$(getconf CLK_TCK)"
   meta idle_conns "$IDLE_CONNS"
+  # Other work on the machine skews every figure; say so in the report.
+  local load
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  meta loadavg "$load"
+  if awk -v l="${load%% *}" 'BEGIN { exit !(l > 0.5) }'; then
+    note "the machine was not idle at the start (load average $load): figures may be skewed"
+  fi
   meta servers "$(IFS=,; echo "${SERVERS[*]}")"
   meta workloads "$(IFS=,; echo "${WORKLOADS[*]}")"
   meta tools "$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), ab $(ab -V | sed -n 's/.*Version \([0-9.]*\).*/\1/p')"
@@ -237,10 +266,18 @@ collect_meta() {
   for s in "${SERVERS[@]}"; do
     case $s in
       ringhttpd)
-        v="ringhttpd $(sed -n 's/^version *= *"\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -1)"
-        local rev
-        rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || true)
-        [[ -n $rev ]] && v+=" ($rev)" ;;
+        v=$("$RING_BIN" --version 2>/dev/null | head -1 || true)
+        : "${v:=ringhttpd}"
+        if [[ -n $RING_PREBUILT ]]; then
+          v+=" (prebuilt $RING_PREBUILT)"
+        else
+          local rev
+          rev=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || true)
+          if [[ -n $(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
+            rev+="${rev:+ }+ uncommitted changes"
+          fi
+          [[ -n $rev ]] && v+=" ($rev)"
+        fi ;;
       nginx) v=$(nginx -v 2>&1 | sed 's/.*nginx\//nginx /') ;;
       lighttpd) v=$(lighttpd -v 2>&1 | head -1 | awk '{print $1}' | tr / ' ') ;;
       h2o) v=$(h2o --version 2>&1 | head -1 | sed 's/ version / /') ;;
@@ -475,6 +512,7 @@ measure_idle() {
   local name=$1 out="$WORK/idle.$1.out" before after opened=NA failed=NA alive=NA i holder
   before=$(python3 "$LIB/proc.py" rss "$SERVER_PID")
   log "$name: opening $IDLE_CONNS idle keep-alive connections"
+  : >"$out"  # exists before the holder starts, for the polling below
   python3 "$LIB/idle.py" "$SERVER_PORT" "$IDLE_CONNS" 3 >"$out" 2>>"$WORK/idle.$name.err" &
   holder=$!
   # Bounded: idle.py gives up opening after 120 s by itself.

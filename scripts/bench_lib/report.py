@@ -95,8 +95,12 @@ def main():
         ok = [r for r in runs if r]
         if not ok:
             return None
+        rps = [r["rps"] for r in ok]
         return {
-            "rps": median([r["rps"] for r in ok]),
+            "rps": median(rps),
+            # (max - min) / median over rounds: how far to trust the median
+            "spread": (max(rps) - min(rps)) / median(rps)
+            if len(rps) > 1 and median(rps) > 0 else None,
             "mbps": median([r["mbps"] for r in ok]),
             "err": sum(r["err"] for r in ok),
             "cpu": median([r["cpu"] for r in ok if r["cpu"] is not None]),
@@ -120,6 +124,7 @@ def main():
     vers = [meta.get(f"version.{s}", s) for s in servers]
     w(f"| servers | {', '.join(vers) if vers else 'none'} |")
     w(f"| load generators | {meta.get('tools', '?')} |")
+    w(f"| load average at start | {meta.get('loadavg', '?')} |")
     w("")
     notes = []
     if os.path.exists(os.path.join(work, "notes.txt")):
@@ -136,8 +141,10 @@ def main():
     w("Ratios are *peer ÷ ringhttpd*: req/s ratio > 1 means the peer served "
       "more; CPU ratio > 1 means the peer spent more CPU time per request. "
       "CPU µs/req is the server's whole process tree (user + system time) "
-      "divided by completed requests. MB/s counts response headers and "
-      "bodies, 1 MB = 10^6 bytes.")
+      "divided by completed requests (measured in clock ticks of "
+      f"{1000 / clk:g} ms, so very short runs are coarse). "
+      "MB/s counts response headers and bodies, 1 MB = 10^6 bytes. "
+      "Spread is (max − min) ÷ median of req/s over the rounds.")
     w("")
 
     for wl in workloads:
@@ -147,18 +154,19 @@ def main():
         if cmd:
             w(f"`{cmd}`")
             w("")
-        w("| server | req/s | MB/s | errors | CPU µs/req "
+        w("| server | req/s | spread | MB/s | errors | CPU µs/req "
           "| req/s vs ringhttpd | CPU/req vs ringhttpd |")
-        w("|---|--:|--:|--:|--:|--:|--:|")
+        w("|---|--:|--:|--:|--:|--:|--:|--:|")
         ref = summary(REF, wl)
         for s in servers:
             c = summary(s, wl)
             if c is None:
-                w(f"| {s} | n/a | n/a | n/a | n/a | – | – |")
+                w(f"| {s} | n/a | – | n/a | n/a | n/a | – | – |")
                 continue
             name = s if not c["failed"] else \
                 f"{s} ({c['n']}/{c['n'] + c['failed']} rounds ran)"
-            w(f"| {name} | {fmt_rate(c['rps'])} | {fmt_mb(c['mbps'])} "
+            spread = "–" if c["spread"] is None else f"{c['spread']:.0%}"
+            w(f"| {name} | {fmt_rate(c['rps'])} | {spread} | {fmt_mb(c['mbps'])} "
               f"| {c['err']:,} | {fmt_us(c['cpu'])} "
               f"| {fmt_ratio(c['rps'], ref and ref['rps'])} "
               f"| {fmt_ratio(c['cpu'], ref and ref['cpu'])} |")
