@@ -5,7 +5,7 @@
 use crate::sys::Pipe;
 
 /// Bytes each pipe is asked to hold: fewer, larger splices per body.
-const PIPE_SIZE: usize = 256 * 1024;
+const PIPE_SIZE: usize = 1024 * 1024;
 /// Empty pipes kept for reuse; more are closed when returned.
 const MAX_IDLE: usize = 64;
 

@@ -153,10 +153,14 @@ impl Ring {
         self.bufs.recycle(bid);
     }
 
-    pub fn splice(&mut self, from: RawFd, from_offset: i64, to: RawFd, len: u32, token: Token) {
-        let e = opcode::Splice::new(Fd(from), from_offset, Fd(to), -1, len)
-            .flags(libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK)
-            .build();
+    /// Splices up to `len` bytes; `link` makes the next submission run only if this one moves
+    /// all `len` bytes (otherwise that one completes with ECANCELED).
+    pub fn splice(&mut self, from: RawFd, from_offset: i64, to: RawFd, len: u32, link: bool, token: Token) {
+        let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+        let mut e = opcode::Splice::new(Fd(from), from_offset, Fd(to), -1, len).flags(flags).build();
+        if link {
+            e = e.flags(squeue::Flags::IO_LINK);
+        }
         // SAFETY: no memory is referenced.
         unsafe { self.push(e.user_data(token.encode())) }
     }

@@ -140,6 +140,14 @@ pub fn set_nodelay(fd: RawFd) {
     let _ = set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
 }
 
+/// Bytes queued on a socket that the peer has not acknowledged yet (SIOCOUTQ).
+pub fn unacked_bytes(fd: RawFd) -> Option<u32> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one c_int through the pointer, which refers to a live local.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+    (ret == 0).then_some(n as u32)
+}
+
 /// A pipe used to splice file pages into a socket. Both ends are non-blocking so that a full
 /// socket makes the pipe-to-socket splice return EAGAIN instead of parking a kernel thread.
 pub struct Pipe {

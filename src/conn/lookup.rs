@@ -100,14 +100,14 @@ impl Conn {
         let opening = Box::new(Opening { lookup, c_path, how });
         let token = self.token(Op::Open);
         // SAFETY: `c_path` and `how` live in the boxed Opening, stored in `self.phase` below and
-        // not replaced until the Open completion arrives (`op_in_flight` guards the phase).
+        // not replaced until the Open completion arrives (`ops_in_flight` guards the phase).
         unsafe { ctx.ring.open_beneath(ctx.root, &opening.c_path, &opening.how, token) };
         self.phase = Phase::Opening(opening);
-        self.op_in_flight = true;
+        self.ops_in_flight += 1;
     }
 
     pub(super) fn on_open(&mut self, result: i32, ctx: &mut Ctx) {
-        self.op_in_flight = false;
+        self.ops_in_flight -= 1;
         let Phase::Opening(opening) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
         let lookup = opening.lookup;
         if result < 0 {
@@ -125,11 +125,11 @@ impl Conn {
         // not replaced until the Statx completion arrives.
         unsafe { ctx.ring.statx_fd(fd, &mut stating.statx, token) };
         self.phase = Phase::Stating(stating);
-        self.op_in_flight = true;
+        self.ops_in_flight += 1;
     }
 
     pub(super) fn on_statx(&mut self, result: i32, ctx: &mut Ctx) {
-        self.op_in_flight = false;
+        self.ops_in_flight -= 1;
         let Phase::Stating(mut st) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
         if self.closing {
             return;
@@ -180,13 +180,12 @@ impl Conn {
         // SAFETY: the buffer lives in the boxed Loading held by `self.phase`, which is neither
         // replaced nor resized until the Read completion arrives.
         unsafe { ctx.ring.read_at(fd, &mut ld.buf[ld.filled..], offset, token) };
-        self.op_in_flight = true;
+        self.ops_in_flight += 1;
     }
 
     pub(super) fn on_read(&mut self, result: i32, ctx: &mut Ctx) {
-        self.op_in_flight = false;
+        self.ops_in_flight -= 1;
         if self.closing {
-            self.phase = Phase::Idle;
             return;
         }
         let Phase::Loading(ld) = &mut self.phase else { return };

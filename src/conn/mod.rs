@@ -5,7 +5,7 @@
 //! beside it into the ring's provided buffers. Each completion handler is a transition: it
 //! consumes a result, updates the phase and submits the next operation.
 //!
-//! Memory rule: a phase that has an operation in flight (`op_in_flight`) is never replaced or
+//! Memory rule: a phase that has an operation in flight (`ops_in_flight`) is never replaced or
 //! dropped until that operation's completion arrives, and a connection is only freed once it has
 //! nothing in flight at all (`is_finished`). This module must never block and never send a
 //! response whose framing it cannot keep: if a file shrinks mid-body, the connection is closed.
@@ -51,8 +51,8 @@ pub struct Conn {
     recv_armed: bool,
     /// The armed receive is being cancelled because `inbuf` is full.
     recv_pausing: bool,
-    /// The phase's single operation is in flight.
-    op_in_flight: bool,
+    /// Operations of the phase in flight: one, or two for a linked file → pipe → socket splice.
+    ops_in_flight: u8,
     /// Received bytes not yet consumed as requests.
     inbuf: Vec<u8>,
     /// The client sent FIN: nothing more will arrive.
@@ -61,6 +61,8 @@ pub struct Conn {
     closing: bool,
     /// Idle between requests: the keep-alive timeout runs, not the header timeout.
     between_requests: bool,
+    /// Bytes the client had not yet acknowledged when a splice last found the socket full.
+    unacked_mark: Option<u32>,
     pub deadline: Instant,
     peer: Option<std::net::IpAddr>,
 }
@@ -122,11 +124,12 @@ impl Conn {
             phase: Phase::Idle,
             recv_armed: false,
             recv_pausing: false,
-            op_in_flight: false,
+            ops_in_flight: 0,
             inbuf: Vec::new(),
             peer_closed: false,
             closing: false,
             between_requests: false,
+            unacked_mark: None,
             deadline: ctx.now + ctx.cfg.header_timeout,
             peer,
         }
@@ -151,7 +154,7 @@ impl Conn {
 
     /// Nothing is in flight and the connection is done: the worker may free it.
     pub fn is_finished(&self) -> bool {
-        self.closing && !self.recv_armed && !self.op_in_flight
+        self.closing && !self.recv_armed && self.ops_in_flight == 0
     }
 
     pub fn is_idle(&self) -> bool {
@@ -305,13 +308,12 @@ impl Conn {
         // SAFETY: the buffer lives in the boxed Sending held by `self.phase`, which is neither
         // replaced nor resized until the Send completion arrives.
         unsafe { ctx.ring.send(fd, &s.buf[s.sent..], more, token) };
-        self.op_in_flight = true;
+        self.ops_in_flight += 1;
     }
 
     fn on_send(&mut self, result: i32, ctx: &mut Ctx) {
-        self.op_in_flight = false;
+        self.ops_in_flight -= 1;
         if self.closing {
-            self.phase = Phase::Idle;
             return;
         }
         if result < 0 {
@@ -344,46 +346,39 @@ impl Conn {
         self.splice_step(ctx);
     }
 
-    /// Next splice: drain the pipe into the socket first, then refill it from the file.
+    /// Next splice: drain the pipe into the socket first; otherwise refill it from the file with
+    /// the socket splice linked behind, so a full chunk moves in one round trip.
     fn splice_step(&mut self, ctx: &mut Ctx) {
         let socket = self.fd();
         let (tok_in, tok_out) = (self.token(Op::SpliceIn), self.token(Op::SpliceOut));
-        let Phase::Splicing(sp) = &mut self.phase else {
-            return;
-        };
+        let Phase::Splicing(sp) = &mut self.phase else { return };
         let Some(pipe) = &sp.pipe else { return };
         if sp.in_pipe > 0 {
-            ctx.ring.splice(pipe.read.as_raw_fd(), -1, socket, sp.in_pipe as u32, tok_out);
+            ctx.ring.splice(pipe.read.as_raw_fd(), -1, socket, sp.in_pipe as u32, false, tok_out);
+            self.ops_in_flight += 1;
         } else if sp.body.remaining > 0 {
             let len = sp.body.remaining.min(pipe.capacity as u64) as u32;
-            ctx.ring.splice(
-                sp.body.info.file.as_raw_fd(),
-                sp.body.offset as i64,
-                pipe.write.as_raw_fd(),
-                len,
-                tok_in,
-            );
+            let file = sp.body.info.file.as_raw_fd();
+            ctx.ring.splice(file, sp.body.offset as i64, pipe.write.as_raw_fd(), len, true, tok_in);
+            // Runs only if the file splice filled the pipe with all `len` bytes; otherwise it
+            // completes with ECANCELED and the bytes that did arrive are sent on their own.
+            ctx.ring.splice(pipe.read.as_raw_fd(), -1, socket, len, false, tok_out);
+            self.ops_in_flight += 2;
         } else {
-            let Phase::Splicing(mut sp) = std::mem::replace(&mut self.phase, Phase::Idle) else {
-                return;
-            };
+            let Phase::Splicing(mut sp) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
             if let Some(pipe) = sp.pipe.take() {
                 ctx.pipes.give_back(pipe);
             }
-            return self.response_done(ctx, sp.ex);
+            self.response_done(ctx, sp.ex);
         }
-        self.op_in_flight = true;
     }
 
     fn on_splice_in(&mut self, result: i32, ctx: &mut Ctx) {
-        self.op_in_flight = false;
+        self.ops_in_flight -= 1;
+        let Phase::Splicing(sp) = &mut self.phase else { return };
         if self.closing {
-            self.phase = Phase::Idle;
             return;
         }
-        let Phase::Splicing(sp) = &mut self.phase else {
-            return;
-        };
         if result <= 0 {
             // The file shrank (0) or failed: the promised length cannot be kept, so close.
             if result == 0 {
@@ -394,36 +389,42 @@ impl Conn {
         sp.body.offset += result as u64;
         sp.body.remaining -= (result as u64).min(sp.body.remaining);
         sp.in_pipe += result as usize;
-        self.splice_step(ctx);
+        // The linked socket splice, or its cancellation, follows.
     }
 
     fn on_splice_out(&mut self, result: i32, ctx: &mut Ctx) {
-        self.op_in_flight = false;
+        self.ops_in_flight -= 1;
         if self.closing {
-            self.phase = Phase::Idle;
             return;
         }
-        if result == -libc::EAGAIN {
-            // The socket is full: wait for room instead of parking a kernel thread on it.
-            ctx.ring.poll_writable(self.fd(), self.token(Op::PollOut));
-            self.op_in_flight = true;
-            return;
+        match result {
+            // The file splice came up short and broke the link: send what it moved.
+            r if r == -libc::ECANCELED => self.splice_step(ctx),
+            r if r == -libc::EAGAIN => {
+                // The socket is full: wait for room instead of parking a kernel thread on it,
+                // noting how much the client still has to take, to tell slow from stalled.
+                self.unacked_mark = sys::unacked_bytes(self.fd());
+                ctx.ring.poll_writable(self.fd(), self.token(Op::PollOut));
+                self.ops_in_flight += 1;
+            }
+            r if r <= 0 => self.abort(ctx),
+            sent => {
+                if let Phase::Splicing(sp) = &mut self.phase {
+                    sp.in_pipe -= (sent as usize).min(sp.in_pipe);
+                }
+                self.unacked_mark = None;
+                self.deadline = ctx.now + ctx.cfg.send_timeout;
+                self.splice_step(ctx);
+            }
         }
-        let Phase::Splicing(sp) = &mut self.phase else {
-            return;
-        };
-        if result <= 0 {
-            return self.abort(ctx);
-        }
-        sp.in_pipe -= (result as usize).min(sp.in_pipe);
-        self.deadline = ctx.now + ctx.cfg.send_timeout;
-        self.splice_step(ctx);
     }
 
     fn on_writable(&mut self, result: i32, ctx: &mut Ctx) {
-        self.op_in_flight = false;
-        if self.closing || result < 0 {
-            self.phase = Phase::Idle;
+        self.ops_in_flight -= 1;
+        if self.closing {
+            return;
+        }
+        if result < 0 {
             return self.abort(ctx);
         }
         self.splice_step(ctx);
@@ -463,7 +464,7 @@ impl Conn {
     /// still arriving do not turn our close into a reset that destroys the unread response.
     fn linger(&mut self, ctx: &mut Ctx) {
         ctx.ring.shutdown_write(self.fd(), self.token(Op::Shutdown));
-        self.op_in_flight = true;
+        self.ops_in_flight += 1;
         self.phase = Phase::Lingering;
         self.inbuf = Vec::new();
         self.deadline = ctx.now + LINGER;
@@ -471,7 +472,7 @@ impl Conn {
     }
 
     pub(crate) fn on_shutdown(&mut self) {
-        self.op_in_flight = false;
+        self.ops_in_flight -= 1;
     }
 
     /// Tears the connection down now: operations in flight are cancelled, and the worker closes
@@ -487,7 +488,7 @@ impl Conn {
             }
         }
         self.inbuf = Vec::new();
-        if self.recv_armed || self.op_in_flight {
+        if self.recv_armed || self.ops_in_flight > 0 {
             ctx.ring.cancel_fd(self.fd(), self.token(Op::Cancel));
         }
     }
@@ -508,7 +509,12 @@ impl Conn {
 
     /// The deadline passed: 408 for a half-sent head, otherwise just close.
     pub fn on_timeout(&mut self, ctx: &mut Ctx) {
-        if matches!(self.phase, Phase::Idle) && !self.inbuf.is_empty() && !self.op_in_flight {
+        if self.client_took_bytes() {
+            // A slow reader, not a stalled one: the send timeout restarts.
+            self.deadline = ctx.now + ctx.cfg.send_timeout;
+            return;
+        }
+        if matches!(self.phase, Phase::Idle) && !self.inbuf.is_empty() && self.ops_in_flight == 0 {
             self.inbuf = Vec::new();
             self.respond_error(ctx, None, Status::RequestTimeout, false);
             // The client had its chance; if it does not read the 408 either, drop it.
@@ -516,6 +522,19 @@ impl Conn {
             return;
         }
         self.abort(ctx);
+    }
+
+    /// While waiting for room in a full socket: has the client acknowledged bytes since the
+    /// last look? (Writability only returns once a third of the buffer is free, which a slow
+    /// but live reader can take longer than the send timeout to free.)
+    fn client_took_bytes(&mut self) -> bool {
+        let Some(mark) = self.unacked_mark else { return false };
+        if !matches!(self.phase, Phase::Splicing(_)) || self.closing {
+            return false;
+        }
+        let now = sys::unacked_bytes(self.fd());
+        self.unacked_mark = now;
+        now.is_some_and(|n| n < mark)
     }
 
     /// Graceful stop: idle connections close now; busy ones close after their response.
