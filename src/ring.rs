@@ -339,7 +339,14 @@ impl BufRing {
         if entries.is_null() {
             return Err(io::Error::from_raw_os_error(libc::ENOMEM));
         }
-        let data = vec![0u8; count as usize * recv.size as usize].into_boxed_slice();
+        let mut data = vec![0u8; count as usize * recv.size as usize].into_boxed_slice();
+        // The kernel cycles through every buffer in turn, so all of them become resident within
+        // the first few thousand receives; fault them in now, as the fixed per-worker cost they
+        // are, rather than have them show up later as if connections cost them.
+        for page in data.chunks_mut(4096) {
+            // SAFETY: `page` is a valid, exclusive reference into `data`.
+            unsafe { std::ptr::write_volatile(page.as_mut_ptr(), 0) };
+        }
         let mut bufs =
             BufRing { entries, entries_layout, data, size: recv.size as usize, mask: count - 1, tail: 0 };
         // SAFETY: `entries` is page aligned, sized for `count` entries, and lives (with `data`)
