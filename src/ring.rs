@@ -263,6 +263,18 @@ impl Ring {
         unsafe { self.push(e.user_data(token.encode())) }
     }
 
+    /// Sends the buffers a msghdr describes.
+    ///
+    /// # Safety
+    /// `msg`, its iovec array and every buffer they describe must stay alive and unmoved until
+    /// the completion is reaped.
+    pub unsafe fn send_msg(&mut self, fd: RawFd, msg: &libc::msghdr, more: bool, token: Token) {
+        let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+        let e = opcode::SendMsg::new(Fd(fd), msg).flags(flags as u32).build();
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
     /// Appends `buf` to a file (the access log; offset -1 means "current position", O_APPEND).
     ///
     /// # Safety

@@ -94,10 +94,30 @@ struct Exchange {
 
 struct Sending {
     // Read by the kernel until the send completes; never resized while a send is in flight.
-    buf: Vec<u8>,
+    head: Vec<u8>,
+    // A cached body sent straight from the cache, after `head`, in the same sendmsg.
+    cached: Option<CachedBody>,
+    // The iovecs and msghdr a sendmsg reads; they point into `head` and `cached`.
+    iov: [libc::iovec; 2],
+    msg: libc::msghdr,
+    /// Bytes of head and cached body sent so far.
     sent: usize,
     then: Option<BodyFile>,
     ex: Exchange,
+}
+
+/// A slice of a cached file's bytes.
+struct CachedBody {
+    data: Rc<[u8]>,
+    start: usize,
+    len: usize,
+}
+
+/// What follows a response head.
+enum Body {
+    None,
+    Cached(CachedBody),
+    File(BodyFile),
 }
 
 /// A body range still to be spliced from a file.
@@ -292,22 +312,53 @@ impl Conn {
 
     // ---- sending ----
 
-    fn send(&mut self, ctx: &mut Ctx, buf: Vec<u8>, then: Option<BodyFile>, ex: Exchange) {
-        self.phase = Phase::Sending(Box::new(Sending { buf, sent: 0, then, ex }));
+    fn send(&mut self, ctx: &mut Ctx, head: Vec<u8>, body: Body, ex: Exchange) {
+        let (cached, then) = match body {
+            Body::None => (None, None),
+            Body::Cached(c) => (Some(c), None),
+            Body::File(f) => (None, Some(f)),
+        };
+        // SAFETY: msghdr is plain old data; all-zeroes is an empty message.
+        let msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        let iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2];
+        self.phase = Phase::Sending(Box::new(Sending { head, cached, iov, msg, sent: 0, then, ex }));
         self.deadline = ctx.now + ctx.cfg.send_timeout;
         self.send_more(ctx);
     }
 
+    /// Sends what is left of head and cached body: one `send` for a head alone, one `sendmsg`
+    /// with two iovecs when a cached body follows (no copy of the body into the head buffer).
     fn send_more(&mut self, ctx: &mut Ctx) {
         let token = self.token(Op::Send);
         let fd = self.fd();
-        let Phase::Sending(s) = &self.phase else {
-            return;
-        };
+        let Phase::Sending(s) = &mut self.phase else { return };
         let more = s.then.is_some();
-        // SAFETY: the buffer lives in the boxed Sending held by `self.phase`, which is neither
-        // replaced nor resized until the Send completion arrives.
-        unsafe { ctx.ring.send(fd, &s.buf[s.sent..], more, token) };
+        let head_left = &s.head[s.sent.min(s.head.len())..];
+        match &s.cached {
+            None => {
+                // SAFETY: the buffer lives in the boxed Sending held by `self.phase`, which is
+                // neither replaced nor resized until the Send completion arrives.
+                unsafe { ctx.ring.send(fd, head_left, more, token) };
+            }
+            Some(c) => {
+                let body_sent = s.sent.saturating_sub(s.head.len());
+                let body_left = &c.data[c.start + body_sent..c.start + c.len];
+                let mut n = 0;
+                for part in [head_left, body_left] {
+                    if !part.is_empty() {
+                        s.iov[n] =
+                            libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
+                        n += 1;
+                    }
+                }
+                s.msg.msg_iov = s.iov.as_mut_ptr();
+                s.msg.msg_iovlen = n;
+                // SAFETY: `msg`, `iov` and the bytes they point at (`head`, and `cached`, kept
+                // alive by its Rc) live in the boxed Sending held by `self.phase`, which is not
+                // replaced until the completion arrives.
+                unsafe { ctx.ring.send_msg(fd, &s.msg, more, token) };
+            }
+        }
         self.ops_in_flight += 1;
     }
 
@@ -324,7 +375,7 @@ impl Conn {
         };
         s.sent += result as usize;
         self.deadline = ctx.now + ctx.cfg.send_timeout;
-        if s.sent < s.buf.len() {
+        if s.sent < s.head.len() + s.cached.as_ref().map_or(0, |c| c.len) {
             return self.send_more(ctx);
         }
         let Phase::Sending(s) = std::mem::replace(&mut self.phase, Phase::Idle) else {

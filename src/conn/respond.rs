@@ -6,7 +6,7 @@
 
 use std::rc::Rc;
 
-use super::{BodyFile, Conn, Exchange};
+use super::{Body, BodyFile, CachedBody, Conn, Exchange};
 use crate::cache::{Entry, FileInfo};
 use crate::http::encoding::{self, Coding};
 use crate::http::range::{self, Selection};
@@ -14,6 +14,9 @@ use crate::http::request::{Method, Request};
 use crate::http::{Status, response};
 use crate::path;
 use crate::worker::Ctx;
+
+/// Cached bodies up to this size are copied into the head's buffer and sent with one `send`.
+const COPY_BODY_BELOW: usize = 2048;
 
 /// Headers that describe the chosen representation.
 struct Representation<'a> {
@@ -54,7 +57,7 @@ impl Conn {
             representation_head(&mut buf, ctx, Status::NotModified, &rep, size);
             response::finish(&mut buf, keep_alive);
             let ex = Exchange { req: Some(req), status: Status::NotModified, keep_alive, body_bytes: 0 };
-            return self.send(ctx, buf, None, ex);
+            return self.send(ctx, buf, Body::None, ex);
         }
         let selection = match &req.range {
             Some(r) if req.method() == Method::Get && if_range_allows(&req, &chosen) => {
@@ -75,16 +78,21 @@ impl Conn {
         let body_bytes = if head_only { 0 } else { len };
         let ex = Exchange { req: Some(req), status, keep_alive, body_bytes };
         if head_only || len == 0 {
-            return self.send(ctx, buf, None, ex);
+            return self.send(ctx, buf, Body::None, ex);
         }
+        let (start, len) = (start as usize, len as usize);
         match &chosen.body {
-            Some(body) => {
-                buf.extend_from_slice(&body[start as usize..(start + len) as usize]);
-                self.send(ctx, buf, None, ex);
+            // Tiny bodies are cheaper copied behind the head than described by an iovec.
+            Some(data) if len <= COPY_BODY_BELOW => {
+                buf.extend_from_slice(&data[start..start + len]);
+                self.send(ctx, buf, Body::None, ex);
+            }
+            Some(data) => {
+                self.send(ctx, buf, Body::Cached(CachedBody { data: data.clone(), start, len }), ex)
             }
             None => {
-                let body = BodyFile { info: chosen.clone(), offset: start, remaining: len };
-                self.send(ctx, buf, Some(body), ex)
+                let body = BodyFile { info: chosen.clone(), offset: start as u64, remaining: len as u64 };
+                self.send(ctx, buf, Body::File(body), ex)
             }
         }
     }
@@ -119,7 +127,7 @@ impl Conn {
         let head_only = req.method() == Method::Head;
         let mut buf = Vec::with_capacity(384);
         let body_bytes = response::page(&mut buf, status, &ctx.date_line, keep_alive, head_only, extra);
-        self.send(ctx, buf, None, Exchange { req: Some(req), status, keep_alive, body_bytes });
+        self.send(ctx, buf, Body::None, Exchange { req: Some(req), status, keep_alive, body_bytes });
     }
 
     /// An error page. `may_keep_alive` is false when the request itself broke the framing.
@@ -137,7 +145,7 @@ impl Conn {
             && req.as_ref().is_some_and(|r| r.keep_alive && !r.has_body);
         let mut buf = Vec::with_capacity(384);
         let body_bytes = response::page(&mut buf, status, &ctx.date_line, keep_alive, head_only, &[]);
-        self.send(ctx, buf, None, Exchange { req, status, keep_alive, body_bytes });
+        self.send(ctx, buf, Body::None, Exchange { req, status, keep_alive, body_bytes });
     }
 }
 
