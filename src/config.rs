@@ -69,6 +69,11 @@ pub struct Args {
     /// Value of a Cache-Control header added to 200, 206 and 304 responses.
     #[arg(long, value_name = "VALUE")]
     pub cache_control: Option<String>,
+
+    /// Do not pin workers to cores; let the scheduler place them (better when the same cores
+    /// also run other busy processes, such as a load generator).
+    #[arg(long)]
+    pub no_pin: bool,
 }
 
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
@@ -96,6 +101,7 @@ pub struct Config {
     pub access_log: Option<PathBuf>,
     pub log_level: Level,
     pub cache_control: Option<String>,
+    pub pin_workers: bool,
 }
 
 impl Config {
@@ -118,6 +124,7 @@ impl Config {
             access_log: args.access_log,
             log_level: args.log_level,
             cache_control: args.cache_control,
+            pin_workers: !args.no_pin,
         })
     }
 }

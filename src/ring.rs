@@ -143,6 +143,14 @@ impl Ring {
         unsafe { self.push(e.user_data(token.encode())) }
     }
 
+    /// One receive into a provided buffer.
+    pub fn recv_once(&mut self, fd: RawFd, token: Token) {
+        let e = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), 0).buf_group(BUF_GROUP).build();
+        let e = e.flags(squeue::Flags::BUFFER_SELECT);
+        // SAFETY: the kernel writes only into provided buffers, which live as long as the ring.
+        unsafe { self.push(e.user_data(token.encode())) }
+    }
+
     /// The bytes a receive completion delivered into buffer `bid`.
     pub fn buffer(&self, bid: u16, len: usize) -> &[u8] {
         self.bufs.slice(bid, len)

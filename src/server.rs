@@ -192,7 +192,7 @@ fn start_workers(
     shared: &Arc<Shared>,
     done_fd: &OwnedFd,
 ) -> Result<(Running, Vec<&'static str>), StartError> {
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let cores = if cfg.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut running = Running { handles: Vec::new(), wakes: Vec::new() };
     for (index, listener) in listeners.into_iter().enumerate() {

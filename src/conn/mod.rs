@@ -51,6 +51,8 @@ pub struct Conn {
     recv_armed: bool,
     /// The armed receive is being cancelled because `inbuf` is full.
     recv_pausing: bool,
+    /// A complete request has arrived; receives are multishot from then on.
+    seen_request: bool,
     /// Operations of the phase in flight: one, or two for a linked file → pipe → socket splice.
     ops_in_flight: u8,
     /// Received bytes not yet consumed as requests.
@@ -144,6 +146,7 @@ impl Conn {
             phase: Phase::Idle,
             recv_armed: false,
             recv_pausing: false,
+            seen_request: false,
             ops_in_flight: 0,
             inbuf: Vec::new(),
             peer_closed: false,
@@ -187,7 +190,13 @@ impl Conn {
         if !self.recv_armed && !self.closing && !self.peer_closed && self.inbuf.len() < high_water(ctx) {
             self.recv_armed = true;
             self.recv_pausing = false;
-            ctx.ring.recv_multi(self.fd(), self.token(Op::Recv));
+            if self.seen_request {
+                ctx.ring.recv_multi(self.fd(), self.token(Op::Recv));
+            } else {
+                // Until a request shows the client wants keep-alive, one receive is enough: a
+                // one-request connection then has nothing left to cancel when it closes.
+                ctx.ring.recv_once(self.fd(), self.token(Op::Recv));
+            }
         }
     }
 
@@ -242,7 +251,7 @@ impl Conn {
             e if -e == libc::ECANCELED && self.recv_pausing && !self.closing => self.arm_recv(ctx),
             _ => self.abort(ctx),
         }
-        if !self.recv_armed && c.result > 0 {
+        if !self.recv_armed && c.result > 0 && matches!(self.phase, Phase::Idle | Phase::Lingering) {
             self.arm_recv(ctx);
         }
     }
@@ -288,7 +297,10 @@ impl Conn {
             }
             Parse::Complete(req, len) => {
                 self.inbuf.drain(..len);
-                self.arm_recv(ctx);
+                self.seen_request = true;
+                if req.keep_alive {
+                    self.arm_recv(ctx);
+                }
                 self.start_request(ctx, req);
             }
         }
@@ -500,6 +512,7 @@ impl Conn {
         } else {
             self.deadline = ctx.now + ctx.cfg.header_timeout;
         }
+        self.arm_recv(ctx);
         self.process_input(ctx);
     }
 
