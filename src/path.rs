@@ -42,16 +42,42 @@ pub fn resolve(target: &str) -> Result<Target<'_>, PathError> {
         Some((p, q)) => (p, Some(q)),
         None => (origin, None),
     };
-    let decoded = percent_decode(raw_path.as_bytes())?;
-    let (segments, is_index) = normalise(&decoded)?;
-    let mut file = segments.join(&b'/');
-    if is_index {
-        if !file.is_empty() {
-            file.push(b'/');
+    let (mut file, is_index) = match plain(raw_path.as_bytes()) {
+        // Nothing to decode or normalise (the usual case): the path is the file name.
+        Some(is_index) => (raw_path.as_bytes()[1..].to_vec(), is_index),
+        None => {
+            let decoded = percent_decode(raw_path.as_bytes())?;
+            let (segments, is_index) = normalise(&decoded)?;
+            let mut file = segments.join(&b'/');
+            if is_index && !file.is_empty() {
+                file.push(b'/');
+            }
+            (file, is_index)
         }
+    };
+    if is_index {
         file.extend_from_slice(b"index.html");
     }
     Ok(Target { raw_path, query, file, is_index })
+}
+
+/// `Some(is_index)` when `path` (which starts with `/`) needs neither decoding nor
+/// normalisation: no `%`, no NUL, no empty, `.` or `..` segment except a final empty one.
+fn plain(path: &[u8]) -> Option<bool> {
+    if path.iter().any(|&b| b == b'%' || b == 0) {
+        return None;
+    }
+    let mut segments = path[1..].split(|&b| b == b'/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        match seg {
+            b"." | b".." => return None,
+            b"" if !last => return None,
+            b"" => return Some(true),
+            _ => {}
+        }
+    }
+    Some(path.len() == 1)
 }
 
 /// `http://host:port/path` → `/path`; origin-form targets pass through unchanged.

@@ -98,6 +98,12 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd>
     let raw = fd.as_raw_fd();
     set_int_opt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
     set_int_opt(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    // Accepted sockets inherit this: responses are written whole, never worth delaying.
+    set_int_opt(raw, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    // Hand a connection over only once its first bytes arrived (as nginx's `deferred`): the
+    // first receive then completes at once instead of waiting for another wake-up. A client
+    // that stays silent is handed over after about a second, and the header timeout applies.
+    set_int_opt(raw, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, 1)?;
     if addr.is_ipv6() {
         // Dual-stack where the address is "::", as most servers do.
         set_int_opt(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
