@@ -67,6 +67,28 @@ pub struct Ctx {
     pub stopping: bool,
     /// Connections whose receive ended for lack of buffers; re-armed after this batch.
     pub rearm_recv: Vec<usize>,
+    /// Response-head buffers whose sends completed, for reuse.
+    head_buffers: Vec<Vec<u8>>,
+}
+
+/// Capacity of a response-head buffer: a head, plus a small body copied behind it.
+const HEAD_BUFFER: usize = 384 + 2048;
+/// Head buffers kept for reuse per worker.
+const MAX_HEAD_BUFFERS: usize = 256;
+
+impl Ctx {
+    /// An empty buffer for a response head (reused, so a request costs no allocation here).
+    pub fn head_buffer(&mut self) -> Vec<u8> {
+        self.head_buffers.pop().unwrap_or_else(|| Vec::with_capacity(HEAD_BUFFER))
+    }
+
+    /// Takes back a head buffer whose send has completed.
+    pub fn recycle_head_buffer(&mut self, mut buf: Vec<u8>) {
+        if self.head_buffers.len() < MAX_HEAD_BUFFERS && buf.capacity() <= HEAD_BUFFER * 2 {
+            buf.clear();
+            self.head_buffers.push(buf);
+        }
+    }
 }
 
 struct Worker {
@@ -111,6 +133,7 @@ pub fn prepare(
         date_line: response::date_line(unix_now),
         stopping: false,
         rearm_recv: Vec::new(),
+        head_buffers: Vec::new(),
     };
     let reopen_seen = setup.shared.reopen.load(Ordering::Relaxed);
     let worker = Worker {

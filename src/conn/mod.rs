@@ -37,6 +37,9 @@ const RECV_HIGH_WATER: usize = 64 * 1024;
 /// Bytes that may still land after a pause is requested; beyond this a client is abusive.
 const RECV_HARD_LIMIT: usize = 1024 * 1024;
 
+/// Receive-buffer capacity an idle keep-alive connection may keep for its next request.
+const KEEP_INBUF: usize = 512;
+
 /// A head up to the configured limit must always fit before receiving pauses.
 fn high_water(ctx: &Ctx) -> usize {
     RECV_HIGH_WATER.max(ctx.cfg.max_header_size + 1)
@@ -393,7 +396,8 @@ impl Conn {
         let Phase::Sending(s) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return;
         };
-        let Sending { then, ex, .. } = *s;
+        let Sending { head, then, ex, .. } = *s;
+        ctx.recycle_head_buffer(head);
         match then {
             None => self.response_done(ctx, ex),
             Some(body) => self.start_splice(ctx, body, ex),
@@ -506,7 +510,10 @@ impl Conn {
         }
         self.phase = Phase::Idle;
         if self.inbuf.is_empty() {
-            self.inbuf = Vec::new();
+            // A small buffer is kept for the next request; a large one is not held while idle.
+            if self.inbuf.capacity() > KEEP_INBUF {
+                self.inbuf = Vec::new();
+            }
             self.between_requests = true;
             self.deadline = ctx.now + ctx.cfg.keepalive_timeout;
         } else {

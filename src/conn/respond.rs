@@ -51,8 +51,7 @@ impl Conn {
         let keep_alive = req.keep_alive && !req.has_body && !ctx.stopping;
         let head_only = req.method() == Method::Head;
         let size = chosen.id.size;
-        let mut buf =
-            Vec::with_capacity(384 + if head_only { 0 } else { chosen.body.as_ref().map_or(0, |b| b.len()) });
+        let mut buf = ctx.head_buffer();
         if not_modified(&req, &chosen) {
             representation_head(&mut buf, ctx, Status::NotModified, &rep, size);
             response::finish(&mut buf, keep_alive);
@@ -125,7 +124,7 @@ impl Conn {
         extra: &[(&str, &[u8])],
     ) {
         let head_only = req.method() == Method::Head;
-        let mut buf = Vec::with_capacity(384);
+        let mut buf = ctx.head_buffer();
         let body_bytes = response::page(&mut buf, status, &ctx.date_line, keep_alive, head_only, extra);
         self.send(ctx, buf, Body::None, Exchange { req: Some(req), status, keep_alive, body_bytes });
     }
@@ -143,7 +142,7 @@ impl Conn {
             && !status.closes_connection()
             && !ctx.stopping
             && req.as_ref().is_some_and(|r| r.keep_alive && !r.has_body);
-        let mut buf = Vec::with_capacity(384);
+        let mut buf = ctx.head_buffer();
         let body_bytes = response::page(&mut buf, status, &ctx.date_line, keep_alive, head_only, &[]);
         self.send(ctx, buf, Body::None, Exchange { req, status, keep_alive, body_bytes });
     }
