@@ -35,15 +35,15 @@ pub struct Args {
     pub workers: Option<u16>,
 
     /// Seconds a client may take to send a complete request head.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub header_timeout: u64,
 
     /// Seconds an idle keep-alive connection is kept open.
-    #[arg(long, default_value_t = 75, value_name = "SECS")]
+    #[arg(long, default_value_t = 75, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub keepalive_timeout: u64,
 
     /// Seconds a client may go without accepting any response bytes.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub send_timeout: u64,
 
     /// Largest request head accepted, in bytes (414/431 beyond).
