@@ -140,12 +140,6 @@ pub fn peer_ip(fd: RawFd) -> Option<IpAddr> {
     from_sockaddr(&storage).map(|a| a.ip())
 }
 
-/// Disables Nagle: responses go out in one send and must not wait for an ACK.
-pub fn set_nodelay(fd: RawFd) {
-    // Best effort: a socket that already died simply fails the next operation on it.
-    let _ = set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
-}
-
 /// Bytes queued on a socket that the peer has not acknowledged yet (SIOCOUTQ).
 pub fn unacked_bytes(fd: RawFd) -> Option<u32> {
     let mut n: libc::c_int = 0;

@@ -183,10 +183,6 @@ impl Conn {
         self.closing && !self.recv_armed && self.ops_in_flight == 0
     }
 
-    pub fn is_idle(&self) -> bool {
-        matches!(self.phase, Phase::Idle) && self.inbuf.is_empty()
-    }
-
     /// Starts receiving: after accept, when a multishot receive ends, and when a paused
     /// connection has worked through its buffered requests.
     pub fn arm_recv(&mut self, ctx: &mut Ctx) {
