@@ -7,26 +7,21 @@
 
 mod common;
 
-use std::ffi::OsString;
 use std::fs;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::check::{assert_error, assert_serves};
-use common::fixture::{BIG_SIZE, Fixture};
+use common::fixture::BIG_SIZE;
 use common::http::{
     Client, Response, connect, exchange, get, get_keepalive, get_request, parse_responses, read_to_close,
     send_lenient, set_linger_zero,
 };
-use common::server::{BIN, START_TIMEOUT, Server, parse_listening};
+use common::server::Server;
 
 const BIG: &str = "httptest/big.bin";
 const PAGE: &str = "httptest/dir2/page.html";
@@ -370,86 +365,11 @@ fn non_ascii_targets_are_answered_without_a_crash() {
 
 // ---- a panicking worker ----
 
-/// A server started with `RINGHTTPD_TEST_PANIC_PATH`, which the harness's `Server` cannot set;
-/// killed and reaped on Drop like the harness's guard.
-struct PanickingServer {
-    addr: SocketAddr,
-    child: Child,
-    log: Arc<Mutex<String>>,
-    _fixture: Fixture,
-}
-
-impl PanickingServer {
-    fn start(panic_path: &str) -> PanickingServer {
-        let fixture = Fixture::create();
-        let mut args: Vec<OsString> =
-            ["-a", "127.0.0.1", "-p", "0", "-w", "2", "-r"].iter().map(OsString::from).collect();
-        args.push(fixture.root().as_os_str().to_owned());
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .env("RINGHTTPD_TEST_PANIC_PATH", panic_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
-        let log = Arc::new(Mutex::new(String::new()));
-        let lines = collect_lines(child.stderr.take().expect("piped stderr"), log.clone());
-        let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines.recv_timeout(left).unwrap_or_else(|e| {
-                let _ = child.kill();
-                panic!("no listening line ({e}); stderr: {}", log.lock().unwrap())
-            });
-            if let Some(addr) = parse_listening(&line) {
-                break addr.expect("listening address");
-            }
-        };
-        PanickingServer { addr, child, log, _fixture: fixture }
-    }
-
-    /// Waits (bounded) for the process to exit and returns how it ended.
-    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server still running {limit:?} after the panic");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for PanickingServer {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn collect_lines(stderr: std::process::ChildStderr, log: Arc<Mutex<String>>) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-            log.push_str(&line);
-            log.push('\n');
-            let _ = tx.send(line);
-        }
-    });
-    rx
-}
-
 /// A panic in a worker takes the whole process down with SIGABRT after logging a `fatal:` line,
 /// instead of leaving a server with a dead worker.
 #[test]
 fn worker_panic_aborts_the_process() {
-    let mut server = PanickingServer::start("/x");
+    let mut server = Server::start_with_env(2, &[], &[("RINGHTTPD_TEST_PANIC_PATH", "/x")]);
     let r = get(server.addr, "/index.html");
     assert_eq!(r.status, 200, "{r:#?}");
     assert_error(&get(server.addr, "/x/"), 404);
@@ -463,7 +383,7 @@ fn worker_panic_aborts_the_process() {
     // The reader thread sees EOF once the process is gone; give it a moment to store the rest.
     let deadline = Instant::now() + Duration::from_secs(5);
     let fatal = loop {
-        let log = server.log.lock().unwrap().clone();
+        let log = server.log();
         if let Some(line) = log.lines().find(|l| l.contains("fatal:")) {
             break line.to_owned();
         }
@@ -475,34 +395,6 @@ fn worker_panic_aborts_the_process() {
 }
 
 // ---- descriptor leaks ----
-
-/// The pid of the `ringhttpd` this test process started for `server` (a child of ours whose
-/// command line names the server's document root).
-fn server_pid(server: &Server) -> u32 {
-    let me = std::process::id();
-    let root = server.fixture().root().as_os_str().as_bytes().to_vec();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the command name, which may hold spaces: state, ppid, ...
-        let Some(close) = stat.iter().rposition(|&b| b == b')') else {
-            continue;
-        };
-        let rest = String::from_utf8_lossy(&stat[close + 1..]).into_owned();
-        if rest.split_whitespace().nth(1) != Some(&me.to_string()) {
-            continue;
-        }
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if cmdline.split(|&b| b == 0).any(|arg| arg == root.as_slice()) {
-            return pid;
-        }
-    }
-    panic!("no child process serves {}", server.fixture().root().display());
-}
 
 fn open_fds(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/fd")).expect("read the server's fd directory").count()
@@ -576,7 +468,7 @@ fn big_file_client(addr: SocketAddr, kind: usize) {
 fn odd_connections_leak_no_descriptors() {
     let mut server = Server::start_with(1, &[]);
     let addr = server.addr;
-    let pid = server_pid(&server);
+    let pid = server.pid();
     for rel in ["index.html", PAGE, BIG] {
         assert_serves(&get(addr, &format!("/{rel}")), server.fixture(), rel);
     }

@@ -39,7 +39,12 @@ impl Server {
 
     /// A server with `workers` workers and extra command-line arguments.
     pub fn start_with(workers: usize, extra: &[&str]) -> Server {
-        Server::start_args(|root| {
+        Server::start_with_env(workers, extra, &[])
+    }
+
+    /// Like `start_with`, with extra environment variables for the server process.
+    pub fn start_with_env(workers: usize, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(env, |root| {
             let mut args: Vec<OsString> =
                 ["-a", "127.0.0.1", "-p", "0", "-r"].iter().map(OsString::from).collect();
             args.push(root.as_os_str().to_owned());
@@ -52,10 +57,15 @@ impl Server {
 
     /// A server whose whole command line is built by `args` from the document root path.
     pub fn start_args(args: impl FnOnce(&std::path::Path) -> Vec<OsString>) -> Server {
+        Server::spawn(&[], args)
+    }
+
+    fn spawn(env: &[(&str, &str)], args: impl FnOnce(&std::path::Path) -> Vec<OsString>) -> Server {
         let fixture = Fixture::create();
         let args = args(fixture.root());
         let mut child = Command::new(BIN)
             .args(&args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -80,6 +90,27 @@ impl Server {
     /// The server's stderr so far.
     pub fn log(&self) -> String {
         lock(&self.log).clone()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits, at most `limit`, for the process to exit on its own and returns how it ended.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server still running after {limit:?}; stderr:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Asserts that the process has not exited.
