@@ -114,9 +114,21 @@ impl Ring {
         }
     }
 
-    /// Submits what is queued without waiting.
-    pub fn submit(&mut self) -> io::Result<()> {
-        self.ring.submit().map(drop)
+    /// Cancels every operation still in flight and waits until the cancellation has completed,
+    /// so nothing the kernel holds points at this Ring's memory when it is dropped.
+    pub fn quiesce(&mut self) -> io::Result<()> {
+        const QUIESCE: u64 = u64::MAX;
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::any()).build();
+        // SAFETY: no memory is referenced.
+        unsafe { self.push(e.user_data(QUIESCE)) };
+        let mut done = Vec::new();
+        loop {
+            self.submit_and_wait()?;
+            self.drain(&mut done);
+            if done.iter().any(|c| c.user_data == QUIESCE) {
+                return Ok(());
+            }
+        }
     }
 
     /// Moves all available completions into `out` (which is cleared first).

@@ -176,8 +176,9 @@ impl Worker {
                 }
             }
         }
-        // Hand the last closes to the kernel before the ring goes away.
-        self.ctx.ring.submit()?;
+        // The timer and the wake-up read still point at memory the ring owns: cancel them and
+        // wait for the cancellation (with the last closes) before the ring and that memory go.
+        self.ctx.ring.quiesce()?;
         if let Some(log) = &mut self.ctx.log {
             log.flush_blocking();
         }
