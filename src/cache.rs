@@ -21,6 +21,10 @@ use crate::http::mime::content_type;
 pub const MAX_AGE: Duration = Duration::from_secs(1);
 /// Files up to this size are kept in memory and sent with their head in one send.
 pub const SMALL_FILE: u64 = 32 * 1024;
+/// Entries nobody asked for in this long are dropped on the timer tick, so the descriptor of a
+/// file deleted from disk (and its disk space) is released even if its path is never asked for
+/// again.
+pub const IDLE_AGE: Duration = Duration::from_secs(3);
 const MAX_ENTRIES: usize = 1024;
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
@@ -109,6 +113,20 @@ impl FileCache {
         if info.id == *id { info.body.clone() } else { None }
     }
 
+    /// Drops entries last checked more than `IDLE_AGE` ago (a hot entry is re-checked, and so
+    /// refreshed, every `MAX_AGE`).
+    pub fn drop_idle(&mut self, now: Instant) {
+        let mut freed = 0;
+        self.slots.retain(|_, slot| {
+            let keep = now.duration_since(slot.checked_at) < IDLE_AGE;
+            if !keep {
+                freed += body_len(&slot.entry);
+            }
+            keep
+        });
+        self.body_bytes -= freed;
+    }
+
     pub fn insert(&mut self, path: Vec<u8>, entry: Entry, now: Instant) {
         let added = body_len(&entry);
         if self.slots.len() >= MAX_ENTRIES || self.body_bytes + added > MAX_BODY_BYTES {
@@ -135,6 +153,17 @@ mod tests {
         assert!(matches!(cache.fresh(b"a", t0), Some(Entry::Absent(Status::NotFound))));
         assert!(cache.fresh(b"a", t0 + MAX_AGE).is_none());
         assert!(cache.fresh(b"b", t0).is_none());
+    }
+
+    #[test]
+    fn idle_entries_are_dropped() {
+        let mut cache = FileCache::default();
+        let t0 = Instant::now();
+        cache.insert(b"old".to_vec(), Entry::Directory, t0);
+        cache.insert(b"new".to_vec(), Entry::Directory, t0 + IDLE_AGE);
+        cache.drop_idle(t0 + IDLE_AGE);
+        assert!(!cache.slots.contains_key(b"old".as_slice()));
+        assert!(cache.slots.contains_key(b"new".as_slice()));
     }
 
     #[test]

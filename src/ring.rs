@@ -8,6 +8,7 @@
 //! in `submit_and_wait`.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::collections::VecDeque;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::RawFd;
@@ -39,6 +40,25 @@ impl Completion {
     }
 }
 
+/// One splice: `len` bytes from `from` (at `from_offset`, or -1 for a pipe) into `to`.
+pub struct SpliceLeg {
+    pub from: RawFd,
+    pub from_offset: i64,
+    pub to: RawFd,
+    pub len: u32,
+    pub token: Token,
+}
+
+impl SpliceLeg {
+    fn entry(&self) -> squeue::Entry {
+        let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+        opcode::Splice::new(Fd(self.from), self.from_offset, Fd(self.to), -1, self.len)
+            .flags(flags)
+            .build()
+            .user_data(self.token.encode())
+    }
+}
+
 /// Sizes of the receive buffer ring: `count` buffers of `size` bytes each.
 pub struct RecvBuffers {
     pub count: u16,
@@ -53,6 +73,8 @@ pub struct Ring {
     bufs: BufRing,
     timer: Box<Timespec>,
     wake_counter: Box<u64>,
+    /// Groups of entries waiting for room in the SQ, oldest first (see `push_group`).
+    backlog: VecDeque<Box<[squeue::Entry]>>,
     features: Vec<&'static str>,
 }
 
@@ -75,41 +97,71 @@ impl Ring {
         features.push("multishot-recv");
         features.push("provided-buffer-ring");
         bound_kernel_workers(&ring, cpu);
-        Ok(Ring { ring, bufs, timer: Box::new(Timespec::new()), wake_counter: Box::new(0), features })
+        Ok(Ring {
+            ring,
+            bufs,
+            timer: Box::new(Timespec::new()),
+            wake_counter: Box::new(0),
+            backlog: VecDeque::new(),
+            features,
+        })
     }
 
     pub fn features(&self) -> &[&'static str] {
         &self.features
     }
 
-    /// Queues an entry, submitting first if the SQ is full; never drops an operation.
+    /// Queues an entry; never drops an operation (see `push_group`).
     ///
     /// # Safety
     /// Every pointer inside `entry` must stay valid and unmoved until its completion is reaped.
     unsafe fn push(&mut self, entry: squeue::Entry) {
-        loop {
-            // SAFETY: forwarded from this function's contract.
-            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
-                return;
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.push_group(&[entry]) }
+    }
+
+    /// Queues entries that must reach the kernel in one submission (a linked chain). When the
+    /// SQ has no room for all of them, or older entries are already waiting, the group waits
+    /// in the backlog, in order, for the next `submit_and_wait`: nothing is submitted here, so
+    /// a chain is never split across two submissions and a failing submit cannot spin.
+    ///
+    /// # Safety
+    /// Every pointer inside the entries must stay valid and unmoved until their completions
+    /// are reaped.
+    unsafe fn push_group(&mut self, group: &[squeue::Entry]) {
+        // SAFETY: forwarded from this function's contract; `push_multiple` queues all or none.
+        if self.backlog.is_empty() && unsafe { self.ring.submission().push_multiple(group) }.is_ok() {
+            return;
+        }
+        self.backlog.push_back(group.into());
+    }
+
+    /// Moves backlogged groups into the SQ, submitting whenever it fills. Stops early (leaving
+    /// the rest for the next round) when the kernel cannot take more until completions are
+    /// reaped.
+    fn flush_backlog(&mut self) -> io::Result<()> {
+        while let Some(group) = self.backlog.front() {
+            // SAFETY: the entries were queued under `push_group`'s contract, which still holds.
+            if unsafe { self.ring.submission().push_multiple(group) }.is_ok() {
+                self.backlog.pop_front();
+                continue;
             }
-            // The SQ is full: hand what is queued to the kernel and try again.
-            if let Err(e) = self.ring.submit() {
-                if e.raw_os_error() != Some(libc::EBUSY) && e.raw_os_error() != Some(libc::EINTR) {
-                    crate::log_warn!("io_uring submit failed: {e}");
-                }
+            match self.ring.submit() {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if is_transient(&e) => return Ok(()),
+                Err(e) => return Err(e),
             }
         }
+        Ok(())
     }
 
     /// Submits everything queued and waits for at least one completion.
     pub fn submit_and_wait(&mut self) -> io::Result<()> {
+        self.flush_backlog()?;
         match self.ring.submit_and_wait(1) {
             Ok(_) => Ok(()),
-            Err(e)
-                if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)) =>
-            {
-                Ok(())
-            }
+            Err(e) if is_transient(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -173,16 +225,18 @@ impl Ring {
         self.bufs.recycle(bid);
     }
 
-    /// Splices up to `len` bytes; `link` makes the next submission run only if this one moves
-    /// all `len` bytes (otherwise that one completes with ECANCELED).
-    pub fn splice(&mut self, from: RawFd, from_offset: i64, to: RawFd, len: u32, link: bool, token: Token) {
-        let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
-        let mut e = opcode::Splice::new(Fd(from), from_offset, Fd(to), -1, len).flags(flags).build();
-        if link {
-            e = e.flags(squeue::Flags::IO_LINK);
-        }
+    /// Splices up to `leg.len` bytes (both ends non-blocking).
+    pub fn splice(&mut self, leg: SpliceLeg) {
         // SAFETY: no memory is referenced.
-        unsafe { self.push(e.user_data(token.encode())) }
+        unsafe { self.push(leg.entry()) }
+    }
+
+    /// Splices `first`, then `then` only if `first` moved all its bytes (otherwise `then`
+    /// completes with ECANCELED). Both go to the kernel in the same submission.
+    pub fn splice_linked(&mut self, first: SpliceLeg, then: SpliceLeg) {
+        let first = first.entry().flags(squeue::Flags::IO_LINK);
+        // SAFETY: no memory is referenced.
+        unsafe { self.push_group(&[first, then.entry()]) }
     }
 
     /// Completes once `fd` is writable (after a splice found the socket full).
@@ -246,6 +300,27 @@ impl Ring {
         unsafe { self.push(e.user_data(token.encode())) }
     }
 
+    /// Like `open_beneath`, started only once `delay` has passed (the debug builds' slow-storage
+    /// hook for tests). The timeout's own completion goes to `timer_token`.
+    ///
+    /// # Safety
+    /// `path`, `how` and `delay` must stay alive and unmoved until the open's completion is reaped.
+    pub unsafe fn open_beneath_after(
+        &mut self,
+        delay: &Timespec,
+        dir: RawFd,
+        path: &CStr,
+        how: &OpenHow,
+        token: Token,
+        timer_token: Token,
+    ) {
+        // A hard link runs the open even though the timeout "fails" with ETIME when it expires.
+        let wait = opcode::Timeout::new(delay).build().flags(squeue::Flags::IO_HARDLINK);
+        let open = opcode::OpenAt2::new(Fd(dir), path.as_ptr(), how).build();
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.push_group(&[wait.user_data(timer_token.encode()), open.user_data(token.encode())]) }
+    }
+
     /// `statx` of an open descriptor.
     ///
     /// # Safety
@@ -304,6 +379,11 @@ impl Ring {
         // SAFETY: forwarded from this function's contract.
         unsafe { self.push(e.user_data(token.encode())) }
     }
+}
+
+/// A submit error that only means "reap completions first, then try again".
+fn is_transient(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN))
 }
 
 /// A task-running mode to try: its feature names and how it configures the builder.
@@ -416,5 +496,58 @@ impl Drop for BufRing {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with exactly this layout; the ring is already gone.
         unsafe { dealloc(self.entries.cast(), self.entries_layout) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// A linked file → pipe → socket splice pair must reach the kernel in one submission even
+    /// when the SQ has room for only one of them: split, the second would run on its own after
+    /// a short first splice instead of being cancelled.
+    #[test]
+    fn linked_pair_is_not_split_by_a_full_submission_queue() {
+        let mut ring = Ring::new(8, RecvBuffers { count: 8, size: 64 }, None).expect("ring");
+        let capacity = ring.ring.submission().capacity();
+        for i in 1..capacity {
+            // SAFETY: a no-op references no memory.
+            unsafe { ring.push(opcode::Nop::new().build().user_data(1000 + i as u64)) };
+        }
+        let path = std::env::temp_dir().join(format!("ringhttpd-ring-test-{}", std::process::id()));
+        std::fs::write(&path, b"ten bytes!").expect("temp file");
+        let file = std::fs::File::open(&path).expect("open");
+        std::fs::remove_file(&path).expect("unlink");
+        let first = crate::sys::Pipe::new(4096).expect("pipe");
+        let second = crate::sys::Pipe::new(4096).expect("pipe");
+        let (tok_in, tok_out) =
+            (Token::conn(1, 1, crate::token::Op::SpliceIn), Token::conn(1, 1, crate::token::Op::SpliceOut));
+        // Asks for more than the file holds: the first splice comes up short and breaks the link.
+        let fill = SpliceLeg {
+            from: file.as_raw_fd(),
+            from_offset: 0,
+            to: first.write.as_raw_fd(),
+            len: 100,
+            token: tok_in,
+        };
+        let drain = SpliceLeg {
+            from: first.read.as_raw_fd(),
+            from_offset: -1,
+            to: second.write.as_raw_fd(),
+            len: 100,
+            token: tok_out,
+        };
+        ring.splice_linked(fill, drain);
+        let mut seen = Vec::new();
+        let mut batch = Vec::new();
+        while !seen.iter().any(|c: &Completion| c.user_data == tok_out.encode()) {
+            ring.submit_and_wait().expect("submit");
+            ring.drain(&mut batch);
+            seen.extend_from_slice(&batch);
+        }
+        let result = |t: Token| seen.iter().find(|c| c.user_data == t.encode()).map(|c| c.result);
+        assert_eq!(result(tok_in), Some(10));
+        assert_eq!(result(tok_out), Some(-libc::ECANCELED), "the link was split");
     }
 }

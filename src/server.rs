@@ -167,6 +167,32 @@ pub fn panic_if_test_target(target: &str) {
     let _ = target;
 }
 
+/// Debug builds only: how long to hold back the open of `name` (a path beneath the root), from
+/// `RINGHTTPD_TEST_SLOW_OPEN=NAME=MILLISECONDS[,NAME=MILLISECONDS...]`, so tests can play slow
+/// storage without a slow filesystem. Release builds compile this to `None`.
+pub fn test_open_delay(name: &[u8]) -> Option<std::time::Duration> {
+    #[cfg(debug_assertions)]
+    {
+        type Delays = Vec<(Vec<u8>, std::time::Duration)>;
+        static DELAYS: std::sync::OnceLock<Delays> = std::sync::OnceLock::new();
+        let delays = DELAYS.get_or_init(|| {
+            let spec = std::env::var("RINGHTTPD_TEST_SLOW_OPEN").unwrap_or_default();
+            spec.split(',')
+                .filter_map(|item| {
+                    let (path, ms) = item.rsplit_once('=')?;
+                    Some((path.as_bytes().to_vec(), std::time::Duration::from_millis(ms.parse().ok()?)))
+                })
+                .collect()
+        });
+        delays.iter().find(|(path, _)| path == name).map(|(_, delay)| *delay)
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = name;
+        None
+    }
+}
+
 /// Binds one SO_REUSEPORT socket per worker; with port 0 the first picks the port for all.
 fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<OwnedFd>, StartError> {
     let first = sys::reuseport_listener(addr, LISTEN_BACKLOG).map_err(|e| StartError::Listen(addr, e))?;

@@ -148,6 +148,14 @@ pub fn unacked_bytes(fd: RawFd) -> Option<u32> {
     (ret == 0).then_some(n as u32)
 }
 
+/// Whether received bytes are waiting unread in a socket (closing it then would send a reset).
+pub fn has_unread_input(fd: RawFd) -> bool {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which refers to a live local.
+    let ret = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    ret == 0 && n > 0
+}
+
 /// A pipe used to splice file pages into a socket. Both ends are non-blocking so that a full
 /// socket makes the pipe-to-socket splice return EAGAIN instead of parking a kernel thread.
 pub struct Pipe {

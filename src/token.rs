@@ -24,10 +24,12 @@ pub enum Op {
     Cancel,
     Shutdown,
     Close,
+    /// A test-only delay in front of an open; its completion is ignored.
+    Delay,
 }
 
 impl Op {
-    const ALL: [Op; 15] = [
+    const ALL: [Op; 16] = [
         Op::Accept,
         Op::Recv,
         Op::Open,
@@ -43,6 +45,7 @@ impl Op {
         Op::Cancel,
         Op::Shutdown,
         Op::Close,
+        Op::Delay,
     ];
 
     fn from_u8(v: u8) -> Option<Op> {

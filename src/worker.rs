@@ -327,6 +327,7 @@ impl Worker {
         for key in finished {
             self.release(key);
         }
+        self.ctx.cache.drop_idle(now);
         if let Some(log) = &mut self.ctx.log {
             log.flush(&mut self.ctx.ring);
         }

@@ -10,14 +10,14 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 
-use io_uring::types::OpenHow;
+use io_uring::types::{OpenHow, Timespec};
 
 use super::{Conn, Phase};
 use crate::cache::{Entry, FileInfo, Identity, SMALL_FILE};
 use crate::http::Status;
 use crate::http::encoding::Coding;
 use crate::http::request::Request;
-use crate::token::Op;
+use crate::token::{Op, Token};
 use crate::worker::Ctx;
 
 /// A request whose file is being resolved.
@@ -30,6 +30,8 @@ pub(super) struct Lookup {
     main: Option<FileInfo>,
     /// Precompressed siblings probed so far, in `Coding::ALL` order.
     variants: Vec<Option<Rc<FileInfo>>>,
+    /// A sibling's probe failed for a passing reason: what is known is not worth caching.
+    incomplete: bool,
 }
 
 pub(super) struct Opening {
@@ -37,6 +39,8 @@ pub(super) struct Opening {
     // Both are read by the kernel until the open completes.
     c_path: CString,
     how: OpenHow,
+    // Read by the kernel until the open completes, when a test holds the open back.
+    delay: Option<Timespec>,
 }
 
 pub(super) struct Stating {
@@ -56,7 +60,7 @@ pub(super) struct Loading {
 
 impl Lookup {
     pub(super) fn new(req: Box<Request>, path: Vec<u8>, is_index: bool) -> Lookup {
-        Lookup { req, path, is_index, main: None, variants: Vec::new() }
+        Lookup { req, path, is_index, main: None, variants: Vec::new(), incomplete: false }
     }
 
     /// The coding being probed, or `None` while the file itself is being resolved.
@@ -84,6 +88,14 @@ fn status_for_errno(errno: i32) -> Status {
     }
 }
 
+/// Closes what an open produced for a connection that no longer wants it.
+pub(super) fn release_opened(result: i32) {
+    if result >= 0 {
+        // SAFETY: a non-negative Open result is a new descriptor that nothing else owns.
+        drop(unsafe { OwnedFd::from_raw_fd(result) });
+    }
+}
+
 fn zeroed_statx() -> libc::statx {
     // SAFETY: statx is plain old data for which all-zeroes is a valid value.
     unsafe { std::mem::zeroed() }
@@ -97,17 +109,25 @@ impl Conn {
         let how = OpenHow::new()
             .flags((libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY) as u64)
             .resolve(libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS);
-        let opening = Box::new(Opening { lookup, c_path, how });
+        let delay = crate::server::test_open_delay(c_path.as_bytes())
+            .map(|d| Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos()));
+        let opening = Box::new(Opening { lookup, c_path, how, delay });
         let token = self.token(Op::Open);
-        // SAFETY: `c_path` and `how` live in the boxed Opening, stored in `self.phase` below and
-        // not replaced until the Open completion arrives (`ops_in_flight` guards the phase).
-        unsafe { ctx.ring.open_beneath(ctx.root, &opening.c_path, &opening.how, token) };
+        let (path, how) = (&opening.c_path, &opening.how);
+        match &opening.delay {
+            // SAFETY: `c_path` and `how` live in the boxed Opening, stored in `self.phase` below
+            // and not replaced until the Open completion arrives (`ops_in_flight` guards it).
+            None => unsafe { ctx.ring.open_beneath(ctx.root, path, how, token) },
+            // SAFETY: as above; `delay` lives in the same box.
+            Some(delay) => unsafe {
+                ctx.ring.open_beneath_after(delay, ctx.root, path, how, token, Token::worker(Op::Delay))
+            },
+        }
         self.phase = Phase::Opening(opening);
         self.ops_in_flight += 1;
     }
 
     pub(super) fn on_open(&mut self, result: i32, ctx: &mut Ctx) {
-        self.ops_in_flight -= 1;
         let Phase::Opening(opening) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
         let lookup = opening.lookup;
         if result < 0 {
@@ -115,9 +135,6 @@ impl Conn {
         }
         // SAFETY: a non-negative Open result is a new descriptor that nothing else owns.
         let file = unsafe { OwnedFd::from_raw_fd(result) };
-        if self.closing {
-            return;
-        }
         let mut stating = Box::new(Stating { lookup, file: Some(file), statx: zeroed_statx() });
         let fd = stating.file.as_ref().map_or(-1, |f| f.as_raw_fd());
         let token = self.token(Op::Statx);
@@ -129,11 +146,7 @@ impl Conn {
     }
 
     pub(super) fn on_statx(&mut self, result: i32, ctx: &mut Ctx) {
-        self.ops_in_flight -= 1;
         let Phase::Stating(mut st) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
-        if self.closing {
-            return;
-        }
         if result < 0 {
             return self.not_servable(ctx, st.lookup, status_for_errno(-result));
         }
@@ -184,10 +197,6 @@ impl Conn {
     }
 
     pub(super) fn on_read(&mut self, result: i32, ctx: &mut Ctx) {
-        self.ops_in_flight -= 1;
-        if self.closing {
-            return;
-        }
         let Phase::Loading(ld) = &mut self.phase else { return };
         if result < 0 {
             let Phase::Loading(ld) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
@@ -219,12 +228,18 @@ impl Conn {
         self.next_sibling(ctx, lookup);
     }
 
+    /// Only what describes the file (missing, forbidden) is cached; a failure of the moment
+    /// (descriptors or memory exhausted, an I/O error) is answered but not remembered.
     fn not_servable(&mut self, ctx: &mut Ctx, mut lookup: Lookup, status: Status) {
+        let describes_file = matches!(status, Status::NotFound | Status::Forbidden);
         if lookup.main.is_some() {
             lookup.variants.push(None);
+            lookup.incomplete |= !describes_file;
             return self.next_sibling(ctx, lookup);
         }
-        ctx.cache.insert(lookup.path, Entry::Absent(status), ctx.now);
+        if describes_file {
+            ctx.cache.insert(lookup.path, Entry::Absent(status), ctx.now);
+        }
         self.respond_entry(ctx, lookup.req, lookup.is_index, Entry::Absent(status));
     }
 
@@ -243,7 +258,9 @@ impl Conn {
             *slot = variant;
         }
         let entry = Entry::File(Rc::new(main));
-        ctx.cache.insert(lookup.path, entry.clone(), ctx.now);
+        if !lookup.incomplete {
+            ctx.cache.insert(lookup.path, entry.clone(), ctx.now);
+        }
         self.respond_entry(ctx, lookup.req, lookup.is_index, entry);
     }
 }

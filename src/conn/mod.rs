@@ -22,7 +22,7 @@ use crate::http::Status;
 use crate::http::request::{self, Method, Parse, Request};
 use crate::path;
 
-use crate::ring::Completion;
+use crate::ring::{Completion, SpliceLeg};
 use crate::sys::{self, Pipe};
 use crate::token::{Op, Token};
 use crate::worker::Ctx;
@@ -66,8 +66,6 @@ pub struct Conn {
     closing: bool,
     /// Idle between requests: the keep-alive timeout runs, not the header timeout.
     between_requests: bool,
-    /// Bytes the client had not yet acknowledged when a splice last found the socket full.
-    unacked_mark: Option<u32>,
     pub deadline: Instant,
     peer: Option<std::net::IpAddr>,
 }
@@ -137,6 +135,15 @@ struct Splicing {
     pipe: Option<Pipe>,
     in_pipe: usize,
     ex: Exchange,
+    /// The socket was full: a writability poll is in flight and the send timeout runs.
+    stall: Option<Stall>,
+}
+
+/// Waiting for the client to make room in the socket.
+struct Stall {
+    /// Bytes the client had not acknowledged when the socket was found full (to tell a slow
+    /// reader, which keeps acknowledging, from a stalled one).
+    unacked: Option<u32>,
 }
 
 impl Conn {
@@ -155,7 +162,6 @@ impl Conn {
             peer_closed: false,
             closing: false,
             between_requests: false,
-            unacked_mark: None,
             deadline: ctx.now + ctx.cfg.header_timeout,
             peer,
         }
@@ -207,10 +213,24 @@ impl Conn {
         }
     }
 
-    /// Routes a completion to the transition for its operation.
+    /// Routes a completion to the transition for its operation. The receive runs beside the
+    /// phase and cancellations own nothing; every other operation belongs to the phase, and
+    /// once the connection is closing its result is only released, never acted on, so nothing
+    /// new is submitted for a connection being torn down.
     pub fn on_completion(&mut self, op: Op, c: &Completion, ctx: &mut Ctx) {
         match op {
-            Op::Recv => self.on_recv(c, ctx),
+            Op::Recv => return self.on_recv(c, ctx),
+            Op::Cancel => return,
+            _ => {}
+        }
+        self.ops_in_flight -= 1;
+        if self.closing {
+            if op == Op::Open {
+                lookup::release_opened(c.result);
+            }
+            return;
+        }
+        match op {
             Op::Open => self.on_open(c.result, ctx),
             Op::Statx => self.on_statx(c.result, ctx),
             Op::Read => self.on_read(c.result, ctx),
@@ -218,7 +238,6 @@ impl Conn {
             Op::SpliceIn => self.on_splice_in(c.result, ctx),
             Op::SpliceOut => self.on_splice_out(c.result, ctx),
             Op::PollOut => self.on_writable(c.result, ctx),
-            Op::Shutdown => self.on_shutdown(),
             _ => {}
         }
     }
@@ -374,10 +393,6 @@ impl Conn {
     }
 
     fn on_send(&mut self, result: i32, ctx: &mut Ctx) {
-        self.ops_in_flight -= 1;
-        if self.closing {
-            return;
-        }
         if result < 0 {
             return self.abort(ctx);
         }
@@ -405,7 +420,8 @@ impl Conn {
             crate::log_warn!("cannot create a pipe for a file body; closing the connection");
             return self.abort_with(ctx, ex);
         };
-        self.phase = Phase::Splicing(Box::new(Splicing { body, pipe: Some(pipe), in_pipe: 0, ex }));
+        self.phase =
+            Phase::Splicing(Box::new(Splicing { body, pipe: Some(pipe), in_pipe: 0, ex, stall: None }));
         self.splice_step(ctx);
     }
 
@@ -416,16 +432,28 @@ impl Conn {
         let (tok_in, tok_out) = (self.token(Op::SpliceIn), self.token(Op::SpliceOut));
         let Phase::Splicing(sp) = &mut self.phase else { return };
         let Some(pipe) = &sp.pipe else { return };
+        let drain = |len: u32| SpliceLeg {
+            from: pipe.read.as_raw_fd(),
+            from_offset: -1,
+            to: socket,
+            len,
+            token: tok_out,
+        };
         if sp.in_pipe > 0 {
-            ctx.ring.splice(pipe.read.as_raw_fd(), -1, socket, sp.in_pipe as u32, false, tok_out);
+            ctx.ring.splice(drain(sp.in_pipe as u32));
             self.ops_in_flight += 1;
         } else if sp.body.remaining > 0 {
             let len = sp.body.remaining.min(pipe.capacity as u64) as u32;
-            let file = sp.body.info.file.as_raw_fd();
-            ctx.ring.splice(file, sp.body.offset as i64, pipe.write.as_raw_fd(), len, true, tok_in);
-            // Runs only if the file splice filled the pipe with all `len` bytes; otherwise it
-            // completes with ECANCELED and the bytes that did arrive are sent on their own.
-            ctx.ring.splice(pipe.read.as_raw_fd(), -1, socket, len, false, tok_out);
+            let fill = SpliceLeg {
+                from: sp.body.info.file.as_raw_fd(),
+                from_offset: sp.body.offset as i64,
+                to: pipe.write.as_raw_fd(),
+                len,
+                token: tok_in,
+            };
+            // The socket splice runs only if the file splice filled the pipe with all `len`
+            // bytes; otherwise it completes with ECANCELED and what did arrive is sent alone.
+            ctx.ring.splice_linked(fill, drain(len));
             self.ops_in_flight += 2;
         } else {
             let Phase::Splicing(mut sp) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
@@ -437,11 +465,7 @@ impl Conn {
     }
 
     fn on_splice_in(&mut self, result: i32, ctx: &mut Ctx) {
-        self.ops_in_flight -= 1;
         let Phase::Splicing(sp) = &mut self.phase else { return };
-        if self.closing {
-            return;
-        }
         if result <= 0 {
             // The file shrank (0) or failed: the promised length cannot be kept, so close.
             if result == 0 {
@@ -456,39 +480,34 @@ impl Conn {
     }
 
     fn on_splice_out(&mut self, result: i32, ctx: &mut Ctx) {
-        self.ops_in_flight -= 1;
-        if self.closing {
-            return;
-        }
+        let fd = self.fd();
+        let Phase::Splicing(sp) = &mut self.phase else { return };
         match result {
             // The file splice came up short and broke the link: send what it moved.
             r if r == -libc::ECANCELED => self.splice_step(ctx),
             r if r == -libc::EAGAIN => {
                 // The socket is full: wait for room instead of parking a kernel thread on it,
                 // noting how much the client still has to take, to tell slow from stalled.
-                self.unacked_mark = sys::unacked_bytes(self.fd());
-                ctx.ring.poll_writable(self.fd(), self.token(Op::PollOut));
+                // Only now does the send timeout run: until here the server was working.
+                sp.stall = Some(Stall { unacked: sys::unacked_bytes(fd) });
+                self.deadline = ctx.now + ctx.cfg.send_timeout;
+                ctx.ring.poll_writable(fd, self.token(Op::PollOut));
                 self.ops_in_flight += 1;
             }
             r if r <= 0 => self.abort(ctx),
             sent => {
-                if let Phase::Splicing(sp) = &mut self.phase {
-                    sp.in_pipe -= (sent as usize).min(sp.in_pipe);
-                }
-                self.unacked_mark = None;
-                self.deadline = ctx.now + ctx.cfg.send_timeout;
+                sp.in_pipe -= (sent as usize).min(sp.in_pipe);
                 self.splice_step(ctx);
             }
         }
     }
 
     fn on_writable(&mut self, result: i32, ctx: &mut Ctx) {
-        self.ops_in_flight -= 1;
-        if self.closing {
-            return;
-        }
         if result < 0 {
             return self.abort(ctx);
+        }
+        if let Phase::Splicing(sp) = &mut self.phase {
+            sp.stall = None;
         }
         self.splice_step(ctx);
     }
@@ -496,14 +515,15 @@ impl Conn {
     /// A response is fully handed to the kernel: log it, then read the next request or close.
     fn response_done(&mut self, ctx: &mut Ctx, ex: Exchange) {
         self.log_exchange(ctx, &ex);
-        if !ex.keep_alive || self.peer_closed || ctx.stopping {
-            // Only a client that may still be sending needs a lingering close (see `linger`).
-            let may_still_send = !self.inbuf.is_empty()
-                || ctx.stopping
-                || ex.status.closes_connection()
-                || ex.req.as_ref().is_none_or(|r| r.has_body);
-            return if may_still_send && !self.peer_closed { self.linger(ctx) } else { self.abort(ctx) };
+        if !ex.keep_alive || ctx.stopping {
+            return self.close_after(ctx, &ex);
         }
+        if self.peer_closed && self.inbuf.is_empty() {
+            // The client's FIN came after its last request, which is now answered.
+            return self.abort(ctx);
+        }
+        // Requests the client sent before a FIN are still answered (`process_input` closes once
+        // only a partial head is left).
         self.phase = Phase::Idle;
         if self.inbuf.is_empty() {
             // A small buffer is kept for the next request; a large one is not held while idle.
@@ -527,6 +547,19 @@ impl Conn {
 
     // ---- closing ----
 
+    /// Ends the connection after its last response. A client that may still be sending gets a
+    /// lingering close (see `linger`): closing a socket with unread input sends a reset, which
+    /// destroys whatever of the response the client has not read yet.
+    fn close_after(&mut self, ctx: &mut Ctx, ex: &Exchange) {
+        let may_still_send = !self.peer_closed
+            && (!self.inbuf.is_empty()
+                || ctx.stopping
+                || ex.status.closes_connection()
+                || ex.req.as_ref().is_none_or(|r| r.has_body)
+                || sys::has_unread_input(self.fd()));
+        if may_still_send { self.linger(ctx) } else { self.abort(ctx) }
+    }
+
     /// Sends FIN after the last response and waits (briefly) for the client's, so request bytes
     /// still arriving do not turn our close into a reset that destroys the unread response.
     fn linger(&mut self, ctx: &mut Ctx) {
@@ -536,10 +569,6 @@ impl Conn {
         self.inbuf = Vec::new();
         self.deadline = ctx.now + LINGER;
         self.arm_recv(ctx);
-    }
-
-    pub(crate) fn on_shutdown(&mut self) {
-        self.ops_in_flight -= 1;
     }
 
     /// Tears the connection down now: operations in flight are cancelled, and the worker closes
@@ -574,10 +603,12 @@ impl Conn {
         }
     }
 
-    /// The deadline passed: 408 for a half-sent head, otherwise just close.
+    /// The deadline passed: 408 for a half-sent head, otherwise just close. Client deadlines
+    /// apply only while waiting for the client: not while the server itself opens, reads or
+    /// splices the file (that work is bounded by the server, and its next wait on the client
+    /// sets a fresh deadline).
     pub fn on_timeout(&mut self, ctx: &mut Ctx) {
-        if self.client_took_bytes() {
-            // A slow reader, not a stalled one: the send timeout restarts.
+        if self.server_is_working() || self.client_took_bytes() {
             self.deadline = ctx.now + ctx.cfg.send_timeout;
             return;
         }
@@ -595,13 +626,22 @@ impl Conn {
     /// last look? (Writability only returns once a third of the buffer is free, which a slow
     /// but live reader can take longer than the send timeout to free.)
     fn client_took_bytes(&mut self) -> bool {
-        let Some(mark) = self.unacked_mark else { return false };
-        if !matches!(self.phase, Phase::Splicing(_)) || self.closing {
-            return false;
+        let fd = self.fd();
+        let Phase::Splicing(sp) = &mut self.phase else { return false };
+        let Some(stall) = &mut sp.stall else { return false };
+        let Some(mark) = stall.unacked else { return false };
+        let now = sys::unacked_bytes(fd);
+        stall.unacked = now;
+        !self.closing && now.is_some_and(|n| n < mark)
+    }
+
+    /// The server, not the client, is what the connection waits for.
+    fn server_is_working(&self) -> bool {
+        match &self.phase {
+            Phase::Opening(_) | Phase::Stating(_) | Phase::Loading(_) => !self.closing,
+            Phase::Splicing(sp) => sp.stall.is_none() && !self.closing,
+            Phase::Idle | Phase::Sending(_) | Phase::Lingering => false,
         }
-        let now = sys::unacked_bytes(self.fd());
-        self.unacked_mark = now;
-        now.is_some_and(|n| n < mark)
     }
 
     /// Graceful stop: idle connections close now; busy ones close after their response.

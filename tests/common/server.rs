@@ -113,6 +113,15 @@ impl Server {
         }
     }
 
+    /// Sends `sig` to the (still running) server process.
+    pub fn signal(&mut self, sig: libc::c_int) {
+        self.assert_running();
+        // SAFETY: a plain syscall without memory arguments. The pid is our child, and it has not
+        // been reaped (`assert_running` just saw it running), so it names no unrelated process.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({sig}): {}", std::io::Error::last_os_error());
+    }
+
     /// Asserts that the process has not exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
