@@ -148,6 +148,20 @@ pub fn unacked_bytes(fd: RawFd) -> Option<u32> {
     (ret == 0).then_some(n as u32)
 }
 
+/// 64 random bits from the kernel (for multipart boundaries; never blocks once the pool is
+/// initialised, which it is long before a server takes requests).
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the live local array.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        // Unreachable in practice; a boundary only has to be absent from the parts' bytes,
+        // and the clock still makes it unlikely to collide.
+        return unix_time() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    }
+    u64::from_ne_bytes(bytes)
+}
+
 /// Whether received bytes are waiting unread in a socket (closing it then would send a reset).
 pub fn has_unread_input(fd: RawFd) -> bool {
     let mut n: libc::c_int = 0;

@@ -118,18 +118,33 @@ fn unsupported_major_version() {
     }
 }
 
-/// RFC 9110 section 6.2 lets a server treat a higher 1.x minor version as 1.1; refusing it with
-/// 505 is also accepted here.
+/// RFC 9110 §2.5 and RFC 9112 §2.3: a higher 1.x minor version is served as HTTP/1.1.
 #[test]
-fn higher_minor_version_is_served_as_11_or_refused() {
+fn higher_minor_version_is_served_as_11() {
     let server = Server::start();
-    let raw = b"GET /index.html HTTP/1.2\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    let r = common::http::request(server.addr, raw);
-    match r.status {
-        200 => assert_eq!(r.body, server.fixture().read("index.html")),
-        505 => assert_error_shape(&r),
-        _ => panic!("HTTP/1.2 got {r:#?}"),
+    for version in ["HTTP/1.2", "HTTP/1.9"] {
+        let raw = format!("GET /index.html {version}\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let r = common::http::request(server.addr, raw.as_bytes());
+        assert_eq!(r.status, 200, "{version}: {r:#?}");
+        assert_eq!(r.body, server.fixture().read("index.html"));
     }
+    // With 1.1's rules: a Host is required.
+    expect_error_and_close(&server, b"GET /index.html HTTP/1.2\r\n\r\n", 400);
+}
+
+/// RFC 9112 §6.1: a transfer coding the server does not understand is 501, and the connection
+/// closes (the body's framing is unknown).
+#[test]
+fn unknown_transfer_coding_is_not_implemented() {
+    let server = Server::start();
+    for coding in ["xchunked", "foo, chunked"] {
+        let raw =
+            format!("GET /index.html HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: {coding}\r\n\r\n");
+        expect_error_and_close(&server, raw.as_bytes(), 501);
+    }
+    // Chunked not last (with known codings) stays a 400.
+    let raw = b"GET /index.html HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
+    expect_error_and_close(&server, raw, 400);
 }
 
 #[test]

@@ -100,6 +100,10 @@ fn assert_not_modified(r: &Response, of: &Response) {
         "Last-Modified of the 304: {r:#?}"
     );
     assert!(r.body.is_empty());
+    // RFC 9110 §15.4.5: no representation metadata beyond the listed fields.
+    for name in ["content-type", "content-length", "accept-ranges", "content-encoding", "content-range"] {
+        assert!(r.header(name).is_none(), "{name} in a 304: {r:#?}");
+    }
 }
 
 /// A 206 for bytes `start..=end` of `content`.
@@ -306,11 +310,11 @@ fn range_past_the_end_is_not_satisfiable() {
 }
 
 #[test]
-fn several_or_malformed_ranges_get_the_whole_file() {
+fn malformed_ranges_get_the_whole_file() {
     let server = Server::start();
     for rel in ["index.html", "httptest/big.bin"] {
         let content = server.fixture().read(rel);
-        for range in ["bytes=0-1,5-6", "bytes=abc", "items=0-1", "bytes=5-1", "bytes=", "bytes=1-2-3"] {
+        for range in ["bytes=0-1,x", "bytes=abc", "items=0-1", "bytes=5-1", "bytes=", "bytes=1-2-3"] {
             let r = get_with(server.addr, &format!("/{rel}"), &[("Range", range)]);
             assert_whole(&r, &content, &format!("{rel} with Range: {range}"));
         }
@@ -377,7 +381,7 @@ fn directory_without_slash_redirects_keeping_the_query() {
 // Cache-Control
 // ---------------------------------------------------------------------------------------------
 
-/// The Cache-Control values of a 200, a 206, a 304, a HEAD 200 and a 404.
+/// The Cache-Control values of a 200, a 206, a 304, a HEAD 200, a 301 and a 404.
 fn cache_control_by_status(server: &Server) -> Vec<(u16, Vec<String>)> {
     let ok = get_with(server.addr, "/index.html", &[]);
     let etag = ok.expect_header("etag").to_owned();
@@ -387,10 +391,11 @@ fn cache_control_by_status(server: &Server) -> Vec<(u16, Vec<String>)> {
         get_with(server.addr, "/httptest/big.bin", &[("Range", "bytes=0-3")]),
         get_with(server.addr, "/index.html", &[("If-None-Match", &etag)]),
         send(server.addr, "HEAD", "/index.html", &[]),
+        get_with(server.addr, "/httptest/dir2", &[]),
         get_with(server.addr, "/no-such-file", &[]),
     ];
     let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [200, 206, 206, 304, 200, 404]);
+    assert_eq!(statuses, [200, 206, 206, 304, 200, 301, 404]);
     responses
         .iter()
         .map(|r| (r.status, r.all("cache-control").iter().map(|v| v.to_string()).collect()))

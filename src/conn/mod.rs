@@ -13,6 +13,7 @@
 mod lookup;
 mod respond;
 
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -93,6 +94,9 @@ struct Exchange {
     status: Status,
     keep_alive: bool,
     body_bytes: u64,
+    /// Further pieces of the response after the current one (multipart ranges: each part's
+    /// head and body, then the closing delimiter); empty, and unallocated, otherwise.
+    rest: VecDeque<(Vec<u8>, Body)>,
 }
 
 struct Sending {
@@ -362,7 +366,7 @@ impl Conn {
         let token = self.token(Op::Send);
         let fd = self.fd();
         let Phase::Sending(s) = &mut self.phase else { return };
-        let more = s.then.is_some();
+        let more = s.then.is_some() || !s.ex.rest.is_empty();
         let head_left = &s.head[s.sent.min(s.head.len())..];
         match &s.cached {
             None => {
@@ -410,7 +414,7 @@ impl Conn {
         let Sending { head, then, ex, .. } = *s;
         ctx.recycle_head_buffer(head);
         match then {
-            None => self.response_done(ctx, ex),
+            None => self.next_piece(ctx, ex),
             Some(body) => self.start_splice(ctx, body, ex),
         }
     }
@@ -460,7 +464,7 @@ impl Conn {
             if let Some(pipe) = sp.pipe.take() {
                 ctx.pipes.give_back(pipe);
             }
-            self.response_done(ctx, sp.ex);
+            self.next_piece(ctx, sp.ex);
         }
     }
 
@@ -510,6 +514,14 @@ impl Conn {
             sp.stall = None;
         }
         self.splice_step(ctx);
+    }
+
+    /// Sends the next piece of a response in several pieces, or finishes it.
+    fn next_piece(&mut self, ctx: &mut Ctx, mut ex: Exchange) {
+        match ex.rest.pop_front() {
+            Some((bytes, body)) => self.send(ctx, bytes, body, ex),
+            None => self.response_done(ctx, ex),
+        }
     }
 
     /// A response is fully handed to the kernel: log it, then read the next request or close.
@@ -653,8 +665,12 @@ impl Conn {
 }
 
 impl Exchange {
+    fn new(req: Option<Box<Request>>, status: Status, keep_alive: bool, body_bytes: u64) -> Exchange {
+        Exchange { req, status, keep_alive, body_bytes, rest: VecDeque::new() }
+    }
+
     fn placeholder() -> Exchange {
-        Exchange { req: None, status: Status::Ok, keep_alive: false, body_bytes: 0 }
+        Exchange::new(None, Status::Ok, false, 0)
     }
 }
 

@@ -1,6 +1,6 @@
-//! Deciding and building the answer to a resolved request: conditionals (304), ranges
-//! (206/416), content negotiation between a file and its precompressed siblings, directory
-//! redirects (301) and error pages. The head goes into the send buffer with a small body; a
+//! Deciding and building the answer to a resolved request: preconditions (412/304, in RFC
+//! 9110 §13.2.2's order), ranges (206, multipart 206, 416), content negotiation between a file
+//! and its precompressed siblings, directory redirects (301) and error pages. The head goes into the send buffer with a small body; a
 //! large body is left for the splice path. This module must never promise a Content-Length
 //! that the body it hands on does not have.
 
@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use super::{Body, BodyFile, CachedBody, Conn, Exchange};
 use crate::cache::{Entry, FileInfo};
+use crate::http::date::parse_http_date as http_date;
 use crate::http::encoding::{self, Coding};
 use crate::http::range::{self, Selection};
 use crate::http::request::{Method, Request};
@@ -20,7 +21,7 @@ const COPY_BODY_BELOW: usize = 2048;
 
 /// Headers that describe the chosen representation.
 struct Representation<'a> {
-    info: &'a FileInfo,
+    info: &'a Rc<FileInfo>,
     /// The original's Content-Type (a sibling `.gz` is still `text/css`, say).
     content_type: &'static str,
     coding: Option<Coding>,
@@ -51,15 +52,13 @@ impl Conn {
         let keep_alive = req.keep_alive && !req.has_body && !ctx.stopping;
         let head_only = req.method() == Method::Head;
         let size = chosen.id.size;
-        let mut buf = ctx.head_buffer();
-        if not_modified(&req, &chosen) {
-            representation_head(&mut buf, ctx, Status::NotModified, &rep, size);
-            response::finish(&mut buf, keep_alive);
-            let ex = Exchange { req: Some(req), status: Status::NotModified, keep_alive, body_bytes: 0 };
-            return self.send(ctx, buf, Body::None, ex);
+        match preconditions(&req, &chosen, ctx.unix_now) {
+            Verdict::Proceed => {}
+            Verdict::Failed => return self.respond_precondition_failed(ctx, req, keep_alive),
+            Verdict::NotModified => return self.respond_not_modified(ctx, req, &rep, keep_alive),
         }
         let selection = match &req.range {
-            Some(r) if req.method() == Method::Get && if_range_allows(&req, &chosen) => {
+            Some(r) if req.method() == Method::Get && if_range_allows(&req, &chosen, ctx.unix_now) => {
                 range::select(r, size)
             }
             _ => Selection::Whole,
@@ -67,33 +66,98 @@ impl Conn {
         let (status, start, len) = match selection {
             Selection::Whole => (Status::Ok, 0, size),
             Selection::Partial { start, end } => (Status::PartialContent, start, end - start + 1),
+            Selection::Multi(ranges) => return self.respond_multipart(ctx, req, &rep, &ranges, keep_alive),
             Selection::Unsatisfiable => return self.respond_unsatisfiable(ctx, req, size, keep_alive),
         };
+        let mut buf = ctx.head_buffer();
         representation_head(&mut buf, ctx, status, &rep, len);
         if status == Status::PartialContent {
             response::content_range(&mut buf, start, start + len - 1, size);
         }
         response::finish(&mut buf, keep_alive);
         let body_bytes = if head_only { 0 } else { len };
-        let ex = Exchange { req: Some(req), status, keep_alive, body_bytes };
-        if head_only || len == 0 {
+        let ex = Exchange::new(Some(req), status, keep_alive, body_bytes);
+        let body = if head_only { Body::None } else { attach_body(&mut buf, &chosen, start, len) };
+        self.send(ctx, buf, body, ex)
+    }
+
+    /// 412: a precondition of the request does not hold; no body.
+    fn respond_precondition_failed(&mut self, ctx: &mut Ctx, req: Box<Request>, keep_alive: bool) {
+        let mut buf = ctx.head_buffer();
+        response::start(&mut buf, Status::PreconditionFailed, &ctx.date_line);
+        response::content_length(&mut buf, 0);
+        response::finish(&mut buf, keep_alive);
+        let ex = Exchange::new(Some(req), Status::PreconditionFailed, keep_alive, 0);
+        self.send(ctx, buf, Body::None, ex);
+    }
+
+    /// 304 with exactly the fields RFC 9110 §15.4.5 lists that apply here (validators, caching
+    /// directives, Vary), and no representation metadata.
+    fn respond_not_modified(
+        &mut self,
+        ctx: &mut Ctx,
+        req: Box<Request>,
+        rep: &Representation,
+        keep_alive: bool,
+    ) {
+        let mut buf = ctx.head_buffer();
+        response::start(&mut buf, Status::NotModified, &ctx.date_line);
+        response::header(&mut buf, "ETag", rep.info.etag.as_bytes());
+        response::header(&mut buf, "Last-Modified", rep.info.last_modified.as_bytes());
+        caching_headers(&mut buf, ctx, rep);
+        response::finish(&mut buf, keep_alive);
+        let ex = Exchange::new(Some(req), Status::NotModified, keep_alive, 0);
+        self.send(ctx, buf, Body::None, ex);
+    }
+
+    /// 206 `multipart/byteranges`: one part per range, each with its own Content-Type and
+    /// Content-Range, bodies taken from the cache or spliced from the file part by part. The
+    /// Content-Length is computed from the part heads before anything is sent.
+    fn respond_multipart(
+        &mut self,
+        ctx: &mut Ctx,
+        req: Box<Request>,
+        rep: &Representation,
+        ranges: &[(u64, u64)],
+        keep_alive: bool,
+    ) {
+        let boundary = format!("{:016x}{:016x}", crate::sys::random_u64(), crate::sys::random_u64());
+        let size = rep.info.id.size;
+        let part_heads: Vec<Vec<u8>> = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, end))| {
+                let lead = if i == 0 { "" } else { "\r\n" };
+                let ct = rep.content_type;
+                format!("{lead}--{boundary}\r\nContent-Type: {ct}\r\nContent-Range: bytes {start}-{end}/{size}\r\n\r\n")
+                    .into_bytes()
+            })
+            .collect();
+        let closing = format!("\r\n--{boundary}--\r\n").into_bytes();
+        let len = part_heads.iter().map(|h| h.len() as u64).sum::<u64>()
+            + ranges.iter().map(|(start, end)| end - start + 1).sum::<u64>()
+            + closing.len() as u64;
+        let mut buf = ctx.head_buffer();
+        let multipart = Representation { content_type: "", ..*rep };
+        representation_head(&mut buf, ctx, Status::PartialContent, &multipart, len);
+        let content_type = format!("multipart/byteranges; boundary={boundary}");
+        response::header(&mut buf, "Content-Type", content_type.as_bytes());
+        response::finish(&mut buf, keep_alive);
+        let head_only = req.method() == Method::Head;
+        let mut ex =
+            Exchange::new(Some(req), Status::PartialContent, keep_alive, if head_only { 0 } else { len });
+        if head_only {
             return self.send(ctx, buf, Body::None, ex);
         }
-        let (start, len) = (start as usize, len as usize);
-        match &chosen.body {
-            // Tiny bodies are cheaper copied behind the head than described by an iovec.
-            Some(data) if len <= COPY_BODY_BELOW => {
-                buf.extend_from_slice(&data[start..start + len]);
-                self.send(ctx, buf, Body::None, ex);
-            }
-            Some(data) => {
-                self.send(ctx, buf, Body::Cached(CachedBody { data: data.clone(), start, len }), ex)
-            }
-            None => {
-                let body = BodyFile { info: chosen.clone(), offset: start as u64, remaining: len as u64 };
-                self.send(ctx, buf, Body::File(body), ex)
-            }
-        }
+        let mut pieces = part_heads.into_iter().zip(ranges).map(|(mut head, &(start, end))| {
+            let body = attach_body(&mut head, rep.info, start, end - start + 1);
+            (head, body)
+        });
+        let (first_head, first_body) = pieces.next().expect("a multipart answer has parts");
+        buf.extend_from_slice(&first_head);
+        ex.rest = pieces.collect();
+        ex.rest.push_back((closing, Body::None));
+        self.send(ctx, buf, first_body, ex)
     }
 
     fn respond_unsatisfiable(&mut self, ctx: &mut Ctx, req: Box<Request>, size: u64, keep_alive: bool) {
@@ -111,7 +175,11 @@ impl Conn {
             Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
         };
         let keep_alive = req.keep_alive && !req.has_body && !ctx.stopping;
-        let extra: [(&str, &[u8]); 1] = [("Location", location.as_bytes())];
+        let cache_control = ctx.cfg.cache_control.clone();
+        let mut extra: Vec<(&str, &[u8])> = vec![("Location", location.as_bytes())];
+        if let Some(cc) = &cache_control {
+            extra.push(("Cache-Control", cc.as_bytes()));
+        }
         self.respond_page(ctx, req, Status::MovedPermanently, keep_alive, &extra);
     }
 
@@ -126,7 +194,7 @@ impl Conn {
         let head_only = req.method() == Method::Head;
         let mut buf = ctx.head_buffer();
         let body_bytes = response::page(&mut buf, status, &ctx.date_line, keep_alive, head_only, extra);
-        self.send(ctx, buf, Body::None, Exchange { req: Some(req), status, keep_alive, body_bytes });
+        self.send(ctx, buf, Body::None, Exchange::new(Some(req), status, keep_alive, body_bytes));
     }
 
     /// An error page. `may_keep_alive` is false when the request itself broke the framing.
@@ -144,14 +212,34 @@ impl Conn {
             && req.as_ref().is_some_and(|r| r.keep_alive && !r.has_body);
         let mut buf = ctx.head_buffer();
         let body_bytes = response::page(&mut buf, status, &ctx.date_line, keep_alive, head_only, &[]);
-        self.send(ctx, buf, Body::None, Exchange { req, status, keep_alive, body_bytes });
+        self.send(ctx, buf, Body::None, Exchange::new(req, status, keep_alive, body_bytes));
     }
 }
 
-/// Headers every 200/206/304 for a file carries.
+/// The body of `len` bytes at `start` of a file: tiny cached bodies are copied behind the head
+/// in `buf` (cheaper than an iovec), larger cached ones are sent from the cache, and the rest is
+/// spliced from the file.
+fn attach_body(buf: &mut Vec<u8>, info: &Rc<FileInfo>, start: u64, len: u64) -> Body {
+    if len == 0 {
+        return Body::None;
+    }
+    let (start_at, len_of) = (start as usize, len as usize);
+    match &info.body {
+        Some(data) if len_of <= COPY_BODY_BELOW => {
+            buf.extend_from_slice(&data[start_at..start_at + len_of]);
+            Body::None
+        }
+        Some(data) => Body::Cached(CachedBody { data: data.clone(), start: start_at, len: len_of }),
+        None => Body::File(BodyFile { info: info.clone(), offset: start, remaining: len }),
+    }
+}
+
+/// Headers every 200/206 for a file carries (a multipart 206 adds its own Content-Type).
 fn representation_head(buf: &mut Vec<u8>, ctx: &Ctx, status: Status, rep: &Representation, len: u64) {
     response::start(buf, status, &ctx.date_line);
-    response::header(buf, "Content-Type", rep.content_type.as_bytes());
+    if !rep.content_type.is_empty() {
+        response::header(buf, "Content-Type", rep.content_type.as_bytes());
+    }
     response::content_length(buf, len);
     response::header(buf, "Last-Modified", rep.info.last_modified.as_bytes());
     response::header(buf, "ETag", rep.info.etag.as_bytes());
@@ -159,6 +247,11 @@ fn representation_head(buf: &mut Vec<u8>, ctx: &Ctx, status: Status, rep: &Repre
     if let Some(coding) = rep.coding {
         response::header(buf, "Content-Encoding", coding.token().as_bytes());
     }
+    caching_headers(buf, ctx, rep);
+}
+
+/// Vary and Cache-Control: sent on 200, 206 and 304 alike.
+fn caching_headers(buf: &mut Vec<u8>, ctx: &Ctx, rep: &Representation) {
     if rep.varies {
         response::header(buf, "Vary", b"Accept-Encoding");
     }
@@ -167,24 +260,51 @@ fn representation_head(buf: &mut Vec<u8>, ctx: &Ctx, status: Status, rep: &Repre
     }
 }
 
+/// The outcome of a request's preconditions.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Proceed,
+    NotModified,
+    Failed,
+}
+
 fn opaque(tag: &str) -> &str {
     tag.strip_prefix("W/").unwrap_or(tag)
 }
 
-/// RFC 9110 §13.1.1–13.1.3: If-None-Match (weak comparison) wins over If-Modified-Since.
-fn not_modified(req: &Request, info: &FileInfo) -> bool {
-    if let Some(inm) = &req.if_none_match {
-        return inm.split(',').map(str::trim).any(|t| t == "*" || opaque(t) == opaque(&info.etag));
+/// Whether any entity tag of a comma-separated list (or `*`) passes `matches`.
+fn any_tag(list: &str, matches: impl Fn(&str) -> bool) -> bool {
+    list.split(',').map(str::trim).any(|t| t == "*" || matches(t))
+}
+
+/// RFC 9110 §13.2.2, for GET and HEAD: If-Match (strong comparison), else If-Unmodified-Since;
+/// then If-None-Match (weak comparison), else If-Modified-Since. Invalid dates are ignored.
+fn preconditions(req: &Request, info: &FileInfo, now: i64) -> Verdict {
+    let date = |v: &Option<String>| v.as_deref().and_then(|d| http_date(d, now));
+    if let Some(list) = &req.if_match {
+        // A weak tag never matches strongly; this server's tags are all strong.
+        if !any_tag(list, |t| !t.starts_with("W/") && t == info.etag) {
+            return Verdict::Failed;
+        }
+    } else if date(&req.if_unmodified_since).is_some_and(|since| info.id.mtime > since) {
+        return Verdict::Failed;
     }
-    req.if_modified_since.is_some_and(|since| info.id.mtime <= since)
+    if let Some(list) = &req.if_none_match {
+        if any_tag(list, |t| opaque(t) == opaque(&info.etag)) {
+            return Verdict::NotModified;
+        }
+    } else if date(&req.if_modified_since).is_some_and(|since| info.id.mtime <= since) {
+        return Verdict::NotModified;
+    }
+    Verdict::Proceed
 }
 
 /// RFC 9110 §13.1.5: a Range applies only if If-Range (strong ETag or exact date) still holds.
-fn if_range_allows(req: &Request, info: &FileInfo) -> bool {
+fn if_range_allows(req: &Request, info: &FileInfo, now: i64) -> bool {
     match &req.if_range {
         None => true,
         Some(v) if v.starts_with('"') => *v == info.etag,
         Some(v) if v.starts_with("W/") => false,
-        Some(v) => crate::http::date::parse_imf_fixdate(v) == Some(info.id.mtime),
+        Some(v) => http_date(v, now) == Some(info.id.mtime),
     }
 }

@@ -89,25 +89,82 @@ fn num(s: &str, len: usize) -> Option<u32> {
     (s.len() == len && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
 }
 
-/// Parses an IMF-fixdate; obsolete formats are answered as if absent (RFC 9110 allows that for
-/// conditionals, which is all this is used for).
-pub fn parse_imf_fixdate(s: &str) -> Option<i64> {
+/// Parses an HTTP-date in any of the three formats a recipient must accept (RFC 9110 §5.6.7):
+/// IMF-fixdate, the obsolete RFC 850 form, and asctime. `now` (Unix seconds) resolves RFC 850's
+/// two-digit years. Anything else is `None`, which callers treat as if the field were absent.
+pub fn parse_http_date(s: &str, now: i64) -> Option<i64> {
     let s = s.trim();
-    let (_weekday, rest) = s.split_once(", ")?;
+    parse_imf_fixdate(s).or_else(|| parse_rfc850(s, now)).or_else(|| parse_asctime(s))
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`
+pub fn parse_imf_fixdate(s: &str) -> Option<i64> {
+    let (weekday, rest) = s.trim().split_once(", ")?;
+    DAYS.iter().position(|d| *d == weekday)?;
     let mut parts = rest.split(' ');
     let day = num(parts.next()?, 2)?;
-    let month_name = parts.next()?;
-    let month = MONTHS.iter().position(|m| *m == month_name)? as u32 + 1;
+    let month = month(parts.next()?)?;
     let year = num(parts.next()?, 4)?;
-    let mut hms = parts.next()?.split(':');
+    let time = parts.next()?;
+    if parts.next()? != "GMT" || parts.next().is_some() {
+        return None;
+    }
+    unix_time(i64::from(year), month, day, time)
+}
+
+/// `Sunday, 06-Nov-94 08:49:37 GMT`: a two-digit year that would lie more than 50 years after
+/// `now` means the most recent past year with those digits (§5.6.7).
+fn parse_rfc850(s: &str, now: i64) -> Option<i64> {
+    const LONG_DAYS: [&str; 7] =
+        ["Thursday", "Friday", "Saturday", "Sunday", "Monday", "Tuesday", "Wednesday"];
+    let (weekday, rest) = s.split_once(", ")?;
+    LONG_DAYS.iter().position(|d| *d == weekday)?;
+    let mut parts = rest.split(' ');
+    let mut date = parts.next()?.split('-');
+    let (day, month, yy) = (num(date.next()?, 2)?, month(date.next()?)?, num(date.next()?, 2)?);
+    let time = parts.next()?;
+    if date.next().is_some() || parts.next()? != "GMT" || parts.next().is_some() {
+        return None;
+    }
+    let this_year = civil(now).year;
+    let mut year = this_year - this_year.rem_euclid(100) + i64::from(yy);
+    if year > this_year + 50 {
+        year -= 100;
+    }
+    unix_time(year, month, day, time)
+}
+
+/// `Sun Nov  6 08:49:37 1994` (the day is two digits, or a space and one digit).
+fn parse_asctime(s: &str) -> Option<i64> {
+    let weekday = s.get(..4)?.strip_suffix(' ')?;
+    DAYS.iter().position(|d| *d == weekday)?;
+    let month = month(s.get(4..7)?)?;
+    let rest = s.get(7..)?.strip_prefix(' ')?;
+    let (day, rest) = match rest.strip_prefix(' ') {
+        Some(one) => (num(one.get(..1)?, 1)?, one.get(1..)?),
+        None => (num(rest.get(..2)?, 2)?, rest.get(2..)?),
+    };
+    let mut parts = rest.strip_prefix(' ')?.split(' ');
+    let time = parts.next()?;
+    let year = num(parts.next()?, 4)?;
+    if parts.next().is_some() {
+        return None;
+    }
+    unix_time(i64::from(year), month, day, time)
+}
+
+fn month(name: &str) -> Option<u32> {
+    MONTHS.iter().position(|m| *m == name).map(|i| i as u32 + 1)
+}
+
+/// Unix seconds of a calendar day and an `HH:MM:SS` time of day, if both are valid.
+fn unix_time(year: i64, month: u32, day: u32, time: &str) -> Option<i64> {
+    let mut hms = time.split(':');
     let (h, m, sec) = (num(hms.next()?, 2)?, num(hms.next()?, 2)?, num(hms.next()?, 2)?);
-    if parts.next()? != "GMT" || parts.next().is_some() || hms.next().is_some() {
+    if hms.next().is_some() || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
         return None;
     }
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let days = days_from_civil(i64::from(year), month, day);
+    let days = days_from_civil(year, month, day);
     Some(days * 86_400 + i64::from(h) * 3600 + i64::from(m) * 60 + i64::from(sec))
 }
 
@@ -130,16 +187,50 @@ mod tests {
         }
     }
 
+    /// The three forms of RFC 9110 §5.6.7's own example all mean the same instant.
     #[test]
-    fn rejects_other_formats() {
+    fn accepts_all_three_formats() {
+        let now = 1_795_514_400; // 2026
+        for s in
+            ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"]
+        {
+            assert_eq!(parse_http_date(s, now), Some(784_111_777), "{s}");
+        }
+        assert_eq!(
+            parse_http_date("Thu Jan 10 00:00:00 2030", now),
+            parse_imf_fixdate("Thu, 10 Jan 2030 00:00:00 GMT")
+        );
+    }
+
+    /// Two-digit years: more than 50 years ahead of now means the previous century.
+    #[test]
+    fn rfc850_two_digit_years() {
+        let now = 1_795_514_400; // 2026
+        let year_of = |s: &str| parse_http_date(s, now).map(|t| civil(t).year);
+        assert_eq!(year_of("Monday, 01-Jan-76 00:00:00 GMT"), Some(2076));
+        assert_eq!(year_of("Saturday, 01-Jan-77 00:00:00 GMT"), Some(1977));
+        assert_eq!(year_of("Tuesday, 01-Jan-26 00:00:00 GMT"), Some(2026));
+    }
+
+    #[test]
+    fn rejects_malformed_dates() {
         for s in [
-            "Sunday, 06-Nov-94 08:49:37 GMT",
-            "Sun Nov  6 08:49:37 1994",
             "",
             "Sun, 06 Nov 1994 08:49:37 UTC",
             "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 8:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT extra",
+            "Sunday, 06-Nov-1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37",
+            "Sun Nov 6 08:49:37 1994",
+            "Sun Nov  6 08:49:37 94",
+            "Xyz, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun Nov  6 08:49:37 1994 x",
+            "1994-11-06T08:49:37Z",
         ] {
-            assert_eq!(parse_imf_fixdate(s), None, "{s}");
+            assert_eq!(parse_http_date(s, 1_795_514_400), None, "{s}");
         }
     }
 }

@@ -20,10 +20,12 @@ pub enum Status {
     NotFound,
     MethodNotAllowed,
     RequestTimeout,
+    PreconditionFailed,
     UriTooLong,
     RangeNotSatisfiable,
     HeaderFieldsTooLarge,
     InternalServerError,
+    NotImplemented,
     ServiceUnavailable,
     VersionNotSupported,
 }
@@ -40,10 +42,12 @@ impl Status {
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
+            Status::PreconditionFailed => 412,
             Status::UriTooLong => 414,
             Status::RangeNotSatisfiable => 416,
             Status::HeaderFieldsTooLarge => 431,
             Status::InternalServerError => 500,
+            Status::NotImplemented => 501,
             Status::ServiceUnavailable => 503,
             Status::VersionNotSupported => 505,
         }
@@ -60,10 +64,12 @@ impl Status {
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::RequestTimeout => "Request Timeout",
+            Status::PreconditionFailed => "Precondition Failed",
             Status::UriTooLong => "URI Too Long",
             Status::RangeNotSatisfiable => "Range Not Satisfiable",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::InternalServerError => "Internal Server Error",
+            Status::NotImplemented => "Not Implemented",
             Status::ServiceUnavailable => "Service Unavailable",
             Status::VersionNotSupported => "HTTP Version Not Supported",
         }
@@ -78,6 +84,7 @@ impl Status {
                 | Status::UriTooLong
                 | Status::HeaderFieldsTooLarge
                 | Status::InternalServerError
+                | Status::NotImplemented
                 | Status::ServiceUnavailable
                 | Status::VersionNotSupported
         )

@@ -5,7 +5,6 @@
 //! anything but the head it was given, and never look at the filesystem.
 
 use super::Status;
-use super::date::parse_imf_fixdate;
 
 /// Most header lines a request may carry; one more is a 431.
 pub const MAX_HEADERS: usize = 100;
@@ -29,8 +28,12 @@ pub struct Request {
     /// The request announced a body (Content-Length > 0 or Transfer-Encoding); the server does
     /// not read bodies, so such a connection closes after the response.
     pub has_body: bool,
+    pub if_match: Option<String>,
     pub if_none_match: Option<String>,
-    pub if_modified_since: Option<i64>,
+    /// HTTP-dates are kept as sent: their meaning (RFC 850's two-digit years) depends on the
+    /// time they are evaluated at.
+    pub if_modified_since: Option<String>,
+    pub if_unmodified_since: Option<String>,
     pub range: Option<String>,
     pub if_range: Option<String>,
     pub accept_encoding: Option<String>,
@@ -70,8 +73,37 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse {
             Err(status) => Parse::Invalid(status),
         },
         Err(httparse::Error::TooManyHeaders) => Parse::Invalid(Status::HeaderFieldsTooLarge),
-        Err(httparse::Error::Version) => Parse::Invalid(version_error(buf)),
+        Err(httparse::Error::Version) => match higher_minor_version(buf) {
+            Some(at) => parse_as_http11(buf, at, max_head),
+            None => Parse::Invalid(version_error(buf)),
+        },
         Err(_) => Parse::Invalid(Status::BadRequest),
+    }
+}
+
+/// A request line in HTTP/1.x with x > 1 is answered as the highest 1.x this server speaks
+/// (RFC 9110 §2.5, RFC 9112 §2.3): the head is parsed again with `HTTP/1.1` in its place.
+fn parse_as_http11(buf: &[u8], minor_at: usize, max_head: usize) -> Parse {
+    let mut copy = buf.to_vec();
+    copy[minor_at] = b'1';
+    parse(&copy, max_head)
+}
+
+/// Where the minor digit of an `HTTP/1.x` (x > 1) request-line version sits, if that is the
+/// version the request line ends with.
+fn higher_minor_version(buf: &[u8]) -> Option<usize> {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let line_len = buf[start..].iter().position(|&b| b == b'\n')?;
+    let line = &buf[start..start + line_len];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = &line[line.len().checked_sub(9)?..];
+    match version {
+        [b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor]
+            if minor.is_ascii_digit() && *minor > b'1' =>
+        {
+            Some(start + line.len() - 1)
+        }
+        _ => None,
     }
 }
 
@@ -155,26 +187,39 @@ fn build(req: &httparse::Request) -> Result<Request, Status> {
         return Err(Status::BadRequest);
     }
     if let Some(te) = &transfer_encoding {
-        // Both framings at once is the classic smuggling vector; a final coding other than
-        // chunked leaves the body length unknowable (RFC 9112 §6.1, §6.3).
-        let codings: Vec<&str> = te.split(',').map(str::trim).collect();
-        let chunked = codings.iter().filter(|c| c.eq_ignore_ascii_case("chunked")).count();
-        let last_is_chunked = codings.last().is_some_and(|c| c.eq_ignore_ascii_case("chunked"));
-        if content_length.is_some() || !last_is_chunked || chunked > 1 || minor == 0 {
-            return Err(Status::BadRequest);
-        }
+        check_transfer_coding(te, content_length.is_some(), minor)?;
     }
     out.has_body = transfer_encoding.is_some() || content_length.is_some_and(|n| n > 0);
     out.keep_alive = if minor == 1 { !close } else { keep_alive && !close };
     Ok(out)
 }
 
+/// Both framings at once is the classic smuggling vector (400); a coding this server does not
+/// know is 501 (RFC 9112 §6.1); a final coding other than chunked, or chunked twice, leaves the
+/// body length unknowable (400, §6.3).
+fn check_transfer_coding(te: &str, has_length: bool, minor: u8) -> Result<(), Status> {
+    const KNOWN: [&str; 6] = ["chunked", "gzip", "x-gzip", "deflate", "compress", "x-compress"];
+    if has_length || minor == 0 {
+        return Err(Status::BadRequest);
+    }
+    let codings: Vec<&str> = te.split(',').map(str::trim).collect();
+    if codings.iter().any(|c| !KNOWN.iter().any(|k| c.eq_ignore_ascii_case(k))) {
+        return Err(Status::NotImplemented);
+    }
+    let chunked = codings.iter().filter(|c| c.eq_ignore_ascii_case("chunked")).count();
+    let last_is_chunked = codings.last().is_some_and(|c| c.eq_ignore_ascii_case("chunked"));
+    if !last_is_chunked || chunked > 1 { Err(Status::BadRequest) } else { Ok(()) }
+}
+
 fn store_optional(out: &mut Request, name: &str, value: &[u8]) -> Result<(), Status> {
     let slot = if name.eq_ignore_ascii_case("if-none-match") {
         &mut out.if_none_match
+    } else if name.eq_ignore_ascii_case("if-match") {
+        &mut out.if_match
     } else if name.eq_ignore_ascii_case("if-modified-since") {
-        out.if_modified_since = std::str::from_utf8(value).ok().and_then(parse_imf_fixdate);
-        return Ok(());
+        &mut out.if_modified_since
+    } else if name.eq_ignore_ascii_case("if-unmodified-since") {
+        &mut out.if_unmodified_since
     } else if name.eq_ignore_ascii_case("range") {
         &mut out.range
     } else if name.eq_ignore_ascii_case("if-range") {
@@ -291,7 +336,8 @@ mod tests {
     #[test]
     fn versions_and_garbage() {
         assert_eq!(status("GET / HTTP/2.0\r\n\r\n"), Status::VersionNotSupported);
-        assert_eq!(status("GET / HTTP/1.2\r\n\r\n"), Status::VersionNotSupported);
+        assert_eq!(status("GET / HTTP/0.9\r\n\r\n"), Status::VersionNotSupported);
+        assert_eq!(status("GET / HTTP/3\r\n\r\n"), Status::VersionNotSupported);
         assert_eq!(status("GET / FOO/1.1\r\n\r\n"), Status::BadRequest);
         assert_eq!(status("GARBAGE\r\n\r\n"), Status::BadRequest);
         assert_eq!(status("GET  / HTTP/1.1\r\n\r\n"), Status::BadRequest);
@@ -299,6 +345,26 @@ mod tests {
             parse(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 8192),
             Parse::Invalid(Status::BadRequest)
         );
+    }
+
+    /// A higher HTTP/1.x minor version is served as HTTP/1.1, with 1.1's rules (Host required).
+    #[test]
+    fn higher_minor_versions_are_http11() {
+        let r = ok("GET /a HTTP/1.2\r\nHost: x\r\n\r\n");
+        assert_eq!((r.target.as_str(), r.minor_version, r.keep_alive), ("/a", 1, true));
+        assert_eq!(ok("\r\nHEAD / HTTP/1.9\r\nHost: x\r\n\r\n").method(), Method::Head);
+        assert_eq!(status("GET / HTTP/1.2\r\n\r\n"), Status::BadRequest);
+        assert_eq!(parse(b"GET / HTTP/1.2\r\nHost: x\r\n", 8192), Parse::Partial);
+    }
+
+    #[test]
+    fn unknown_transfer_codings_are_not_implemented() {
+        let te = |v: &str| status(&format!("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {v}\r\n\r\n"));
+        assert_eq!(te("xchunked"), Status::NotImplemented);
+        assert_eq!(te("foo, chunked"), Status::NotImplemented);
+        assert_eq!(te("chunked, gzip"), Status::BadRequest);
+        assert_eq!(te("chunked, chunked"), Status::BadRequest);
+        assert!(ok("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").has_body);
     }
 
     #[test]
@@ -319,7 +385,7 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"a\"\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\nRange: bytes=0-1\r\nUser-Agent: t/1\r\nReferer: http://r/\r\n\r\n",
         );
         assert_eq!(r.if_none_match.as_deref(), Some("\"a\""));
-        assert_eq!(r.if_modified_since, Some(784_111_777));
+        assert_eq!(r.if_modified_since.as_deref(), Some("Sun, 06 Nov 1994 08:49:37 GMT"));
         assert_eq!(r.range.as_deref(), Some("bytes=0-1"));
         assert_eq!((r.user_agent.as_deref(), r.referer.as_deref()), (Some("t/1"), Some("http://r/")));
     }
