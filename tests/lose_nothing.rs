@@ -69,6 +69,40 @@ fn close_response_survives_bytes_sent_after_the_request() {
     }
 }
 
+/// Polls `path` until it holds `lines` lines; panics after 10 s.
+fn wait_for_log_lines(path: &std::path::Path, lines: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_to_string(path).map_or(0, |t| t.lines().count()) < lines {
+        assert!(Instant::now() < deadline, "no {lines} access log lines within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Bug 1, the other half: a `Connection: close` response that the kernel took whole before the
+/// stray bytes arrive (the access log line is written once the last byte is handed over) is
+/// not destroyed either: bytes the client has not acknowledged make the close linger too.
+#[test]
+fn close_response_survives_bytes_sent_after_it_was_handed_over() {
+    let log_dir = std::env::temp_dir().join(format!("ringhttpd-linger-{}", std::process::id()));
+    fs::create_dir_all(&log_dir).expect("log dir");
+    let log = log_dir.join("access.log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let server = Server::start_with(1, &["--access-log", &log_arg]);
+    let expected = server.fixture().read("httptest/big.bin");
+    for (round, raw) in
+        [get_request("/httptest/big.bin"), "GET /httptest/big.bin HTTP/1.0\r\n\r\n".into()].iter().enumerate()
+    {
+        let mut stream = connect(server.addr);
+        stream.write_all(raw.as_bytes()).expect("sending the request");
+        wait_for_log_lines(&log, round + 1);
+        stream.write_all(b"\r\n").expect("sending stray bytes");
+        let bytes = read_all_without_reset(&mut stream);
+        assert_whole_huge_body(&bytes, &expected);
+    }
+    drop(server);
+    let _ = fs::remove_dir_all(&log_dir);
+}
+
 /// Bug 2: a FIN after pipelined requests means "no more requests", not "forget the ones sent".
 #[test]
 fn pipelined_requests_before_a_half_close_are_all_answered() {

@@ -559,17 +559,20 @@ impl Conn {
 
     // ---- closing ----
 
-    /// Ends the connection after its last response. A client that may still be sending gets a
-    /// lingering close (see `linger`): closing a socket with unread input sends a reset, which
-    /// destroys whatever of the response the client has not read yet.
+    /// Ends the connection after its last response. Closing a socket that has unread input,
+    /// or that receives any later, sends a reset, which destroys whatever of the response the
+    /// client has not yet received. So the close lingers (see `linger`) unless the client has
+    /// already closed its side, or has sent nothing more and acknowledged the whole response
+    /// (then nothing is left to destroy: the common case of a small response on a fast link).
     fn close_after(&mut self, ctx: &mut Ctx, ex: &Exchange) {
-        let may_still_send = !self.peer_closed
+        let must_linger = !self.peer_closed
             && (!self.inbuf.is_empty()
                 || ctx.stopping
                 || ex.status.closes_connection()
                 || ex.req.as_ref().is_none_or(|r| r.has_body)
-                || sys::has_unread_input(self.fd()));
-        if may_still_send { self.linger(ctx) } else { self.abort(ctx) }
+                || sys::has_unread_input(self.fd())
+                || sys::unacked_bytes(self.fd()).is_none_or(|n| n > 0));
+        if must_linger { self.linger(ctx) } else { self.abort(ctx) }
     }
 
     /// Sends FIN after the last response and waits (briefly) for the client's, so request bytes
