@@ -70,10 +70,65 @@ pub struct Args {
     #[arg(long, value_name = "VALUE")]
     pub cache_control: Option<String>,
 
+    /// URL path served (status 200) for GET and HEAD requests whose path names no file and no
+    /// directory with an index, as nginx's `try_files $uri $uri/ PATH` (single-page apps).
+    #[arg(long, value_name = "PATH", value_parser = parse_url_path)]
+    pub fallback: Option<UrlPath>,
+
+    /// Body of the error response with status CODE (4xx or 5xx) taken from the file at URL path
+    /// PATH, as nginx's `error_page CODE PATH`; repeatable.
+    #[arg(long = "error-page", value_name = "CODE=PATH", value_parser = parse_error_page)]
+    pub error_pages: Vec<(u16, UrlPath)>,
+
+    /// Whether paths with a segment starting with "." are served ("allow") or answered 404
+    /// ("deny"); /.well-known/ is always served.
+    #[arg(long, value_enum, default_value_t = Dotfiles::Deny)]
+    pub dotfiles: Dotfiles,
+
+    /// Answer a directory without index.html with a generated listing of its entries.
+    #[arg(long)]
+    pub autoindex: bool,
+
     /// Do not pin workers to cores; let the scheduler place them (better when the same cores
     /// also run other busy processes, such as a load generator).
     #[arg(long)]
     pub no_pin: bool,
+}
+
+/// What `--dotfiles` does with paths that have a segment starting with ".".
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dotfiles {
+    Allow,
+    Deny,
+}
+
+/// A URL path given on the command line, resolved to the file beneath the root it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlPath {
+    /// As given, for messages.
+    pub text: String,
+    /// The relative path opened beneath the root.
+    pub file: Vec<u8>,
+    /// It ends in `/`, so `file` is that directory's index.
+    pub is_index: bool,
+}
+
+fn parse_url_path(s: &str) -> Result<UrlPath, String> {
+    if !s.starts_with('/') || s.contains(['?', '#']) {
+        return Err(format!("'{s}' is not a URL path (it must start with / and have no query)"));
+    }
+    let target =
+        crate::path::resolve(s).map_err(|_| format!("'{s}' is not a valid path beneath the root"))?;
+    Ok(UrlPath { text: s.to_owned(), file: target.file, is_index: target.is_index })
+}
+
+fn parse_error_page(s: &str) -> Result<(u16, UrlPath), String> {
+    let (code, path) = s.split_once('=').ok_or_else(|| format!("'{s}' is not CODE=PATH"))?;
+    let code: u16 = code.trim().parse().map_err(|_| format!("'{code}' is not a status code"))?;
+    if !(400..=599).contains(&code) {
+        return Err(format!("{code} is not an error status (only 4xx and 5xx have error pages)"));
+    }
+    Ok((code, parse_url_path(path.trim())?))
 }
 
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
@@ -102,9 +157,18 @@ pub struct Config {
     pub log_level: Level,
     pub cache_control: Option<String>,
     pub pin_workers: bool,
+    pub fallback: Option<UrlPath>,
+    pub error_pages: Vec<(u16, UrlPath)>,
+    pub hide_dotfiles: bool,
+    pub autoindex: bool,
 }
 
 impl Config {
+    /// The error page configured for `code`, if any (the last one given wins).
+    pub fn error_page(&self, code: u16) -> Option<&UrlPath> {
+        self.error_pages.iter().rev().find(|(c, _)| *c == code).map(|(_, page)| page)
+    }
+
     pub fn from_args(args: Args) -> Result<Config, String> {
         if let Some(cc) = &args.cache_control {
             if cc.bytes().any(|b| b.is_ascii_control()) {
@@ -125,6 +189,10 @@ impl Config {
             log_level: args.log_level,
             cache_control: args.cache_control,
             pin_workers: !args.no_pin,
+            fallback: args.fallback,
+            error_pages: args.error_pages,
+            hide_dotfiles: args.dotfiles == Dotfiles::Deny,
+            autoindex: args.autoindex,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod listing;
 pub mod log;
 pub mod path;
 pub mod pipe_pool;

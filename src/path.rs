@@ -61,6 +61,16 @@ pub fn resolve(target: &str) -> Result<Target<'_>, PathError> {
     Ok(Target { raw_path, query, file, is_index })
 }
 
+/// Whether a resolved path has a segment that starts with `.` (a dotfile or dot-directory,
+/// where `.git/` and `.env` leak secrets), except the root's `.well-known` (RFC 8615).
+pub fn is_hidden(file: &[u8]) -> bool {
+    let rest = match file.strip_prefix(b".well-known") {
+        Some(tail) if tail.is_empty() || tail[0] == b'/' => tail,
+        _ => file,
+    };
+    rest.first() == Some(&b'.') || rest.windows(2).any(|w| w == b"/.")
+}
+
 /// `Some(is_index)` when `path` (which starts with `/`) needs neither decoding nor
 /// normalisation: no `%`, no NUL, no empty, `.` or `..` segment except a final empty one.
 fn plain(path: &[u8]) -> Option<bool> {
@@ -157,6 +167,19 @@ fn normalise(path: &[u8]) -> Result<(Vec<&[u8]>, bool), PathError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_paths() {
+        for hidden in [".env", ".git/config", "a/.htpasswd", "a/.b/c", ".well-known/.x", ".well-knownx/a"] {
+            assert!(is_hidden(hidden.as_bytes()), "{hidden}");
+        }
+        for shown in ["index.html", "a/b.c", "a..b", ".well-known", ".well-known/acme/tok", "a/b./c"] {
+            assert!(!is_hidden(shown.as_bytes()), "{shown}");
+        }
+        let decoded = resolve("/%2egit/config").unwrap().file;
+        assert!(is_hidden(&decoded));
+        assert!(is_hidden(&resolve("/a/../.env").unwrap().file));
+    }
 
     fn file(t: &str) -> Result<String, PathError> {
         resolve(t).map(|t| String::from_utf8(t.file).unwrap())

@@ -220,6 +220,11 @@ fn start_workers(
 ) -> Result<(Running, Vec<&'static str>), StartError> {
     let cores = if cfg.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     let (ready_tx, ready_rx) = mpsc::channel();
+    let listing_jobs = if cfg.autoindex {
+        Some(crate::listing::spawn(root.clone()).map_err(StartError::Worker)?)
+    } else {
+        None
+    };
     let mut running = Running { handles: Vec::new(), wakes: Vec::new() };
     for (index, listener) in listeners.into_iter().enumerate() {
         let wake = Arc::new(sys::eventfd().map_err(StartError::Worker)?);
@@ -232,6 +237,7 @@ fn start_workers(
             root: root.clone(),
             cfg: cfg.clone(),
             shared: shared.clone(),
+            listing_jobs: listing_jobs.clone(),
         };
         let done = done_fd.as_raw_fd();
         let ready = ready_tx.clone();

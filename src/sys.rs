@@ -238,6 +238,28 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Opens the directory `path` (relative, decoded) beneath `root` with `openat2`, refusing any
+/// resolution that would leave the root, as the ring's opens do.
+pub fn open_dir_beneath(root: RawFd, path: &[u8]) -> io::Result<OwnedFd> {
+    let path = if path.is_empty() { b".".as_slice() } else { path };
+    let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_how is plain old data; all-zeroes is a valid (empty) value.
+    let mut how: libc::open_how = unsafe { mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `c` and `how` are live for the call, and the size passed is `how`'s exact size.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            size_of::<libc::open_how>(),
+        )
+    };
+    owned(ret as libc::c_int)
+}
+
 /// The signals the server handles; they are blocked in every thread and read by `wait_signal`.
 pub fn handled_signals() -> libc::sigset_t {
     // SAFETY: sigemptyset/sigaddset initialise and fill a local sigset_t.

@@ -19,6 +19,7 @@ use crate::cache::FileCache;
 use crate::config::Config;
 use crate::conn::Conn;
 use crate::http::response;
+use crate::listing::Lister;
 use crate::pipe_pool::PipePool;
 use crate::ring::{Completion, RecvBuffers, Ring};
 use crate::sys;
@@ -48,6 +49,8 @@ pub struct Setup {
     pub root: Arc<OwnedFd>,
     pub cfg: Arc<Config>,
     pub shared: Arc<Shared>,
+    /// The listing thread's queue, with `--autoindex`.
+    pub listing_jobs: Option<std::sync::mpsc::Sender<crate::listing::Job>>,
 }
 
 /// What connections need from their worker while handling a completion.
@@ -69,6 +72,8 @@ pub struct Ctx {
     pub rearm_recv: Vec<usize>,
     /// Response-head buffers whose sends completed, for reuse.
     head_buffers: Vec<Vec<u8>>,
+    /// Directory listings built off the ring, with `--autoindex`.
+    pub lister: Option<Lister>,
 }
 
 /// Capacity of a response-head buffer: a head, plus a small body copied behind it.
@@ -134,6 +139,7 @@ pub fn prepare(
         stopping: false,
         rearm_recv: Vec::new(),
         head_buffers: Vec::new(),
+        lister: setup.listing_jobs.map(|jobs| Lister::new(jobs, setup.wake.clone())),
     };
     let reopen_seen = setup.shared.reopen.load(Ordering::Relaxed);
     let worker = Worker {
@@ -344,10 +350,26 @@ impl Worker {
                 log.flush(&mut self.ctx.ring);
             }
         }
+        self.deliver_listings();
         if self.shared.stop.load(Ordering::Acquire) && !self.ctx.stopping {
             self.begin_stop();
         }
         self.ctx.ring.read_eventfd(self.wake.as_raw_fd(), Token::worker(Op::Wake));
+    }
+
+    /// Hands finished directory listings to the connections still waiting for them.
+    fn deliver_listings(&mut self) {
+        let Some(lister) = &self.ctx.lister else { return };
+        for done in lister.finished() {
+            let Some(conn) = self.conns.get_mut(done.key).filter(|c| c.generation() == done.generation)
+            else {
+                continue;
+            };
+            conn.on_listing(done.result, &mut self.ctx);
+            if conn.is_finished() {
+                self.release(done.key);
+            }
+        }
     }
 
     /// Stop accepting now; close idle connections; busy ones close after their response.

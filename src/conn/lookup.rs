@@ -20,9 +20,21 @@ use crate::http::request::Request;
 use crate::token::{Op, Token};
 use crate::worker::Ctx;
 
+/// Why a path is being looked up, which decides what its answer becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// The file the request names.
+    Request,
+    /// `--fallback`, because the requested path names nothing.
+    Fallback,
+    /// `--error-page` for `status`, whose body this file becomes.
+    ErrorPage { status: Status, keep_alive: bool },
+}
+
 /// A request whose file is being resolved.
 pub(super) struct Lookup {
     req: Box<Request>,
+    purpose: Purpose,
     /// The path beneath the root, as the request named it.
     path: Vec<u8>,
     is_index: bool,
@@ -59,8 +71,8 @@ pub(super) struct Loading {
 }
 
 impl Lookup {
-    pub(super) fn new(req: Box<Request>, path: Vec<u8>, is_index: bool) -> Lookup {
-        Lookup { req, path, is_index, main: None, variants: Vec::new(), incomplete: false }
+    pub(super) fn new(req: Box<Request>, path: Vec<u8>, is_index: bool, purpose: Purpose) -> Lookup {
+        Lookup { req, purpose, path, is_index, main: None, variants: Vec::new(), incomplete: false }
     }
 
     /// The coding being probed, or `None` while the file itself is being resolved.
@@ -104,7 +116,7 @@ fn zeroed_statx() -> libc::statx {
 impl Conn {
     pub(super) fn open(&mut self, ctx: &mut Ctx, lookup: Lookup) {
         let Ok(c_path) = CString::new(lookup.name()) else {
-            return self.respond_error(ctx, Some(lookup.req), Status::BadRequest, false);
+            return self.lookup_failed(ctx, lookup, Status::BadRequest);
         };
         let how = OpenHow::new()
             .flags((libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY) as u64)
@@ -200,7 +212,7 @@ impl Conn {
         let Phase::Loading(ld) = &mut self.phase else { return };
         if result < 0 {
             let Phase::Loading(ld) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
-            return self.respond_error(ctx, Some(ld.lookup.req), Status::InternalServerError, false);
+            return self.lookup_failed(ctx, ld.lookup, Status::InternalServerError);
         }
         if result == 0 {
             // The file shrank since statx: serve what it now holds, with a matching length.
@@ -219,6 +231,17 @@ impl Conn {
     }
 
     // ---- results ----
+
+    /// The lookup itself broke. An error page that cannot be read gives way to the built-in
+    /// page for its own status (never to another page lookup, which could loop).
+    fn lookup_failed(&mut self, ctx: &mut Ctx, lookup: Lookup, status: Status) {
+        match lookup.purpose {
+            Purpose::ErrorPage { status, keep_alive } => {
+                self.builtin_error(ctx, Some(lookup.req), status, keep_alive)
+            }
+            _ => self.respond_error(ctx, Some(lookup.req), status, false),
+        }
+    }
 
     fn found_file(&mut self, ctx: &mut Ctx, mut lookup: Lookup, info: FileInfo) {
         match lookup.main {
@@ -240,12 +263,12 @@ impl Conn {
         if describes_file {
             ctx.cache.insert(lookup.path, Entry::Absent(status), ctx.now);
         }
-        self.respond_entry(ctx, lookup.req, lookup.is_index, Entry::Absent(status));
+        self.respond_entry(ctx, lookup.req, lookup.is_index, Entry::Absent(status), lookup.purpose);
     }
 
     fn found_directory(&mut self, ctx: &mut Ctx, lookup: Lookup) {
         ctx.cache.insert(lookup.path, Entry::Directory, ctx.now);
-        self.respond_entry(ctx, lookup.req, lookup.is_index, Entry::Directory);
+        self.respond_entry(ctx, lookup.req, lookup.is_index, Entry::Directory, lookup.purpose);
     }
 
     /// Probes the next precompressed sibling, or caches and answers once all are known.
@@ -261,6 +284,6 @@ impl Conn {
         if !lookup.incomplete {
             ctx.cache.insert(lookup.path, entry.clone(), ctx.now);
         }
-        self.respond_entry(ctx, lookup.req, lookup.is_index, entry);
+        self.respond_entry(ctx, lookup.req, lookup.is_index, entry, lookup.purpose);
     }
 }

@@ -27,7 +27,7 @@ use crate::ring::{Completion, SpliceLeg};
 use crate::sys::{self, Pipe};
 use crate::token::{Op, Token};
 use crate::worker::Ctx;
-use lookup::{Loading, Lookup, Opening, Stating};
+use lookup::{Loading, Lookup, Opening, Purpose, Stating};
 
 /// How long a closing connection waits for the client's FIN after ours, so that a client still
 /// sending does not turn our close into a reset that destroys the response it has not read.
@@ -84,6 +84,9 @@ enum Phase {
     Sending(Box<Sending>),
     /// Moving a large body file → pipe → socket.
     Splicing(Box<Splicing>),
+    /// Waiting for the listing thread to build a directory listing (`--autoindex`); no ring
+    /// operation is in flight.
+    Listing(Box<Request>),
     /// Our FIN is sent; draining input until the client closes too.
     Lingering,
 }
@@ -338,9 +341,18 @@ impl Conn {
             Ok(t) => (t.file, t.is_index),
             Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
         };
+        if ctx.cfg.hide_dotfiles && path::is_hidden(&file) {
+            // 404, not 403: whether such a file exists is nobody's business.
+            return self.respond_error(ctx, Some(req), Status::NotFound, keep_alive);
+        }
+        self.look_up(ctx, req, file, is_index, Purpose::Request);
+    }
+
+    /// Answers from the cache, or starts resolving `file` on disk.
+    fn look_up(&mut self, ctx: &mut Ctx, req: Box<Request>, file: Vec<u8>, is_index: bool, purpose: Purpose) {
         match ctx.cache.fresh(&file, ctx.now) {
-            Some(entry) => self.respond_entry(ctx, req, is_index, entry),
-            None => self.open(ctx, Lookup::new(req, file, is_index)),
+            Some(entry) => self.respond_entry(ctx, req, is_index, entry, purpose),
+            None => self.open(ctx, Lookup::new(req, file, is_index, purpose)),
         }
     }
 
@@ -653,7 +665,7 @@ impl Conn {
     /// The server, not the client, is what the connection waits for.
     fn server_is_working(&self) -> bool {
         match &self.phase {
-            Phase::Opening(_) | Phase::Stating(_) | Phase::Loading(_) => !self.closing,
+            Phase::Opening(_) | Phase::Stating(_) | Phase::Loading(_) | Phase::Listing(_) => !self.closing,
             Phase::Splicing(sp) => sp.stall.is_none() && !self.closing,
             Phase::Idle | Phase::Sending(_) | Phase::Lingering => false,
         }

@@ -6,7 +6,8 @@
 
 use std::rc::Rc;
 
-use super::{Body, BodyFile, CachedBody, Conn, Exchange};
+use super::lookup::Purpose;
+use super::{Body, BodyFile, CachedBody, Conn, Exchange, Phase};
 use crate::cache::{Entry, FileInfo};
 use crate::http::date::parse_http_date as http_date;
 use crate::http::encoding::{self, Coding};
@@ -31,13 +32,115 @@ struct Representation<'a> {
 
 impl Conn {
     /// Answers a request from what its path resolved to.
-    pub(super) fn respond_entry(&mut self, ctx: &mut Ctx, req: Box<Request>, is_index: bool, entry: Entry) {
+    pub(super) fn respond_entry(
+        &mut self,
+        ctx: &mut Ctx,
+        req: Box<Request>,
+        is_index: bool,
+        entry: Entry,
+        purpose: Purpose,
+    ) {
+        if let Purpose::ErrorPage { status, keep_alive } = purpose {
+            return self.respond_error_page(ctx, req, status, keep_alive, entry);
+        }
         match entry {
             Entry::File(info) => self.respond_file(ctx, req, info),
-            Entry::Directory if !is_index => self.redirect_to_dir(ctx, req),
-            Entry::Directory => self.respond_error(ctx, Some(req), Status::NotFound, true),
+            Entry::Directory if !is_index && purpose == Purpose::Request => self.redirect_to_dir(ctx, req),
+            // A directory without index.html (or whose index.html is no file).
+            Entry::Directory | Entry::Absent(Status::NotFound)
+                if is_index && purpose == Purpose::Request && ctx.cfg.autoindex =>
+            {
+                self.start_listing(ctx, req)
+            }
+            Entry::Directory | Entry::Absent(Status::NotFound) => self.not_found(ctx, req, purpose),
             Entry::Absent(status) => self.respond_error(ctx, Some(req), status, true),
         }
+    }
+
+    /// The path names nothing: the fallback if there is one (and this is not it), else 404.
+    fn not_found(&mut self, ctx: &mut Ctx, req: Box<Request>, purpose: Purpose) {
+        match &ctx.cfg.fallback {
+            Some(fallback) if purpose == Purpose::Request => {
+                let (file, is_index) = (fallback.file.clone(), fallback.is_index);
+                self.look_up(ctx, req, file, is_index, Purpose::Fallback)
+            }
+            _ => self.respond_error(ctx, Some(req), Status::NotFound, true),
+        }
+    }
+
+    /// Asks the listing thread for the directory the request names (its path without the
+    /// `index.html` the resolver appended).
+    fn start_listing(&mut self, ctx: &mut Ctx, req: Box<Request>) {
+        let dir = match path::resolve(&req.target) {
+            Ok(t) => t.file[..t.file.len() - b"index.html".len()].to_vec(),
+            Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
+        };
+        let asked = ctx
+            .lister
+            .as_ref()
+            .is_some_and(|l| l.request(self.key, self.generation, dir, ctx.cfg.hide_dotfiles));
+        if !asked {
+            return self.respond_error(ctx, Some(req), Status::InternalServerError, false);
+        }
+        self.phase = Phase::Listing(req);
+    }
+
+    /// A listing is ready (or the directory turned out not to be one).
+    pub fn on_listing(&mut self, result: Result<Vec<u8>, Status>, ctx: &mut Ctx) {
+        if self.closing {
+            return;
+        }
+        let Phase::Listing(req) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            unreachable!("a listing arrived for a connection that did not ask for one");
+        };
+        let page = match result {
+            Ok(page) => page,
+            Err(Status::NotFound) => return self.not_found(ctx, req, Purpose::Request),
+            Err(status) => return self.respond_error(ctx, Some(req), status, true),
+        };
+        let keep_alive = req.keep_alive && !req.has_body && !ctx.stopping;
+        let head_only = req.method() == Method::Head;
+        let mut buf = ctx.head_buffer();
+        response::start(&mut buf, Status::Ok, &ctx.date_line);
+        response::header(&mut buf, "Content-Type", b"text/html; charset=utf-8");
+        response::content_length(&mut buf, page.len() as u64);
+        response::finish(&mut buf, keep_alive);
+        let len = page.len();
+        let body = if head_only || len == 0 {
+            Body::None
+        } else {
+            Body::Cached(CachedBody { data: Rc::from(page), start: 0, len })
+        };
+        let ex = Exchange::new(Some(req), Status::Ok, keep_alive, if head_only { 0 } else { len as u64 });
+        self.send(ctx, buf, body, ex);
+    }
+
+    /// An error answered with a configured page's body (if `entry` is a file) and the original
+    /// status; conditionals and Range do not apply to it. Anything else gets the built-in page.
+    fn respond_error_page(
+        &mut self,
+        ctx: &mut Ctx,
+        req: Box<Request>,
+        status: Status,
+        keep_alive: bool,
+        entry: Entry,
+    ) {
+        let Entry::File(page) = entry else {
+            return self.builtin_error(ctx, Some(req), status, keep_alive);
+        };
+        let size = page.id.size;
+        let mut buf = ctx.head_buffer();
+        response::start(&mut buf, status, &ctx.date_line);
+        response::header(&mut buf, "Content-Type", page.content_type.as_bytes());
+        response::content_length(&mut buf, size);
+        if status == Status::MethodNotAllowed {
+            response::header(&mut buf, "Allow", b"GET, HEAD");
+        }
+        response::finish(&mut buf, keep_alive);
+        let head_only = req.method() == Method::Head;
+        let body = if head_only { Body::None } else { attach_body(&mut buf, &page, 0, size) };
+        let ex = Exchange::new(Some(req), status, keep_alive, if head_only { 0 } else { size });
+        self.send(ctx, buf, body, ex);
     }
 
     fn respond_file(&mut self, ctx: &mut Ctx, req: Box<Request>, main: Rc<FileInfo>) {
@@ -197,7 +300,9 @@ impl Conn {
         self.send(ctx, buf, Body::None, Exchange::new(Some(req), status, keep_alive, body_bytes));
     }
 
-    /// An error page. `may_keep_alive` is false when the request itself broke the framing.
+    /// An error response: the configured `--error-page` for `status` if there is one (and a
+    /// request to answer), else the built-in page. `may_keep_alive` is false when the request
+    /// itself broke the framing.
     pub(super) fn respond_error(
         &mut self,
         ctx: &mut Ctx,
@@ -205,11 +310,28 @@ impl Conn {
         status: Status,
         may_keep_alive: bool,
     ) {
-        let head_only = req.as_ref().is_some_and(|r| r.method() == Method::Head);
         let keep_alive = may_keep_alive
             && !status.closes_connection()
             && !ctx.stopping
             && req.as_ref().is_some_and(|r| r.keep_alive && !r.has_body);
+        match (req, ctx.cfg.error_page(status.code())) {
+            (Some(req), Some(page)) => {
+                let (file, is_index) = (page.file.clone(), page.is_index);
+                self.look_up(ctx, req, file, is_index, Purpose::ErrorPage { status, keep_alive })
+            }
+            (req, _) => self.builtin_error(ctx, req, status, keep_alive),
+        }
+    }
+
+    /// The built-in HTML page for `status`.
+    pub(super) fn builtin_error(
+        &mut self,
+        ctx: &mut Ctx,
+        req: Option<Box<Request>>,
+        status: Status,
+        keep_alive: bool,
+    ) {
+        let head_only = req.as_ref().is_some_and(|r| r.method() == Method::Head);
         let mut buf = ctx.head_buffer();
         let body_bytes = response::page(&mut buf, status, &ctx.date_line, keep_alive, head_only, &[]);
         self.send(ctx, buf, Body::None, Exchange::new(req, status, keep_alive, body_bytes));

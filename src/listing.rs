@@ -1,0 +1,218 @@
+//! Directory listings for `--autoindex`.
+//!
+//! io_uring has no `getdents`, and reading a large directory (or one on slow storage) would
+//! stall every connection of a worker, so listings are built on one thread of their own. A
+//! worker hands it a `Job` and goes on; the finished page comes back on the worker's channel,
+//! and the worker's wake-up eventfd (which its ring is always reading) says it is there. A
+//! listing holds at most `MAX_ENTRIES` entries; a page never grows past that. This module
+//! never touches a ring and never blocks a worker.
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
+
+use crate::http::Status;
+use crate::http::date::imf_fixdate;
+use crate::sys;
+
+/// Entries listed at most; a directory with more says how many were left out.
+pub const MAX_ENTRIES: usize = 10_000;
+
+/// A listing to build.
+pub struct Job {
+    key: usize,
+    generation: u32,
+    /// The directory beneath the root, decoded, `""` for the root, else ending in `/`.
+    dir: Vec<u8>,
+    hide_dotfiles: bool,
+    reply: Sender<Done>,
+    wake: Arc<OwnedFd>,
+}
+
+/// A finished listing (or why there is none), for the connection it was built for.
+pub struct Done {
+    pub key: usize,
+    pub generation: u32,
+    pub result: Result<Vec<u8>, Status>,
+}
+
+/// A worker's end: sends jobs to the listing thread, receives finished pages.
+pub struct Lister {
+    jobs: Sender<Job>,
+    reply: Sender<Done>,
+    done: Receiver<Done>,
+    wake: Arc<OwnedFd>,
+}
+
+impl Lister {
+    pub fn new(jobs: Sender<Job>, wake: Arc<OwnedFd>) -> Lister {
+        let (reply, done) = mpsc::channel();
+        Lister { jobs, reply, done, wake }
+    }
+
+    /// Asks for the listing of `dir`; false if the listing thread is gone.
+    pub fn request(&self, key: usize, generation: u32, dir: Vec<u8>, hide_dotfiles: bool) -> bool {
+        let job =
+            Job { key, generation, dir, hide_dotfiles, reply: self.reply.clone(), wake: self.wake.clone() };
+        self.jobs.send(job).is_ok()
+    }
+
+    /// Listings finished since the last call.
+    pub fn finished(&self) -> Vec<Done> {
+        self.done.try_iter().collect()
+    }
+}
+
+/// Starts the listing thread for the document root `root`; it ends when every worker's
+/// `Lister` (and so every job sender) is gone.
+pub fn spawn(root: Arc<OwnedFd>) -> std::io::Result<Sender<Job>> {
+    let (jobs, incoming) = mpsc::channel::<Job>();
+    std::thread::Builder::new().name("ringhttpd-listing".into()).spawn(move || {
+        for job in incoming {
+            let result = build(root.as_raw_fd(), &job.dir, job.hide_dotfiles);
+            let done = Done { key: job.key, generation: job.generation, result };
+            if job.reply.send(done).is_ok() {
+                sys::eventfd_signal(job.wake.as_raw_fd());
+            }
+        }
+    })?;
+    Ok(jobs)
+}
+
+/// One directory entry as listed.
+struct Entry {
+    name: Vec<u8>,
+    is_dir: bool,
+    /// Size and modification time; `None` for what is not a regular file or directory.
+    meta: Option<(u64, i64)>,
+}
+
+fn build(root: RawFd, dir: &[u8], hide_dotfiles: bool) -> Result<Vec<u8>, Status> {
+    let fd = sys::open_dir_beneath(root, dir).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => Status::NotFound,
+        Some(libc::EACCES | libc::EPERM | libc::ELOOP | libc::EXDEV) => Status::Forbidden,
+        _ => Status::InternalServerError,
+    })?;
+    // Reading through the descriptor keeps to the directory `openat2` checked.
+    let reader =
+        fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| Status::InternalServerError)?;
+    let mut entries = Vec::new();
+    let mut left_out = 0usize;
+    for item in reader {
+        let Ok(item) = item else { continue };
+        let name = item.file_name().into_encoded_bytes();
+        if hide_dotfiles && name.first() == Some(&b'.') {
+            continue;
+        }
+        if entries.len() == MAX_ENTRIES {
+            left_out += 1;
+            continue;
+        }
+        // Not followed: a symlink's target may lie outside the root.
+        let meta = item.metadata().ok();
+        let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
+        let meta = meta.filter(|m| m.is_file() || m.is_dir()).map(|m| (m.len(), mtime(&m)));
+        entries.push(Entry { name, is_dir, meta });
+    }
+    entries.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
+    Ok(render(dir, &entries, left_out))
+}
+
+fn mtime(meta: &fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime()
+}
+
+/// The HTML page: a `../` link below the root, then one line per entry.
+fn render(dir: &[u8], entries: &[Entry], left_out: usize) -> Vec<u8> {
+    let mut title = b"/".to_vec();
+    title.extend_from_slice(dir);
+    let title = html_escape(&title);
+    let mut out = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}</title></head>\n\
+         <body><h1>Index of {title}</h1><hr><pre>\n"
+    )
+    .into_bytes();
+    if !dir.is_empty() {
+        out.extend_from_slice(b"<a href=\"../\">../</a>\n");
+    }
+    for entry in entries {
+        let slash = if entry.is_dir { "/" } else { "" };
+        let (size, modified) = match entry.meta {
+            Some((_, mtime)) if entry.is_dir => ("-".to_owned(), imf_fixdate(mtime)),
+            Some((size, mtime)) => (size.to_string(), imf_fixdate(mtime)),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
+        let line = format!(
+            "<a href=\"{}{slash}\">{}{slash}</a> {modified} {size}\n",
+            percent_encode(&entry.name),
+            html_escape(&entry.name)
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    if left_out > 0 {
+        out.extend_from_slice(format!("({left_out} more entries not listed)\n").as_bytes());
+    }
+    out.extend_from_slice(b"</pre><hr></body></html>\n");
+    out
+}
+
+/// A name as HTML text (invalid UTF-8 shown as U+FFFD).
+fn html_escape(name: &[u8]) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in String::from_utf8_lossy(name).chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A name as one path segment of a relative link: every byte but the unreserved ones escaped,
+/// so `?`, `#`, `%`, `&`, spaces and non-ASCII bytes all arrive as the same name.
+fn percent_encode(name: &[u8]) -> String {
+    let mut out = String::with_capacity(name.len());
+    for &b in name {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_escaped_for_html_and_links() {
+        assert_eq!(html_escape(b"<script>.html"), "&lt;script&gt;.html");
+        assert_eq!(percent_encode(b"a b&c#d?.txt"), "a%20b%26c%23d%3F.txt");
+        assert_eq!(percent_encode("é%".as_bytes()), "%C3%A9%25");
+    }
+
+    #[test]
+    fn pages_list_directories_first_with_a_parent_link_below_the_root() {
+        let entries = [
+            Entry { name: b"sub".to_vec(), is_dir: true, meta: Some((0, 0)) },
+            Entry { name: b"a&b.txt".to_vec(), is_dir: false, meta: Some((12, 0)) },
+        ];
+        let page = String::from_utf8(render(b"docs/", &entries, 3)).unwrap();
+        assert!(page.contains("<title>Index of /docs/</title>"));
+        let parent = page.find("<a href=\"../\">").unwrap();
+        let sub = page.find("<a href=\"sub/\">sub/</a>").unwrap();
+        let file =
+            page.find("<a href=\"a%26b.txt\">a&amp;b.txt</a> Thu, 01 Jan 1970 00:00:00 GMT 12").unwrap();
+        assert!(parent < sub && sub < file, "{page}");
+        assert!(page.contains("(3 more entries not listed)"));
+        assert!(!String::from_utf8(render(b"", &entries, 0)).unwrap().contains("../"));
+    }
+}
