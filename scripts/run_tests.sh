@@ -43,6 +43,18 @@ apt_install() {
         apt-get install -y -qq --no-install-recommends "$@" </dev/null || return 1
 }
 
+# Best-effort pip install of a Python package (module name, then package name).
+pip_install() {
+    local module="$1" package="$2"
+    if python3 -c "import $module" >/dev/null 2>&1 ||
+        python3 -m pip install --quiet "$package" >/dev/null 2>&1 ||
+        python3 -m pip install --quiet --break-system-packages "$package" >/dev/null 2>&1; then
+        printf '%s: installed\n' "$package"
+    else
+        printf '%s: could not install with pip (the tests that use it skip themselves)\n' "$package"
+    fi
+}
+
 require_cargo_component() {
     local component="$1" probe="$2"
     if ! cargo "$probe" --version >/dev/null 2>&1; then
@@ -62,6 +74,10 @@ ensure_tools() {
         apt_install apache2-utils || printf 'could not install apache2-utils\n'
     fi
     command -v ab >/dev/null 2>&1 || die "ab (ApacheBench, Debian package apache2-utils) is required for the load smoke test"
+    # Best effort: without them the REDbot audit (tests/redbot.rs) and the Prometheus format
+    # check (tests/operations.rs) skip themselves with a line saying so.
+    pip_install redbot redbot
+    pip_install prometheus_client prometheus_client
     cargo --version
     cargo fmt --version
     cargo clippy --version
