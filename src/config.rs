@@ -89,6 +89,11 @@ pub struct Args {
     #[arg(long)]
     pub autoindex: bool,
 
+    /// Serve Prometheus metrics on GET /metrics at this ADDR:PORT (a listener of its own, never
+    /// the public port).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
     /// Do not pin workers to cores; let the scheduler place them (better when the same cores
     /// also run other busy processes, such as a load generator).
     #[arg(long)]
@@ -161,6 +166,7 @@ pub struct Config {
     pub error_pages: Vec<(u16, UrlPath)>,
     pub hide_dotfiles: bool,
     pub autoindex: bool,
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Config {
@@ -193,6 +199,7 @@ impl Config {
             error_pages: args.error_pages,
             hide_dotfiles: args.dotfiles == Dotfiles::Deny,
             autoindex: args.autoindex,
+            metrics: args.metrics,
         })
     }
 }

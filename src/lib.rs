@@ -11,6 +11,7 @@ pub mod conn;
 pub mod http;
 pub mod listing;
 pub mod log;
+pub mod metrics;
 pub mod path;
 pub mod pipe_pool;
 pub mod ring;

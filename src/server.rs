@@ -115,6 +115,14 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
     }
     let listeners = bind_listeners(cfg.addr, cfg.workers)?;
     let bound = sys::local_addr(listeners[0].as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?;
+    let metrics_listener = match cfg.metrics {
+        Some(addr) => Some(bind_listeners(addr, 1)?.remove(0)),
+        None => None,
+    };
+    let metrics_bound = match &metrics_listener {
+        Some(l) => Some(sys::local_addr(l.as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?),
+        None => None,
+    };
     let signals = sys::handled_signals();
     sys::block_signals(&signals).map_err(StartError::Signals)?;
     let signal_fd = sys::signalfd(&signals).map_err(StartError::Signals)?;
@@ -122,12 +130,16 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
 
     let cfg = Arc::new(cfg);
     let shared = Arc::new(Shared::default());
-    let (workers, features) = start_workers(&cfg, listeners, Arc::new(root), &shared, &done_fd)?;
+    let (workers, features) =
+        start_workers(&cfg, listeners, metrics_listener, Arc::new(root), &shared, &done_fd)?;
     let max_conns = cfg.max_connections * cfg.workers;
     if (max_conns as u64) > nofile {
         log_warn!(
             "--max-connections × workers = {max_conns} exceeds the descriptor limit {nofile}; accepts will pause at the limit"
         );
+    }
+    if let Some(addr) = metrics_bound {
+        log_info!("metrics on http://{addr}/metrics");
     }
     log_info!("listening on {bound} (workers: {}, io_uring: {})", cfg.workers, features.join(","));
     Ok(supervise(&signal_fd, &done_fd, workers, &shared))
@@ -214,10 +226,12 @@ struct Running {
 fn start_workers(
     cfg: &Arc<Config>,
     listeners: Vec<OwnedFd>,
+    mut metrics_listener: Option<OwnedFd>,
     root: Arc<OwnedFd>,
     shared: &Arc<Shared>,
     done_fd: &OwnedFd,
 ) -> Result<(Running, Vec<&'static str>), StartError> {
+    let metrics = Arc::new(crate::metrics::Metrics::new(listeners.len(), sys::unix_time()));
     let cores = if cfg.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     let (ready_tx, ready_rx) = mpsc::channel();
     let listing_jobs = if cfg.autoindex {
@@ -238,6 +252,9 @@ fn start_workers(
             cfg: cfg.clone(),
             shared: shared.clone(),
             listing_jobs: listing_jobs.clone(),
+            // Worker 0 serves the metrics listener; every worker keeps its own counters.
+            metrics_listener: metrics_listener.take(),
+            metrics: metrics.clone(),
         };
         let done = done_fd.as_raw_fd();
         let ready = ready_tx.clone();

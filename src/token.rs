@@ -26,10 +26,12 @@ pub enum Op {
     Close,
     /// A test-only delay in front of an open; its completion is ignored.
     Delay,
+    /// The multishot accept on the `--metrics` listener.
+    AcceptMetrics,
 }
 
 impl Op {
-    const ALL: [Op; 16] = [
+    const ALL: [Op; 17] = [
         Op::Accept,
         Op::Recv,
         Op::Open,
@@ -46,6 +48,7 @@ impl Op {
         Op::Shutdown,
         Op::Close,
         Op::Delay,
+        Op::AcceptMetrics,
     ];
 
     fn from_u8(v: u8) -> Option<Op> {

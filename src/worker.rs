@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::conn::Conn;
 use crate::http::response;
 use crate::listing::Lister;
+use crate::metrics::{CloseReason, Metrics, PauseReason, WorkerMetrics};
 use crate::pipe_pool::PipePool;
 use crate::ring::{Completion, RecvBuffers, Ring};
 use crate::sys;
@@ -51,6 +52,9 @@ pub struct Setup {
     pub shared: Arc<Shared>,
     /// The listing thread's queue, with `--autoindex`.
     pub listing_jobs: Option<std::sync::mpsc::Sender<crate::listing::Job>>,
+    /// The `--metrics` listener, for the one worker that serves it.
+    pub metrics_listener: Option<OwnedFd>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// What connections need from their worker while handling a completion.
@@ -74,6 +78,10 @@ pub struct Ctx {
     head_buffers: Vec<Vec<u8>>,
     /// Directory listings built off the ring, with `--autoindex`.
     pub lister: Option<Lister>,
+    /// This worker's counters (it alone writes them).
+    pub metrics: Arc<WorkerMetrics>,
+    /// Every worker's counters, for a scrape.
+    pub registry: Arc<Metrics>,
 }
 
 /// Capacity of a response-head buffer: a head, plus a small body copied behind it.
@@ -102,6 +110,9 @@ struct Worker {
     listener: Option<OwnedFd>,
     /// The multishot accept is armed.
     accepting: bool,
+    /// The `--metrics` listener (worker 0 only) and whether its accept is armed.
+    metrics_listener: Option<OwnedFd>,
+    metrics_accepting: bool,
     accept_paused_until: Option<Instant>,
     wake: Arc<OwnedFd>,
     shared: Arc<Shared>,
@@ -140,6 +151,8 @@ pub fn prepare(
         rearm_recv: Vec::new(),
         head_buffers: Vec::new(),
         lister: setup.listing_jobs.map(|jobs| Lister::new(jobs, setup.wake.clone())),
+        metrics: setup.metrics.worker(setup.index),
+        registry: setup.metrics,
     };
     let reopen_seen = setup.shared.reopen.load(Ordering::Relaxed);
     let worker = Worker {
@@ -147,6 +160,8 @@ pub fn prepare(
         conns: Slab::new(),
         listener: Some(setup.listener),
         accepting: false,
+        metrics_listener: setup.metrics_listener,
+        metrics_accepting: false,
         accept_paused_until: None,
         wake: setup.wake,
         shared: setup.shared,
@@ -161,6 +176,7 @@ pub fn prepare(
 impl Worker {
     fn run(mut self) -> std::io::Result<()> {
         self.arm_accept();
+        self.arm_metrics_accept();
         self.ctx.ring.arm_timer(TICK, Token::worker(Op::Timer));
         self.ctx.ring.read_eventfd(self.wake.as_raw_fd(), Token::worker(Op::Wake));
         let mut completions = Vec::with_capacity(1024);
@@ -194,6 +210,7 @@ impl Worker {
     fn finished(&self) -> bool {
         self.ctx.stopping
             && self.listener.is_none()
+            && self.metrics_listener.is_none()
             && self.conns.is_empty()
             && self.ctx.log.as_ref().is_none_or(|l| l.is_quiet())
     }
@@ -232,6 +249,7 @@ impl Worker {
     fn on_worker_op(&mut self, op: Op, c: &Completion) {
         match op {
             Op::Accept => self.on_accept(c),
+            Op::AcceptMetrics => self.on_metrics_accept(c),
             Op::Timer => self.on_tick(),
             Op::Wake => self.on_wake(),
             Op::LogWrite => {
@@ -245,7 +263,9 @@ impl Worker {
 
     /// Frees a finished connection; the ring closes its socket with the next submission.
     fn release(&mut self, key: usize) {
-        let socket = self.conns.remove(key).into_socket();
+        let conn = self.conns.remove(key);
+        self.ctx.metrics.closed(conn.close_reason());
+        let socket = conn.into_socket();
         self.ctx.ring.close(socket, Token::worker(Op::Close));
     }
 
@@ -271,7 +291,7 @@ impl Worker {
         if c.result >= 0 {
             // SAFETY: a non-negative accept result is a new descriptor that nothing else owns.
             let socket = unsafe { OwnedFd::from_raw_fd(c.result) };
-            self.add_conn(socket);
+            self.add_conn(socket, false);
         } else {
             self.on_accept_error(-c.result);
         }
@@ -285,6 +305,7 @@ impl Worker {
     fn on_accept_error(&mut self, errno: i32) {
         match errno {
             libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                self.ctx.metrics.accept_paused(PauseReason::Emfile);
                 crate::log_warn!(
                     "accept: {}; pausing accepts for {:?}",
                     std::io::Error::from_raw_os_error(errno),
@@ -297,20 +318,50 @@ impl Worker {
         }
     }
 
-    fn add_conn(&mut self, socket: OwnedFd) {
+    fn add_conn(&mut self, socket: OwnedFd, serves_metrics: bool) {
         if self.ctx.stopping {
             return;
         }
+        self.ctx.metrics.accepted();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         self.next_generation = Token::next_generation(self.next_generation);
-        let conn = entry.insert(Conn::new(socket, key, self.next_generation, &mut self.ctx));
+        let conn = entry.insert(Conn::new(socket, key, self.next_generation, serves_metrics, &mut self.ctx));
         conn.arm_recv(&mut self.ctx);
         if self.conns.len() >= self.ctx.cfg.max_connections && self.accepting {
+            self.ctx.metrics.accept_paused(PauseReason::MaxConnections);
             // At the limit: stop the multishot accept; it is re-armed when a connection closes.
             if let Some(listener) = &self.listener {
                 self.ctx.ring.cancel_fd(listener.as_raw_fd(), Token::worker(Op::Cancel));
             }
+        }
+    }
+
+    /// Worker 0's accept on the `--metrics` listener (scrapes are few: no connection limit).
+    fn arm_metrics_accept(&mut self) {
+        let Some(listener) = &self.metrics_listener else { return };
+        if !self.metrics_accepting && !self.ctx.stopping {
+            self.metrics_accepting = true;
+            self.ctx.ring.accept_multi(listener.as_raw_fd(), Token::worker(Op::AcceptMetrics));
+        }
+    }
+
+    fn on_metrics_accept(&mut self, c: &Completion) {
+        if !c.more() {
+            self.metrics_accepting = false;
+        }
+        if c.result >= 0 {
+            // SAFETY: a non-negative accept result is a new descriptor that nothing else owns.
+            let socket = unsafe { OwnedFd::from_raw_fd(c.result) };
+            self.add_conn(socket, true);
+        } else {
+            self.on_accept_error(-c.result);
+        }
+        if self.ctx.stopping && !self.metrics_accepting {
+            self.metrics_listener = None;
+        }
+        if !self.ctx.stopping && !self.metrics_accepting {
+            self.arm_metrics_accept();
         }
     }
 
@@ -322,7 +373,7 @@ impl Worker {
         let mut finished = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             if force {
-                conn.abort(&mut self.ctx);
+                conn.abort_for(CloseReason::Shutdown, &mut self.ctx);
             } else if conn.deadline <= now {
                 conn.on_timeout(&mut self.ctx);
             }
@@ -381,6 +432,12 @@ impl Worker {
                 self.ctx.ring.cancel_fd(listener.as_raw_fd(), Token::worker(Op::Cancel))
             }
             _ => self.listener = None,
+        }
+        match &self.metrics_listener {
+            Some(listener) if self.metrics_accepting => {
+                self.ctx.ring.cancel_fd(listener.as_raw_fd(), Token::worker(Op::Cancel))
+            }
+            _ => self.metrics_listener = None,
         }
         let mut finished = Vec::new();
         for (key, conn) in self.conns.iter_mut() {

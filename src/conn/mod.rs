@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::cache::FileInfo;
 use crate::http::Status;
 use crate::http::request::{self, Method, Parse, Request};
+use crate::metrics::CloseReason;
 use crate::path;
 
 use crate::ring::{Completion, SpliceLeg};
@@ -68,7 +69,12 @@ pub struct Conn {
     /// Idle between requests: the keep-alive timeout runs, not the header timeout.
     between_requests: bool,
     pub deadline: Instant,
+    /// When the current request's head was complete (for the duration histogram).
+    request_started: Instant,
     peer: Option<std::net::IpAddr>,
+    /// Accepted on the `--metrics` listener: only `/metrics` is served here.
+    serves_metrics: bool,
+    close_reason: CloseReason,
 }
 
 enum Phase {
@@ -154,7 +160,7 @@ struct Stall {
 }
 
 impl Conn {
-    pub fn new(socket: OwnedFd, key: usize, generation: u32, ctx: &mut Ctx) -> Conn {
+    pub fn new(socket: OwnedFd, key: usize, generation: u32, serves_metrics: bool, ctx: &mut Ctx) -> Conn {
         let peer = if ctx.log.is_some() { sys::peer_ip(socket.as_raw_fd()) } else { None };
         Conn {
             socket,
@@ -170,7 +176,10 @@ impl Conn {
             closing: false,
             between_requests: false,
             deadline: ctx.now + ctx.cfg.header_timeout,
+            request_started: ctx.now,
             peer,
+            serves_metrics,
+            close_reason: CloseReason::Client,
         }
     }
 
@@ -322,6 +331,7 @@ impl Conn {
             }
             Parse::Complete(req, len) => {
                 self.inbuf.drain(..len);
+                self.request_started = ctx.now;
                 self.seen_request = true;
                 if req.keep_alive {
                     self.arm_recv(ctx);
@@ -334,6 +344,9 @@ impl Conn {
     fn start_request(&mut self, ctx: &mut Ctx, req: Box<Request>) {
         crate::server::panic_if_test_target(&req.target);
         let keep_alive = req.keep_alive && !req.has_body && !ctx.stopping;
+        if self.serves_metrics {
+            return self.respond_metrics(ctx, req, keep_alive);
+        }
         if req.method() == Method::Other {
             return self.respond_error(ctx, Some(req), Status::MethodNotAllowed, keep_alive);
         }
@@ -350,7 +363,9 @@ impl Conn {
 
     /// Answers from the cache, or starts resolving `file` on disk.
     fn look_up(&mut self, ctx: &mut Ctx, req: Box<Request>, file: Vec<u8>, is_index: bool, purpose: Purpose) {
-        match ctx.cache.fresh(&file, ctx.now) {
+        let cached = ctx.cache.fresh(&file, ctx.now);
+        ctx.metrics.cache_lookup(cached.is_some());
+        match cached {
             Some(entry) => self.respond_entry(ctx, req, is_index, entry, purpose),
             None => self.open(ctx, Lookup::new(req, file, is_index, purpose)),
         }
@@ -434,6 +449,7 @@ impl Conn {
     fn start_splice(&mut self, ctx: &mut Ctx, body: BodyFile, ex: Exchange) {
         let Some(pipe) = ctx.pipes.take() else {
             crate::log_warn!("cannot create a pipe for a file body; closing the connection");
+            self.close_reason = CloseReason::Error;
             return self.abort_with(ctx, ex);
         };
         self.phase =
@@ -487,7 +503,7 @@ impl Conn {
             if result == 0 {
                 crate::log_warn!("file shrank while being sent; closing the connection");
             }
-            return self.abort(ctx);
+            return self.abort_for(CloseReason::Error, ctx);
         }
         sp.body.offset += result as u64;
         sp.body.remaining -= (result as u64).min(sp.body.remaining);
@@ -539,6 +555,11 @@ impl Conn {
     /// A response is fully handed to the kernel: log it, then read the next request or close.
     fn response_done(&mut self, ctx: &mut Ctx, ex: Exchange) {
         self.log_exchange(ctx, &ex);
+        ctx.metrics.response(
+            ex.status,
+            ex.body_bytes,
+            ctx.now.saturating_duration_since(self.request_started),
+        );
         if !ex.keep_alive || ctx.stopping {
             return self.close_after(ctx, &ex);
         }
@@ -598,6 +619,19 @@ impl Conn {
         self.arm_recv(ctx);
     }
 
+    /// `abort`, recording why (unless the connection is already closing for another reason).
+    pub fn abort_for(&mut self, reason: CloseReason, ctx: &mut Ctx) {
+        if !self.closing {
+            self.close_reason = reason;
+        }
+        self.abort(ctx);
+    }
+
+    /// Why the connection ended, for the metrics.
+    pub fn close_reason(&self) -> CloseReason {
+        self.close_reason
+    }
+
     /// Tears the connection down now: operations in flight are cancelled, and the worker closes
     /// the socket once the last completion has arrived (`is_finished`).
     pub fn abort(&mut self, ctx: &mut Ctx) {
@@ -644,9 +678,17 @@ impl Conn {
             self.respond_error(ctx, None, Status::RequestTimeout, false);
             // The client had its chance; if it does not read the 408 either, drop it.
             self.deadline = ctx.now + LINGER;
+            self.close_reason = CloseReason::HeaderTimeout;
             return;
         }
-        self.abort(ctx);
+        let reason = match self.phase {
+            Phase::Idle if self.between_requests => CloseReason::KeepaliveTimeout,
+            Phase::Idle => CloseReason::HeaderTimeout,
+            Phase::Sending(_) | Phase::Splicing(_) => CloseReason::SendTimeout,
+            // A lingering close that ran out, or the 408 path's close: as decided before.
+            _ => self.close_reason,
+        };
+        self.abort_for(reason, ctx);
     }
 
     /// While waiting for room in a full socket: has the client acknowledged bytes since the
@@ -674,7 +716,7 @@ impl Conn {
     /// Graceful stop: idle connections close now; busy ones close after their response.
     pub fn on_stop(&mut self, ctx: &mut Ctx) {
         if matches!(self.phase, Phase::Idle) {
-            self.abort(ctx);
+            self.abort_for(CloseReason::Shutdown, ctx);
         }
     }
 }

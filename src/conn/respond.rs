@@ -184,6 +184,34 @@ impl Conn {
         self.send(ctx, buf, body, ex)
     }
 
+    /// A request on the `--metrics` listener: `GET /metrics` is the Prometheus text exposition,
+    /// anything else 404 (or 405 for other methods).
+    pub(super) fn respond_metrics(&mut self, ctx: &mut Ctx, req: Box<Request>, keep_alive: bool) {
+        if req.method() == Method::Other {
+            return self.builtin_error(ctx, Some(req), Status::MethodNotAllowed, keep_alive);
+        }
+        let path = req.target.split('?').next().unwrap_or("");
+        if path != "/metrics" {
+            return self.builtin_error(ctx, Some(req), Status::NotFound, keep_alive);
+        }
+        let page = ctx.registry.render().into_bytes();
+        let mut buf = ctx.head_buffer();
+        response::start(&mut buf, Status::Ok, &ctx.date_line);
+        response::header(&mut buf, "Content-Type", b"text/plain; version=0.0.4; charset=utf-8");
+        response::content_length(&mut buf, page.len() as u64);
+        response::header(&mut buf, "Cache-Control", b"no-store");
+        response::finish(&mut buf, keep_alive);
+        let head_only = req.method() == Method::Head;
+        let len = page.len();
+        let body = if head_only {
+            Body::None
+        } else {
+            Body::Cached(CachedBody { data: Rc::from(page), start: 0, len })
+        };
+        let ex = Exchange::new(Some(req), Status::Ok, keep_alive, if head_only { 0 } else { len as u64 });
+        self.send(ctx, buf, body, ex);
+    }
+
     /// 412: a precondition of the request does not hold; no body.
     fn respond_precondition_failed(&mut self, ctx: &mut Ctx, req: Box<Request>, keep_alive: bool) {
         let mut buf = ctx.head_buffer();

@@ -31,6 +31,32 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order `index` numbers them.
+    pub const ALL: [Status; 17] = [
+        Status::Ok,
+        Status::PartialContent,
+        Status::MovedPermanently,
+        Status::NotModified,
+        Status::BadRequest,
+        Status::Forbidden,
+        Status::NotFound,
+        Status::MethodNotAllowed,
+        Status::RequestTimeout,
+        Status::PreconditionFailed,
+        Status::UriTooLong,
+        Status::RangeNotSatisfiable,
+        Status::HeaderFieldsTooLarge,
+        Status::InternalServerError,
+        Status::NotImplemented,
+        Status::ServiceUnavailable,
+        Status::VersionNotSupported,
+    ];
+
+    /// A dense index into `ALL` (for per-status counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,

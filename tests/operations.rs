@@ -1,0 +1,158 @@
+//! Running it in production: Prometheus metrics on a listener of their own (`--metrics`).
+
+mod common;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::http::{Client, get, get_keepalive, head, request};
+use common::server::Server;
+
+/// The metrics address the server printed (`metrics on http://ADDR/metrics`).
+fn metrics_addr(server: &Server) -> SocketAddr {
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("metrics on http://"))
+        .unwrap_or_else(|| panic!("no metrics line:\n{log}"));
+    let rest = &line[line.find("http://").unwrap() + 7..];
+    rest.split('/').next().unwrap().parse().expect("metrics address")
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    let r = get(addr, "/metrics");
+    assert_eq!(r.status, 200, "{r:#?}");
+    assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    r.body_text()
+}
+
+/// The value of the sample `name{labels}` (exactly as written in the exposition).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
+        .parse()
+        .expect("a number")
+}
+
+/// Parses the exposition with Prometheus's own Python client parser, when it is installed.
+fn validate_with_prometheus_parser(text: &str) {
+    const CHECK: &str = "import sys\n\
+        try:\n    from prometheus_client.parser import text_string_to_metric_families\n\
+        except ImportError:\n    print('SKIP'); sys.exit(0)\n\
+        families = list(text_string_to_metric_families(sys.stdin.read()))\n\
+        print(len(families), 'families')\n";
+    let child = Command::new("python3")
+        .args(["-c", CHECK])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("metrics format check skipped: python3 is not available");
+        return;
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the Prometheus parser rejected the exposition: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if stdout.trim() == "SKIP" {
+        eprintln!(
+            "metrics format check skipped: prometheus_client is not installed (pip install prometheus_client)"
+        );
+    } else {
+        assert!(stdout.contains("families"), "{stdout}");
+    }
+}
+
+#[test]
+fn metrics_count_requests_connections_and_durations() {
+    let server = Server::start_with(2, &["--metrics", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&server);
+    assert_ne!(metrics.port(), server.addr.port());
+    let index_len = server.fixture().read("index.html").len() as f64;
+    for _ in 0..3 {
+        assert_eq!(get(server.addr, "/index.html").status, 200);
+    }
+    let missing = get(server.addr, "/no-such-file");
+    assert_eq!(get(server.addr, "/no-such-file").status, 404);
+    assert_eq!(head(server.addr, "/index.html").status, 200);
+    let text = scrape(metrics);
+    validate_with_prometheus_parser(&text);
+    assert_eq!(sample(&text, "ringhttpd_requests_total{code=\"200\"}"), 4.0);
+    assert_eq!(sample(&text, "ringhttpd_requests_total{code=\"404\"}"), 2.0);
+    assert_eq!(
+        sample(&text, "ringhttpd_response_body_bytes_total"),
+        3.0 * index_len + 2.0 * missing.body.len() as f64
+    );
+    // Six client connections, closed at the client's request, and the scrape's own, open.
+    assert_eq!(sample(&text, "ringhttpd_connections_accepted_total"), 7.0);
+    assert_eq!(sample(&text, "ringhttpd_connections_closed_total{reason=\"client\"}"), 6.0);
+    assert_eq!(sample(&text, "ringhttpd_connections_open"), 1.0);
+    assert_eq!(sample(&text, "ringhttpd_request_duration_seconds_count"), 6.0);
+    assert_eq!(sample(&text, "ringhttpd_request_duration_seconds_bucket{le=\"+Inf\"}"), 6.0);
+    assert_eq!(
+        sample(&text, "ringhttpd_file_cache_hits_total") + sample(&text, "ringhttpd_file_cache_misses_total"),
+        6.0
+    );
+    assert_eq!(sample(&text, "ringhttpd_workers"), 2.0);
+    assert_eq!(
+        sample(&text, &format!("ringhttpd_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))),
+        1.0
+    );
+    assert!(sample(&text, "process_start_time_seconds") > 1.6e9);
+    // The next scrape counts the previous one.
+    let again = scrape(metrics);
+    assert_eq!(sample(&again, "ringhttpd_requests_total{code=\"200\"}"), 5.0);
+}
+
+#[test]
+fn metrics_listener_serves_only_metrics_and_the_public_port_never_does() {
+    let server = Server::start_with(1, &["--metrics", "127.0.0.1:0"]);
+    let metrics = metrics_addr(&server);
+    assert_eq!(get(metrics, "/").status, 404);
+    assert_eq!(get(metrics, "/index.html").status, 404);
+    let post = request(
+        metrics,
+        b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(post.status, 405);
+    assert_eq!(get(server.addr, "/metrics").status, 404);
+    let mut client = Client::connect(metrics);
+    let first = client.roundtrip(get_keepalive("/metrics").as_bytes());
+    let second = client.roundtrip(get_keepalive("/metrics").as_bytes());
+    assert_eq!((first.status, second.status), (200, 200), "scrapes over one keep-alive connection");
+}
+
+#[test]
+fn metrics_name_why_connections_closed() {
+    let server = Server::start_with(
+        1,
+        &["--metrics", "127.0.0.1:0", "--keepalive-timeout", "1", "--header-timeout", "1"],
+    );
+    let metrics = metrics_addr(&server);
+    let mut idle = Client::connect(server.addr);
+    assert_eq!(idle.roundtrip(get_keepalive("/index.html").as_bytes()).status, 200);
+    let mut partial = Client::connect(server.addr);
+    partial.send(b"GET /index.html HTTP/1.1\r\n");
+    idle.expect_closed();
+    let timed_out = partial.read_response(false);
+    assert_eq!(timed_out.status, 408);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape(metrics);
+        let keepalive = sample(&text, "ringhttpd_connections_closed_total{reason=\"keepalive_timeout\"}");
+        let header = sample(&text, "ringhttpd_connections_closed_total{reason=\"header_timeout\"}");
+        if keepalive == 1.0 && header == 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "closes not counted by reason within 10 s:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
