@@ -94,6 +94,11 @@ pub struct Args {
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
 
+    /// Check the configuration (flags, document root, access log, error pages, fallback,
+    /// io_uring, addresses) without serving; print each problem or "configuration ok".
+    #[arg(short = 't', long)]
+    pub check: bool,
+
     /// Do not pin workers to cores; let the scheduler place them (better when the same cores
     /// also run other busy processes, such as a load generator).
     #[arg(long)]
@@ -167,6 +172,8 @@ pub struct Config {
     pub hide_dotfiles: bool,
     pub autoindex: bool,
     pub metrics: Option<SocketAddr>,
+    /// `--check`: validate everything, serve nothing.
+    pub check: bool,
 }
 
 impl Config {
@@ -200,6 +207,7 @@ impl Config {
             hide_dotfiles: args.dotfiles == Dotfiles::Deny,
             autoindex: args.autoindex,
             metrics: args.metrics,
+            check: args.check,
         })
     }
 }

@@ -12,6 +12,18 @@ fn main() {
             log_error!("{msg}");
             1
         }
+        Ok(cfg) if cfg.check => {
+            let problems = server::check(&cfg);
+            for problem in &problems {
+                log_error!("{problem}");
+            }
+            if problems.is_empty() {
+                println!("configuration ok");
+                0
+            } else {
+                1
+            }
+        }
         Ok(cfg) => match server::run(cfg) {
             Ok(code) => code,
             Err(e) => {

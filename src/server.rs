@@ -30,6 +30,7 @@ pub enum StartError {
     IoUring(io::Error),
     Worker(io::Error),
     Signals(io::Error),
+    Activation(io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -53,6 +54,7 @@ impl fmt::Display for StartError {
             StartError::IoUring(e) => f.write_str(&io_uring_refusal(e)),
             StartError::Worker(e) => write!(f, "cannot start a worker: {}", describe(e)),
             StartError::Signals(e) => write!(f, "cannot set up signal handling: {}", describe(e)),
+            StartError::Activation(e) => write!(f, "socket activation: {}", describe(e)),
         }
     }
 }
@@ -113,7 +115,12 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
     if let Some(path) = &cfg.access_log {
         crate::access_log::open(path).map_err(|e| StartError::AccessLog(path.clone(), e))?;
     }
-    let listeners = bind_listeners(cfg.addr, cfg.workers)?;
+    let passed = sys::listen_fds().map_err(StartError::Activation)?;
+    let activated = passed.is_some();
+    let listeners = match passed {
+        Some(sockets) => share_passed(sockets, cfg.workers).map_err(StartError::Activation)?,
+        None => bind_listeners(cfg.addr, cfg.workers)?,
+    };
     let bound = sys::local_addr(listeners[0].as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?;
     let metrics_listener = match cfg.metrics {
         Some(addr) => Some(bind_listeners(addr, 1)?.remove(0)),
@@ -141,7 +148,12 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
     if let Some(addr) = metrics_bound {
         log_info!("metrics on http://{addr}/metrics");
     }
-    log_info!("listening on {bound} (workers: {}, io_uring: {})", cfg.workers, features.join(","));
+    let how = if activated { ", socket activation" } else { "" };
+    log_info!(
+        "listening on {bound} (workers: {}, io_uring: {}{how})",
+        workers.handles.len(),
+        features.join(",")
+    );
     Ok(supervise(&signal_fd, &done_fd, workers, &shared))
 }
 
@@ -203,6 +215,57 @@ pub fn test_open_delay(name: &[u8]) -> Option<std::time::Duration> {
         let _ = name;
         None
     }
+}
+
+/// Checks everything `run` would need, without serving: one message per problem.
+pub fn check(cfg: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    let root = sys::open_dir(&cfg.document_root)
+        .map_err(|e| problems.push(StartError::DocumentRoot(cfg.document_root.clone(), e).to_string()))
+        .ok();
+    if let Some(path) = &cfg.access_log {
+        if let Err(e) = crate::access_log::open(path) {
+            problems.push(StartError::AccessLog(path.clone(), e).to_string());
+        }
+    }
+    if let Some(root) = &root {
+        let pages =
+            cfg.error_pages.iter().map(|(code, page)| (format!("--error-page {code}={}", page.text), page));
+        let fallback = cfg.fallback.iter().map(|page| (format!("--fallback {}", page.text), page));
+        for (flag, page) in pages.chain(fallback) {
+            if let Err(e) = sys::readable_file_beneath(root.as_raw_fd(), &page.file) {
+                problems.push(format!(
+                    "{flag}: not a readable file beneath the document root ({})",
+                    describe(&e)
+                ));
+            }
+        }
+    }
+    if let Err(e) = worker::probe_ring() {
+        problems.push(StartError::IoUring(e).to_string());
+    }
+    match sys::listen_fds() {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            if let Err(e) = bind_listeners(cfg.addr, 1) {
+                problems.push(e.to_string());
+            }
+        }
+        Err(e) => problems.push(StartError::Activation(e).to_string()),
+    }
+    if let Some(addr) = cfg.metrics {
+        if let Err(e) = bind_listeners(addr, 1) {
+            problems.push(format!("--metrics: {e}"));
+        }
+    }
+    problems
+}
+
+/// Listening sockets passed by a service manager, spread over the workers: each worker gets
+/// its own descriptor (a duplicate) of one of them, so every worker's ring accepts from a
+/// passed socket, and there are at least as many workers as sockets.
+fn share_passed(sockets: Vec<OwnedFd>, workers: usize) -> io::Result<Vec<OwnedFd>> {
+    (0..workers.max(sockets.len())).map(|i| sys::dup(sockets[i % sockets.len()].as_raw_fd())).collect()
 }
 
 /// Binds one SO_REUSEPORT socket per worker; with port 0 the first picks the port for all.

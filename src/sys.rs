@@ -116,6 +116,68 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd>
     Ok(fd)
 }
 
+/// Listening sockets passed by a service manager (the sd_listen_fds protocol): descriptors
+/// 3 .. 3+LISTEN_FDS when LISTEN_PID names this process. `None` when nothing was passed;
+/// an error when something was passed that is not a listening TCP socket.
+pub fn listen_fds() -> io::Result<Option<Vec<OwnedFd>>> {
+    let pid = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok());
+    let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<i32>().ok());
+    let (Some(pid), Some(count)) = (pid, count) else { return Ok(None) };
+    if pid != std::process::id() || count <= 0 {
+        return Ok(None);
+    }
+    (3..3 + count)
+        .map(|fd| {
+            let mut listening: libc::c_int = 0;
+            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: SO_ACCEPTCONN writes one c_int into the live local, `len` is its size.
+            let ret = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ACCEPTCONN,
+                    (&mut listening as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            if ret != 0 || listening == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("descriptor {fd} passed in LISTEN_FDS is not a listening socket"),
+                ));
+            }
+            // SAFETY: the service manager handed this descriptor to this process (LISTEN_PID
+            // is ours) and nothing else in the process claims it; it is adopted exactly once.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: plain fcntl on the descriptor just adopted.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            Ok(owned)
+        })
+        .collect::<io::Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// Whether `path` beneath `root` is a regular file this process can open for reading.
+pub fn readable_file_beneath(root: RawFd, path: &[u8]) -> io::Result<()> {
+    let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: open_how is plain old data; all-zeroes is a valid (empty) value.
+    let mut how: libc::open_how = unsafe { mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: `c` and `how` are live for the call, and the size passed is `how`'s exact size.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            size_of::<libc::open_how>(),
+        )
+    };
+    let file = std::fs::File::from(owned(ret as libc::c_int)?);
+    if file.metadata()?.is_file() { Ok(()) } else { Err(io::Error::from_raw_os_error(libc::EISDIR)) }
+}
+
 /// The address a socket is bound to (resolves port 0 to the port the kernel picked).
 pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
     // SAFETY: zeroed sockaddr_storage is valid; the kernel writes at most `len` bytes.

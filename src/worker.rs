@@ -122,6 +122,11 @@ struct Worker {
     _root: Arc<OwnedFd>,
 }
 
+/// Sets up (and drops) a ring of the size workers use, to tell whether io_uring is usable.
+pub fn probe_ring() -> std::io::Result<()> {
+    Ring::new(RING_ENTRIES, RECV_BUFFERS, None).map(drop)
+}
+
 /// Builds the worker's ring (on this thread: the ring is single-issuer) and reports the
 /// io_uring features in use, or why it could not.
 pub fn prepare(
