@@ -3,13 +3,18 @@
 # machine, over loopback.
 #
 #   scripts/bench.sh [--workers N] [--rounds R] [--quick] [--only a,b]
-#                    [--idle-conns N] [--no-install] [--keep-tmp]
-#                    [--ringhttpd-bin PATH]
+#                    [--workloads a,b] [--idle-conns N] [--no-install]
+#                    [--env FILE] [--keep-tmp] [--ringhttpd-bin PATH]
+#                    [--server-cpus LIST] [--client-cpus LIST]
+#                    [--wrk-threads N] [--connections N]
 #
 # Every server gets the same document root, the same number of workers,
 # keep-alive and sendfile on and access logs off.  Each round starts every
 # server in turn (order rotated per round), runs all workloads against it and
-# stops it, so only one server is ever alive while measured.  The Markdown
+# stops it, so only one server is ever alive while measured.  On a machine
+# with many cores, --server-cpus and --client-cpus keep servers and load
+# generators on separate CPU sets (taskset), and --wrk-threads/--connections
+# scale the load.  The Markdown
 # report goes to stdout and to bench-results/bench-<date>.md; progress goes
 # to stderr.  Run `scripts/bench.sh --help` for the details.
 
@@ -20,7 +25,18 @@ PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LIB="$REPO/scripts/bench_lib"
 ALL_SERVERS=(ringhttpd nginx lighttpd h2o)
-WORKLOADS=(ab small 16k 1m c2000 100m)
+ALL_WORKLOADS=(ab close small 16k 1m c2000 100m)
+
+# The wrk workloads: URL path, default threads (-t) and connections (-c).
+# --wrk-threads replaces every -t; --connections replaces the -c of the
+# workloads in SCALABLE (the others are defined by their connection count).
+declare -A WL_PATH=([close]=/index.html [small]=/index.html [16k]=/16k.bin
+  [1m]=/1m.bin [c2000]=/index.html [100m]=/100m.bin)
+declare -A WL_THREADS=([close]=2 [small]=1 [16k]=1 [1m]=1 [c2000]=2 [100m]=1)
+declare -A WL_CONNS=([close]=100 [small]=100 [16k]=100 [1m]=16 [c2000]=2000 [100m]=1)
+SCALABLE=(close small 16k)
+# The -t and -c each wrk workload runs with (set by parse_args).
+declare -A WRK_T=() WRK_C=()
 
 # ----------------------------------------------------------------------------
 # Options
@@ -37,6 +53,16 @@ KEEP_TMP=0
 # ringhttpd unpinned too unless --pin asks for its default placement.
 RING_PIN=0
 RING_PREBUILT=""
+WORKLOAD_LIST=""
+TOOLS_ENV=""
+SERVER_CPUS=""
+CLIENT_CPUS=""
+WRK_THREADS=""
+CONNECTIONS=""
+# Prefixes for every server and every load generator command: empty, or
+# `taskset -c LIST`.  Forks and threads inherit the CPU set.
+SERVER_WRAP=()
+CLIENT_WRAP=()
 COMMAND_LINE="scripts/bench.sh${*:+ $*}"
 
 usage() {
@@ -51,24 +77,55 @@ Options:
   --rounds R       rounds per workload; medians are reported (default 3)
   --quick          smoke mode: 1 round, short runs, 1000 idle conns (~1 min)
   --only LIST      comma-separated subset of: ringhttpd,nginx,lighttpd,h2o
+  --workloads LIST comma-separated subset of the workloads below, by name:
+                   ab,close,small,16k,1m,c2000,100m (default: all)
   --idle-conns N   idle keep-alive connections for the memory test
                    (default 10000, 1000 with --quick, 0 to skip)
-  --no-install     do not apt-get install missing tools; skip missing peers
+  --no-install     never install anything (no apt-get): use the tools found on
+                   PATH, fail if a needed load generator is missing, skip
+                   missing peers
+  --env FILE       source FILE first, e.g. the env.sh of a prepared tool
+                   bundle (.devbench/env.sh) that puts its binaries on PATH and
+                   sets LD_LIBRARY_PATH; usually with --no-install
   --keep-tmp       keep the work dir (configs, raw tool output, server logs)
   --ringhttpd-bin PATH
                    benchmark this ringhttpd binary instead of building one
   --pin            run ringhttpd with its default core pinning (the default here
-                   is --no-pin, since no peer pins its workers)
+                   is --no-pin, since no peer pins its workers; with
+                   --server-cpus, pinning stays inside that set)
+
+Many cores:
+  --server-cpus LIST
+                   run every server (and all its workers) under
+                   `taskset -c LIST`, e.g. 0-7 (default: not confined)
+  --client-cpus LIST
+                   run every load generator (wrk, ab, the idle-connection
+                   holder) under `taskset -c LIST`, e.g. 8-15 (default: not
+                   confined); give both sets, disjoint, to keep servers and
+                   clients off each other's cores
+  --wrk-threads N  wrk threads (-t) for every wrk workload, capped at its
+                   connection count (default: per workload, as listed below)
+  --connections N  connections (-c) of the close, small and 16k workloads
+                   (default 100); wrk opens connections/threads per thread,
+                   so N is rounded down to a multiple of the threads
   -h, --help       this text
 
 Workloads (each against every server, R rounds):
-  1. ab  -n 50000 -c 100 -r -s 60 /            new connection per request
-  2. wrk -t1 -c100  -d10s /index.html          keep-alive, 11-byte file
-  3. wrk -t1 -c100  -d10s /16k.bin
-  4. wrk -t1 -c16   -d10s /1m.bin              throughput
-  5. wrk -t2 -c2000 -d10s /index.html          many keep-alive connections
-  6. wrk -t1 -c1    -d10s /100m.bin            one connection streaming
+  1. ab     ab  -n 50000 -c 100 -r -s 60 /   new connection per request,
+                                             one client thread
+  2. close  wrk -t2 -c100 -d10s -H 'Connection: close' /index.html
+                                             new connection per request,
+                                             multi-threaded client
+  3. small  wrk -t1 -c100  -d10s /index.html keep-alive, 11-byte file
+  4. 16k    wrk -t1 -c100  -d10s /16k.bin
+  5. 1m     wrk -t1 -c16   -d10s /1m.bin     throughput
+  6. c2000  wrk -t2 -c2000 -d10s /index.html many keep-alive connections
+  7. 100m   wrk -t1 -c1    -d10s /100m.bin   one connection streaming
 plus RSS per idle keep-alive connection.
+
+Example, 16 cores: servers on 0-7, load generators on 8-15:
+  scripts/bench.sh --workers 8 --server-cpus 0-7 --client-cpus 8-15 \
+                   --wrk-threads 8 --connections 400
 EOF
 }
 
@@ -79,11 +136,17 @@ parse_args() {
       --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
       --quick) QUICK=1 ;;
       --only) ONLY=${2:?--only needs a list}; shift ;;
+      --workloads) WORKLOAD_LIST=${2:?--workloads needs a list}; shift ;;
       --idle-conns) IDLE_CONNS=${2:?--idle-conns needs a number}; shift ;;
       --no-install) INSTALL=0 ;;
+      --env) TOOLS_ENV=${2:?--env needs a file}; shift ;;
       --keep-tmp) KEEP_TMP=1 ;;
       --ringhttpd-bin) RING_PREBUILT=${2:?--ringhttpd-bin needs a path}; shift ;;
       --pin) RING_PIN=1 ;;
+      --server-cpus) SERVER_CPUS=${2:?--server-cpus needs a CPU list}; shift ;;
+      --client-cpus) CLIENT_CPUS=${2:?--client-cpus needs a CPU list}; shift ;;
+      --wrk-threads) WRK_THREADS=${2:?--wrk-threads needs a number}; shift ;;
+      --connections) CONNECTIONS=${2:?--connections needs a number}; shift ;;
       -h | --help) usage; exit 0 ;;
       *) echo "bench.sh: unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -91,6 +154,18 @@ parse_args() {
   done
   [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: bad --workers" >&2; exit 2; }
   [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: bad --rounds" >&2; exit 2; }
+  [[ -z $WRK_THREADS || $WRK_THREADS =~ ^[1-9][0-9]*$ ]] ||
+    { echo "bench.sh: bad --wrk-threads" >&2; exit 2; }
+  [[ -z $CONNECTIONS || $CONNECTIONS =~ ^[1-9][0-9]*$ ]] ||
+    { echo "bench.sh: bad --connections" >&2; exit 2; }
+  local list
+  for list in "$SERVER_CPUS" "$CLIENT_CPUS"; do
+    [[ -z $list || $list =~ ^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$ ]] ||
+      { echo "bench.sh: bad CPU list '$list' (want e.g. 0-3 or 0,2,4-7)" >&2; exit 2; }
+  done
+  if [[ -n $TOOLS_ENV && ! -r $TOOLS_ENV ]]; then
+    echo "bench.sh: --env $TOOLS_ENV is not a readable file" >&2; exit 2
+  fi
 
   # Load sizes: the full run follows the published plan; --quick only proves
   # that every piece works, so it keeps each step to a couple of seconds.
@@ -116,6 +191,38 @@ parse_args() {
       SERVERS+=("$s")
     done
   fi
+
+  local w wanted_wl
+  WORKLOADS=("${ALL_WORKLOADS[@]}")
+  if [[ -n $WORKLOAD_LIST ]]; then
+    IFS=, read -ra wanted_wl <<<"$WORKLOAD_LIST"
+    for w in "${wanted_wl[@]}"; do
+      [[ " ${ALL_WORKLOADS[*]} " == *" $w "* ]] ||
+        { echo "bench.sh: unknown workload '$w' in --workloads (see --help)" >&2; exit 2; }
+    done
+    # Always in the published order, whatever order the list gives.
+    WORKLOADS=()
+    for w in "${ALL_WORKLOADS[@]}"; do
+      [[ ",$WORKLOAD_LIST," == *",$w,"* ]] && WORKLOADS+=("$w")
+    done
+  fi
+
+  # wrk's -t and -c per workload.  wrk gives each thread connections/threads
+  # connections and refuses fewer connections than threads, so -t is capped
+  # at -c and -c rounded down to a multiple of -t: the command shown in the
+  # report is then exactly what ran.
+  local t c
+  for w in "${!WL_PATH[@]}"; do
+    t=${WRK_THREADS:-${WL_THREADS[$w]}}
+    c=${WL_CONNS[$w]}
+    [[ -n $CONNECTIONS && " ${SCALABLE[*]} " == *" $w "* ]] && c=$CONNECTIONS
+    if ((t > c)); then t=$c; fi
+    WRK_T[$w]=$t
+    WRK_C[$w]=$((c - c % t))
+  done
+
+  if [[ -n $SERVER_CPUS ]]; then SERVER_WRAP=(taskset -c "$SERVER_CPUS"); fi
+  if [[ -n $CLIENT_CPUS ]]; then CLIENT_WRAP=(taskset -c "$CLIENT_CPUS"); fi
 }
 
 # ----------------------------------------------------------------------------
@@ -138,9 +245,73 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# The CPUs of a taskset list (0-3,6 -> 0 1 2 3 6), one per line, sorted.
+cpu_list_expand() {
+  local part parts i
+  IFS=, read -ra parts <<<"$1"
+  for part in "${parts[@]}"; do
+    if [[ $part == *-* ]]; then
+      for ((i = ${part%-*}; i <= ${part#*-}; i++)); do echo "$i"; done
+    else
+      echo "$part"
+    fi
+  done | sort -nu
+}
+
+# Connections the kernel has accepted so far (Tcp PassiveOpens, counted over
+# the whole network namespace); empty if /proc/net/snmp cannot be read.
+tcp_passive_opens() {
+  awk '$1 == "Tcp:" {
+         if (!col) { for (i = 2; i <= NF; i++) if ($i == "PassiveOpens") col = i }
+         else { print $col; exit }
+       }' /proc/net/snmp 2>/dev/null || true
+}
+
+# 2000 -> 2,000, for the report's headings.
+commas() {
+  local n=$1 out=""
+  while ((${#n} > 3)); do
+    out=",${n: -3}$out"
+    n=${n:0:${#n}-3}
+  done
+  printf '%s%s\n' "$n" "$out"
+}
+
+# join_by SEP WORD... -> the words joined by SEP.
+join_by() {
+  local sep=$1 out=""
+  shift
+  (($#)) || return 0
+  out=$1
+  shift
+  for word; do out+="$sep$word"; done
+  printf '%s\n' "$out"
+}
+
+wants_workload() { [[ " ${WORKLOADS[*]} " == *" $1 "* ]]; }
+
+# True if some selected workload runs wrk (all but ab).
+wants_wrk() {
+  local w
+  for w in "${WORKLOADS[@]}"; do [[ $w == ab ]] || return 0; done
+  return 1
+}
+
 # ----------------------------------------------------------------------------
 # Setup steps
 # ----------------------------------------------------------------------------
+
+# A prepared tool bundle (--env): its env.sh puts the bundle's bin directory
+# on PATH and its libraries on LD_LIBRARY_PATH; both are exported, so every
+# server and load generator started below inherits them.
+source_tools_env() {
+  [[ -n $TOOLS_ENV ]] || return 0
+  log "sourcing $TOOLS_ENV"
+  set +u  # env scripts often extend variables that may be unset
+  # shellcheck disable=SC1090  # the file is given at run time
+  . "$TOOLS_ENV"
+  set -u
+}
 
 # 10,000 idle connections plus the client's own sockets need far more than
 # the usual soft limit of 1024; servers and clients inherit this.
@@ -174,36 +345,81 @@ apt_install() {
 }
 APT_UPDATED=0
 
+# Runs the version command of a tool, which any working build answers;
+# prints what it said.
+tool_version() {
+  case $1 in
+    ab) ab -V ;;
+    curl) curl -V ;;
+    h2o | python3 | timeout) "$1" --version ;;
+    setsid | taskset) "$1" -V ;;
+    *) "$1" -v ;;
+  esac 2>&1 </dev/null
+}
+
+# A tool found on PATH may still fail to start (a bundle whose libraries are
+# not on LD_LIBRARY_PATH); finding that out now beats an empty result later.
+tool_runs() {
+  local out rc=0
+  out=$(tool_version "$1") || rc=$?
+  ((rc != 126 && rc != 127)) && [[ $out != *"error while loading shared libraries"* ]]
+}
+
 ensure_tools() {
   # command -> Debian package.  nginx-light is gone from newer Debian
-  # releases; the retry below falls back to plain nginx.
-  local -A pkg_of=([ab]=apache2-utils [wrk]=wrk [curl]=curl
+  # releases; the retry below falls back to plain nginx.  With --no-install
+  # nothing is installed and PATH alone decides (apt is never assumed).
+  local -A pkg_of=([ab]=apache2-utils [wrk]=wrk [curl]=curl [taskset]=util-linux
     [nginx]=nginx-light [lighttpd]=lighttpd [h2o]=h2o)
-  local wanted=(ab wrk curl) missing=() cmd s
+  local required=(curl python3 setsid timeout) wanted=() missing=() cmd s
+  if wants_workload ab; then required+=(ab); fi
+  if wants_wrk; then required+=(wrk); fi
+  if [[ -n $SERVER_CPUS$CLIENT_CPUS ]]; then required+=(taskset); fi
+  wanted=("${required[@]}")
   for s in "${SERVERS[@]}"; do [[ $s == ringhttpd ]] || wanted+=("$s"); done
   for cmd in "${wanted[@]}"; do
-    command -v "$cmd" >/dev/null || missing+=("${pkg_of[$cmd]}")
+    command -v "$cmd" >/dev/null || [[ -z ${pkg_of[$cmd]:-} ]] || missing+=("${pkg_of[$cmd]}")
   done
-  if ((${#missing[@]})) && ! apt_install "${missing[@]}"; then
+  if ((INSTALL && ${#missing[@]})) && ! apt_install "${missing[@]}"; then
     for cmd in "${wanted[@]}"; do
       command -v "$cmd" >/dev/null && continue
+      [[ -n ${pkg_of[$cmd]:-} ]] || continue
       apt_install "${pkg_of[$cmd]}" || { [[ $cmd == nginx ]] && apt_install nginx; } || true
     done
   fi
 
-  for cmd in ab wrk curl python3; do
-    command -v "$cmd" >/dev/null ||
-      { log "FATAL: $cmd is required and could not be installed"; exit 1; }
+  local why="could not be installed"
+  ((INSTALL)) || why="is not on PATH (--no-install)"
+  for cmd in "${required[@]}"; do
+    if ! command -v "$cmd" >/dev/null; then
+      log "FATAL: $cmd is required and $why"; exit 1
+    fi
+    tool_runs "$cmd" ||
+      { log "FATAL: $(command -v "$cmd") does not run: $(tool_version "$cmd" | head -1)"; exit 1; }
   done
   local keep=()
   for s in "${SERVERS[@]}"; do
-    if [[ $s == ringhttpd ]] || command -v "$s" >/dev/null; then
+    if [[ $s == ringhttpd ]]; then
       keep+=("$s")
+    elif ! command -v "$s" >/dev/null; then
+      note "$s is not installed and $why: skipped"
+    elif ! tool_runs "$s"; then
+      note "$s ($(command -v "$s")) does not run: $(tool_version "$s" | head -1); skipped"
     else
-      note "$s is not installed and could not be installed: skipped"
+      keep+=("$s")
     fi
   done
   SERVERS=("${keep[@]}")
+}
+
+# The CPU sets must exist and be allowed to this script; taskset says so.
+check_cpu_sets() {
+  local list
+  for list in "$SERVER_CPUS" "$CLIENT_CPUS"; do
+    [[ -n $list ]] || continue
+    taskset -c "$list" true 2>/dev/null ||
+      { log "FATAL: taskset -c $list fails: CPUs missing or not allowed here ($(taskset -pc $$ 2>&1))"; exit 1; }
+  done
 }
 
 build_ringhttpd() {
@@ -263,7 +479,7 @@ collect_meta() {
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   meta loadavg "$load"
   if ((RING_PIN)); then
-    note "ringhttpd ran with its default core pinning (--pin)"
+    note "ringhttpd ran with its default core pinning (--pin)${SERVER_CPUS:+, which pins inside --server-cpus $SERVER_CPUS}"
   else
     note "ringhttpd ran with --no-pin, like the peers, which do not pin their workers (--pin measures the default)"
   fi
@@ -272,7 +488,62 @@ collect_meta() {
   fi
   meta servers "$(IFS=,; echo "${SERVERS[*]}")"
   meta workloads "$(IFS=,; echo "${WORKLOADS[*]}")"
-  meta tools "$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), ab $(ab -V | sed -n 's/.*Version \([0-9.]*\).*/\1/p')"
+  local tools=() paths=() cmd
+  # (`wrk -v` exits 1, hence the `|| true`: set -e would stop at it.)
+  if wants_wrk; then tools+=("$({ tool_version wrk || true; } | head -1 | awk '{print $1, $2}')"); fi
+  if wants_workload ab; then tools+=("ab $(tool_version ab | sed -n 's/.*Version \([0-9.]*\).*/\1/p')"); fi
+  meta tools "$(join_by ', ' "${tools[@]}")"
+  # Where each tool came from: the system, or a bundle put on PATH (--env).
+  for cmd in wrk ab "${SERVERS[@]}"; do
+    case $cmd in
+      ringhttpd) continue ;;
+      wrk) wants_wrk || continue ;;
+      ab) wants_workload ab || continue ;;
+    esac
+    paths+=("$cmd \`$(command -v "$cmd")\`")
+  done
+  meta paths "$(join_by ', ' "${paths[@]}")${TOOLS_ENV:+ (environment from \`$TOOLS_ENV\`)}"
+
+  # CPU sets, and the concurrency every workload ran with.
+  meta server_cpus "$SERVER_CPUS"
+  meta client_cpus "$CLIENT_CPUS"
+  local n_server n_client overlap load=() w
+  if [[ -n $SERVER_CPUS ]]; then
+    n_server=$(cpu_list_expand "$SERVER_CPUS" | wc -l)
+    meta server_cpus_n "$n_server"
+    ((n_server >= WORKERS)) ||
+      note "--server-cpus $SERVER_CPUS holds $n_server CPU(s) for $WORKERS workers per server"
+  fi
+  if [[ -n $CLIENT_CPUS ]]; then
+    n_client=$(cpu_list_expand "$CLIENT_CPUS" | wc -l)
+    meta client_cpus_n "$n_client"
+    if wants_wrk && [[ -n $WRK_THREADS ]] && ((WRK_THREADS > n_client)); then
+      note "--wrk-threads $WRK_THREADS exceeds the $n_client CPUs of --client-cpus $CLIENT_CPUS"
+    fi
+  fi
+  if [[ -n $SERVER_CPUS && -n $CLIENT_CPUS ]]; then
+    overlap=$(comm -12 <(cpu_list_expand "$SERVER_CPUS" | sort) <(cpu_list_expand "$CLIENT_CPUS" | sort) | sort -n | paste -sd, -)
+    [[ -z $overlap ]] || note "server and load-generator CPU sets overlap on CPUs $overlap"
+  elif [[ -n $SERVER_CPUS$CLIENT_CPUS ]]; then
+    note "only one side is confined (${SERVER_CPUS:+--server-cpus}${CLIENT_CPUS:+--client-cpus}): the other runs on any CPU, these included"
+  fi
+  for w in "${WORKLOADS[@]}"; do
+    if [[ $w == ab ]]; then load+=("ab -c$AB_C"); else load+=("$w -t${WRK_T[$w]} -c${WRK_C[$w]}"); fi
+  done
+  meta load "$(join_by ', ' "${load[@]}")"
+  local asked
+  for w in "${WORKLOADS[@]}"; do
+    [[ $w != ab ]] || continue
+    asked=${WL_CONNS[$w]}
+    if [[ -n $CONNECTIONS && " ${SCALABLE[*]} " == *" $w "* ]]; then asked=$CONNECTIONS; fi
+    if ((WRK_C[$w] != asked)); then
+      note "wrk opens connections ÷ threads per thread: $w ran -c${WRK_C[$w]} instead of $asked with ${WRK_T[$w]} threads"
+    fi
+  done
+  if { wants_workload ab || wants_workload close; } &&
+    [[ $(cat /proc/sys/net/ipv4/tcp_tw_reuse 2>/dev/null || echo 2) == 0 ]]; then
+    note "net.ipv4.tcp_tw_reuse is 0: the new-connection workloads may run out of local ports (connect errors)"
+  fi
 
   local s v
   for s in "${SERVERS[@]}"; do
@@ -298,18 +569,20 @@ collect_meta() {
   done
 
   # Titles and exact commands of the workloads, for the report headings.
-  meta title.ab "1. New connection per request (ab, ${AB_N} requests, ${AB_C} concurrent)"
-  meta cmd.ab "ab -n $AB_N -c $AB_C -r -s 60 http://127.0.0.1:PORT/"
-  meta title.small "2. Keep-alive, small file (11 bytes), 100 connections"
-  meta cmd.small "wrk -t1 -c100 -d${DURATION}s http://127.0.0.1:PORT/index.html"
-  meta title.16k "3. Keep-alive, 16 KiB file, 100 connections"
-  meta cmd.16k "wrk -t1 -c100 -d${DURATION}s http://127.0.0.1:PORT/16k.bin"
-  meta title.1m "4. Throughput, 1 MiB file, 16 connections"
-  meta cmd.1m "wrk -t1 -c16 -d${DURATION}s http://127.0.0.1:PORT/1m.bin"
-  meta title.c2000 "5. 2,000 concurrent keep-alive connections, small file"
-  meta cmd.c2000 "wrk -t2 -c2000 -d${DURATION}s http://127.0.0.1:PORT/index.html"
-  meta title.100m "6. One connection streaming the 100 MiB file (see MB/s)"
-  meta cmd.100m "wrk -t1 -c1 -d${DURATION}s http://127.0.0.1:PORT/100m.bin"
+  # (Client commands run under `taskset -c CLIENT_CPUS` when given.)
+  local u="http://127.0.0.1:PORT"
+  meta title.ab "1. New connection per request (ab, $(commas "$AB_N") requests, ${AB_C} concurrent, one client thread)"
+  meta cmd.ab "ab -n $AB_N -c $AB_C -r -s 60 $u/"
+  meta title.close "2. New connection per request (wrk, Connection: close), ${WRK_C[close]} connections, ${WRK_T[close]} client threads"
+  meta cmd.close "wrk -t${WRK_T[close]} -c${WRK_C[close]} -d${DURATION}s -H 'Connection: close' $u/index.html"
+  meta title.small "3. Keep-alive, small file (11 bytes), ${WRK_C[small]} connections"
+  meta title.16k "4. Keep-alive, 16 KiB file, ${WRK_C[16k]} connections"
+  meta title.1m "5. Throughput, 1 MiB file, ${WRK_C[1m]} connections"
+  meta title.c2000 "6. $(commas "${WRK_C[c2000]}") concurrent keep-alive connections, small file"
+  meta title.100m "7. One connection streaming the 100 MiB file (see MB/s)"
+  for w in small 16k 1m c2000 100m; do
+    meta "cmd.$w" "wrk -t${WRK_T[$w]} -c${WRK_C[$w]} -d${DURATION}s $u${WL_PATH[$w]}"
+  done
 }
 
 # ----------------------------------------------------------------------------
@@ -320,7 +593,8 @@ collect_meta() {
 # lighttpd's master stops its workers with kill(0, SIGTERM), which would
 # otherwise hit this script and the shell that started it.  (A background
 # child is never a group leader, so setsid execs without forking and $! is the
-# server itself.)
+# server itself.)  With --server-cpus, `taskset -c LIST` comes first and execs
+# too, so $! is still the server, and its forks and threads inherit the set.
 # ----------------------------------------------------------------------------
 SERVER_PID=""
 SERVER_PORT=""
@@ -329,7 +603,7 @@ start_ringhttpd() {
   local log="$WORK/ringhttpd.$1.log" i
   local pin=(--no-pin)
   ((RING_PIN)) && pin=()
-  setsid "$RING_BIN" -a 127.0.0.1 -p 0 -r "$ROOT" -w "$WORKERS" "${pin[@]}" 2>"$log" &
+  "${SERVER_WRAP[@]}" setsid "$RING_BIN" -a 127.0.0.1 -p 0 -r "$ROOT" -w "$WORKERS" "${pin[@]}" 2>"$log" &
   SERVER_PID=$!
   # It binds port 0 and reports the port it got on stderr.
   for ((i = 0; i < 200; i++)); do
@@ -350,8 +624,12 @@ start_nginx() {
   # worker_connections must hold the 10,000 idle connections in one worker
   # (accepts are not spread evenly); backlog 4096 like the kernel's somaxconn
   # so the 2,000-connection burst is not throttled by nginx's default of 511.
+  # `user root` keeps root's workers able to read the work dir; as another
+  # user (a tool bundle needs no root) nginx would only warn about it.
+  local user=""
+  if [[ $(id -u) == 0 ]]; then user="user root;"; fi
   cat >"$conf" <<EOF
-user root;
+$user
 worker_processes $WORKERS;
 daemon off;
 master_process on;
@@ -379,7 +657,7 @@ http {
     }
 }
 EOF
-  setsid nginx -e "$dir/error.log" -p "$dir" -c "$conf" 2>>"$dir/stderr.log" &
+  "${SERVER_WRAP[@]}" setsid nginx -e "$dir/error.log" -p "$dir" -c "$conf" 2>>"$dir/stderr.log" &
   SERVER_PID=$!
 }
 
@@ -406,7 +684,7 @@ server.errorlog = "$dir/error.log"
 index-file.names = ( "index.html" )
 mimetype.assign = ( ".html" => "text/html", ".bin" => "application/octet-stream" )
 EOF
-  setsid lighttpd -D -f "$conf" 2>>"$dir/stderr.log" &
+  "${SERVER_WRAP[@]}" setsid lighttpd -D -f "$conf" 2>>"$dir/stderr.log" &
   SERVER_PID=$!
 }
 
@@ -417,9 +695,12 @@ start_h2o() {
   conf="$dir/h2o.conf"
   # max-connections defaults to 1024, too few for the 2,000 and 10,000
   # connection tests; the idle timeout (http1-request-timeout) defaults to 10 s.
-  # `user: root` because h2o started as root otherwise switches to nobody.
+  # `user: root` because h2o started as root otherwise switches to nobody;
+  # started as anyone else it stays that user.
+  local user="# not root: h2o keeps its user"
+  if [[ $(id -u) == 0 ]]; then user="user: root"; fi
   cat >"$conf" <<EOF
-user: root
+$user
 num-threads: $WORKERS
 max-connections: 20000
 http1-request-timeout: 75
@@ -434,7 +715,7 @@ hosts:
       /:
         file.dir: $ROOT
 EOF
-  setsid h2o -c "$conf" 2>>"$dir/stderr.log" &
+  "${SERVER_WRAP[@]}" setsid h2o -c "$conf" 2>>"$dir/stderr.log" &
   SERVER_PID=$!
 }
 
@@ -527,7 +808,7 @@ measure_idle() {
   before=$(python3 "$LIB/proc.py" rss "$SERVER_PID")
   log "$name: opening $IDLE_CONNS idle keep-alive connections"
   : >"$out"  # exists before the holder starts, for the polling below
-  python3 "$LIB/idle.py" "$SERVER_PORT" "$IDLE_CONNS" 3 >"$out" 2>>"$WORK/idle.$name.err" &
+  "${CLIENT_WRAP[@]}" python3 "$LIB/idle.py" "$SERVER_PORT" "$IDLE_CONNS" 3 >"$out" 2>>"$WORK/idle.$name.err" &
   holder=$!
   # Bounded: idle.py gives up opening after 120 s by itself.
   for ((i = 0; i < 1500; i++)); do
@@ -554,21 +835,28 @@ measure_idle() {
 
 # One workload against the running server: CPU ticks of the server tree
 # around the load, the load generator's own totals, one row in results.tsv.
+# Load generators run under `taskset -c CLIENT_CPUS` when it is given.
 run_workload() {
   local name=$1 wl=$2 round=$3 url="http://127.0.0.1:$SERVER_PORT"
   local raw="$WORK/raw/$name.$wl.$round.txt" kind=wrk cpu0 cpu1 ticks res
-  local lua="$LIB/wrk_report.lua" d="${DURATION}s"
+  local lua="$LIB/wrk_report.lua" d="${DURATION}s" opens0="" opens=""
   # Hard cap so a hung server cannot stall the whole run.
   local cap=$((DURATION + 60))
+  # For the new-connection workloads, count the connections the kernel
+  # accepted, to prove each request really had a connection of its own.
+  if [[ $wl == ab || $wl == close ]]; then opens0=$(tcp_passive_opens); fi
   cpu0=$(python3 "$LIB/proc.py" cpu "$SERVER_PID")
   case $wl in
     ab) kind=ab cap=300
-        timeout "$cap" ab -n "$AB_N" -c "$AB_C" -r -s 60 "$url/" >"$raw" 2>&1 || true ;;
-    small) timeout "$cap" wrk -t1 -c100 -d"$d" -s "$lua" "$url/index.html" >"$raw" 2>&1 || true ;;
-    16k) timeout "$cap" wrk -t1 -c100 -d"$d" -s "$lua" "$url/16k.bin" >"$raw" 2>&1 || true ;;
-    1m) timeout "$cap" wrk -t1 -c16 -d"$d" -s "$lua" "$url/1m.bin" >"$raw" 2>&1 || true ;;
-    c2000) timeout "$cap" wrk -t2 -c2000 -d"$d" -s "$lua" "$url/index.html" >"$raw" 2>&1 || true ;;
-    100m) timeout "$cap" wrk -t1 -c1 -d"$d" -s "$lua" "$url/100m.bin" >"$raw" 2>&1 || true ;;
+        timeout "$cap" "${CLIENT_WRAP[@]}" ab -n "$AB_N" -c "$AB_C" -r -s 60 "$url/" >"$raw" 2>&1 || true ;;
+    *)
+      # Connection: close makes the server answer with Connection: close and
+      # hang up; wrk then counts the response and reconnects (a server that
+      # ignored the header would show up in the connection count below).
+      local hdr=()
+      if [[ $wl == close ]]; then hdr=(-H 'Connection: close'); fi
+      timeout "$cap" "${CLIENT_WRAP[@]}" wrk -t"${WRK_T[$wl]}" -c"${WRK_C[$wl]}" -d"$d" \
+        "${hdr[@]}" -s "$lua" "$url${WL_PATH[$wl]}" >"$raw" 2>&1 || true ;;
   esac
   if kill -0 "$SERVER_PID" 2>/dev/null; then
     cpu1=$(python3 "$LIB/proc.py" cpu "$SERVER_PID")
@@ -577,11 +865,20 @@ run_workload() {
     ticks=NA
     note "$name died during workload $wl (round $round)"
   fi
+  if [[ -n $opens0 ]]; then
+    opens=$(tcp_passive_opens)
+    if [[ -n $opens ]]; then opens=$((opens - opens0)); fi
+  fi
   if res=$(python3 "$LIB/parse.py" "$kind" "$raw"); then
     local req dur bytes err
     read -r req dur bytes err <<<"$res"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$wl" "$round" "$req" "$dur" "$bytes" "$err" "$ticks" >>"$WORK/results.tsv"
-    log "$name $wl round $round: $req requests in ${dur}s, $err errors, $ticks ticks"
+    log "$name $wl round $round: $req requests in ${dur}s, $err errors, $ticks ticks${opens:+, $opens connections accepted}"
+    # The count covers the whole host, so other traffic can only raise it:
+    # fewer accepted connections than requests means connections were reused.
+    if [[ -n $opens ]] && ((opens < req)); then
+      note "$name $wl round $round: $req requests over only $opens new connections: the server kept connections open, so these are not one-connection-per-request figures"
+    fi
   else
     printf '%s\t%s\t%s\tNA\tNA\tNA\tNA\t%s\n' "$name" "$wl" "$round" "$ticks" >>"$WORK/results.tsv"
     note "$name workload $wl round $round produced no result: $(tail -1 "$raw" 2>/dev/null)"
@@ -599,13 +896,18 @@ main() {
   trap cleanup EXIT
   trap 'exit 130' INT TERM
 
+  source_tools_env
   raise_fd_limit
   ensure_tools
+  check_cpu_sets
   build_ringhttpd
   ((${#SERVERS[@]})) || { log "FATAL: no server left to measure"; exit 1; }
   make_docroot
   collect_meta
-  log "servers: ${SERVERS[*]}; workers $WORKERS; rounds $ROUNDS; work dir $WORK"
+  log "servers: ${SERVERS[*]}; workloads: ${WORKLOADS[*]}; workers $WORKERS; rounds $ROUNDS; work dir $WORK"
+  if [[ -n $SERVER_CPUS$CLIENT_CPUS ]]; then
+    log "server CPUs: ${SERVER_CPUS:-any}; load generator CPUs: ${CLIENT_CPUS:-any}"
+  fi
 
   local round i n=${#SERVERS[@]} name wl
   local -A dead=()

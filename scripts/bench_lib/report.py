@@ -55,6 +55,15 @@ def fmt_ratio(x, ref):
     return f"{x / ref:.2f}×"
 
 
+def cpu_set(meta, key):
+    """A CPU-set row: the taskset list and its size, or 'not confined'."""
+    cpus = meta.get(key, "")
+    if not cpus:
+        return "any (not confined)"
+    n = meta.get(key + "_n", "?")
+    return f"`{cpus}` ({n} CPU{'' if n == '1' else 's'}, `taskset -c`)"
+
+
 def median(xs):
     return statistics.median(xs) if xs else None
 
@@ -116,14 +125,23 @@ def main():
     w("|---|---|")
     w(f"| date | {meta.get('date', '?')} |")
     w(f"| host | `{meta.get('uname', '?')}` |")
+    confined = meta.get("server_cpus") or meta.get("client_cpus")
+    where = ("servers and load generators confined to the CPU sets below"
+             if confined else "servers and load generators share them")
     w(f"| CPU | {meta.get('cpu', '?')}, {meta.get('cores', '?')} cores "
-      "(servers and load generators share them; loopback only) |")
+      f"({where}; loopback only) |")
+    w(f"| server CPUs | {cpu_set(meta, 'server_cpus')} |")
+    w(f"| load generator CPUs | {cpu_set(meta, 'client_cpus')} |")
     w(f"| workers per server | {meta.get('workers', '?')} |")
+    if meta.get("load"):
+        w(f"| client threads (-t) and connections (-c) | {meta['load']} |")
     w(f"| rounds | {rounds} (median shown; errors summed over all rounds) |")
     w(f"| command | `{meta.get('command', '?')}` |")
     vers = [meta.get(f"version.{s}", s) for s in servers]
     w(f"| servers | {', '.join(vers) if vers else 'none'} |")
     w(f"| load generators | {meta.get('tools', '?')} |")
+    if meta.get("paths"):
+        w(f"| tools used | {meta['paths']} |")
     w(f"| load average at start | {meta.get('loadavg', '?')} |")
     w("")
     notes = []
