@@ -23,8 +23,8 @@ pub struct AccessLog {
     path: PathBuf,
     fd: OwnedFd,
     pending: Vec<u8>,
-    /// The buffer the kernel is writing; never touched until its completion arrives.
-    in_flight: Option<(Vec<u8>, usize)>,
+    /// A write is in flight (the ring holds its buffer until the completion hands it back).
+    writing: bool,
     reopen_requested: bool,
     /// (second, formatted CLF date) so the timestamp is formatted once a second.
     stamp: (i64, String),
@@ -42,7 +42,7 @@ impl AccessLog {
             path,
             fd,
             pending: Vec::new(),
-            in_flight: None,
+            writing: false,
             reopen_requested: false,
             stamp: (i64::MIN, String::new()),
         })
@@ -79,12 +79,12 @@ impl AccessLog {
 
     /// Whether enough is buffered to write before the next tick.
     pub fn wants_flush(&self) -> bool {
-        self.pending.len() >= FLUSH_AT && self.in_flight.is_none()
+        self.pending.len() >= FLUSH_AT && !self.writing
     }
 
     /// Hands buffered lines to the ring (one write at a time, so order is kept).
     pub fn flush(&mut self, ring: &mut Ring) {
-        if self.in_flight.is_some() {
+        if self.writing {
             return;
         }
         if self.reopen_requested {
@@ -94,36 +94,31 @@ impl AccessLog {
             return;
         }
         let buf = std::mem::take(&mut self.pending);
-        let (buf, _) = self.in_flight.insert((buf, 0));
-        // SAFETY: the buffer lives in `self.in_flight`, untouched until `on_written` runs for
-        // this write's completion; the AccessLog outlives the worker loop.
-        unsafe { ring.write(self.fd.as_raw_fd(), buf, Token::worker(Op::LogWrite)) };
+        ring.write(self.fd.as_raw_fd(), buf, Token::worker(Op::LogWrite));
+        self.writing = true;
     }
 
     /// The write completed: continue a short write, or start on what accumulated meanwhile.
-    pub fn on_written(&mut self, result: i32, ring: &mut Ring) {
-        let Some((buf, done)) = self.in_flight.take() else {
-            return;
-        };
+    pub fn on_written(&mut self, result: i32, mut buf: Vec<u8>, ring: &mut Ring) {
+        self.writing = false;
         if result < 0 {
             crate::log_error!(
                 "access log write to {} failed: {}",
                 self.path.display(),
                 io::Error::from_raw_os_error(-result)
             );
-            // Keep the lines; a reopen (or a recovered disk) lets them through.
-            let mut rest = buf[done..].to_vec();
-            rest.append(&mut self.pending);
-            self.pending = rest;
-            return;
         }
-        let done = done + result as usize;
-        if done < buf.len() {
-            let mut rest = buf[done..].to_vec();
-            rest.append(&mut self.pending);
-            self.pending = rest;
+        // What was not written (all of it after an error: a reopen or a recovered disk lets it
+        // through) goes back in front of what accumulated meanwhile.
+        let written = usize::try_from(result).unwrap_or(0).min(buf.len());
+        if written < buf.len() {
+            buf.drain(..written);
+            buf.append(&mut self.pending);
+            self.pending = buf;
         }
-        self.flush(ring);
+        if result >= 0 {
+            self.flush(ring);
+        }
     }
 
     pub fn request_reopen(&mut self) {
@@ -140,7 +135,7 @@ impl AccessLog {
 
     /// No write is in flight: the worker may exit once this holds.
     pub fn is_quiet(&self) -> bool {
-        self.in_flight.is_none()
+        !self.writing
     }
 
     /// Writes what is still buffered, blocking: only used when the worker exits (after

@@ -1,34 +1,119 @@
 //! The io_uring wrapper: ring setup with feature fallbacks, submission, completion draining, and
 //! the provided-buffer ring that multishot receives fill.
 //!
-//! This module owns the memory the kernel writes on the worker's behalf (receive buffers, the
-//! timer's timespec, the wake-up counter) and keeps it alive as long as the ring. Operations that
-//! point at memory owned by a connection are `unsafe fn`s: their callers promise that memory stays
-//! alive and unmoved until the operation's completion has been reaped. It must never block except
-//! in `submit_and_wait`.
+//! This module owns all memory the kernel reads or writes: the receive buffers, the timer's
+//! timespec and the wake-up counter for as long as the ring lives, and, for each operation that
+//! points at memory (open's path and `open_how`, the `statx` buffer, read and write buffers,
+//! send buffers with their iovecs), that memory from submission until the operation's
+//! completion is reaped, when `drain` hands it back inside the `Completion`. A caller therefore
+//! cannot free or move memory the kernel still uses: every operation here is a safe call.
+//! Descriptors a completion creates (accept, open) become `OwnedFd` here too. It must never block
+//! except in `submit_and_wait`.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::collections::HashMap;
 use std::collections::VecDeque;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use io_uring::types::{BufRingEntry, Fd, OpenHow, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
-use crate::token::Token;
+use crate::token::{Op, Token};
 
-/// One completion, copied out of the CQ so the ring can be borrowed again while handling it.
-#[derive(Clone, Copy, Debug)]
+/// One completion, copied out of the CQ so the ring can be borrowed again while handling it,
+/// with what the operation owned while it was in flight.
+#[derive(Debug)]
 pub struct Completion {
     pub user_data: u64,
     pub result: i32,
     pub flags: u32,
+    memory: Option<OpMemory>,
+    fd: Option<OwnedFd>,
+}
+
+/// Memory the kernel reads or writes for one operation, owned by the ring while it is in flight.
+#[derive(Debug)]
+enum OpMemory {
+    Open {
+        _path: CString,
+        _how: Box<OpenHow>,
+    },
+    Delay(#[allow(dead_code)] Box<Timespec>),
+    Statx(Box<libc::statx>),
+    /// A read's or a write's buffer.
+    Buffer(Vec<u8>),
+    Send {
+        out: Outgoing,
+        _vectors: Option<(Box<[libc::iovec; 2]>, Box<libc::msghdr>)>,
+    },
+}
+
+/// Bytes shared with the file cache: `len` bytes of `data` from `start`.
+#[derive(Debug, Clone)]
+pub struct SharedBytes {
+    pub data: Rc<[u8]>,
+    pub start: usize,
+    pub len: usize,
+}
+
+impl SharedBytes {
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[self.start..self.start + self.len]
+    }
+}
+
+/// A response piece being sent: a head, then optionally bytes shared with the cache; `sent`
+/// counts bytes of both already taken by the kernel.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub head: Vec<u8>,
+    pub body: Option<SharedBytes>,
+    pub sent: usize,
+}
+
+impl Outgoing {
+    /// Bytes of head and body together.
+    pub fn total(&self) -> usize {
+        self.head.len() + self.body.as_ref().map_or(0, |b| b.len)
+    }
 }
 
 impl Completion {
+    /// The descriptor an accept or open created (taken once).
+    pub fn take_fd(&mut self) -> Option<OwnedFd> {
+        self.fd.take()
+    }
+
+    /// The buffer a read filled or a write sent.
+    pub fn take_buffer(&mut self) -> Option<Vec<u8>> {
+        match self.memory.take() {
+            Some(OpMemory::Buffer(buf)) => Some(buf),
+            _ => None,
+        }
+    }
+
+    /// What a `statx` wrote.
+    pub fn statx(&self) -> Option<&libc::statx> {
+        match &self.memory {
+            Some(OpMemory::Statx(out)) => Some(out),
+            _ => None,
+        }
+    }
+
+    /// The response piece a send took bytes from.
+    pub fn take_outgoing(&mut self) -> Option<Outgoing> {
+        match self.memory.take() {
+            Some(OpMemory::Send { out, .. }) => Some(out),
+            _ => None,
+        }
+    }
+
     /// More completions will follow for this (multishot) submission.
     pub fn more(&self) -> bool {
         cqueue::more(self.flags)
@@ -75,6 +160,8 @@ pub struct Ring {
     wake_counter: Box<u64>,
     /// Groups of entries waiting for room in the SQ, oldest first (see `push_group`).
     backlog: VecDeque<Box<[squeue::Entry]>>,
+    /// Memory of the operations in flight, by user_data (see `submit_owned`).
+    inflight: HashMap<u64, OpMemory>,
     features: Vec<&'static str>,
 }
 
@@ -103,6 +190,7 @@ impl Ring {
             timer: Box::new(Timespec::new()),
             wake_counter: Box::new(0),
             backlog: VecDeque::new(),
+            inflight: HashMap::new(),
             features,
         })
     }
@@ -166,30 +254,43 @@ impl Ring {
         }
     }
 
-    /// Cancels every operation still in flight and waits until the cancellation has completed,
-    /// so nothing the kernel holds points at this Ring's memory when it is dropped.
+    /// Cancels every operation still in flight and waits until the cancellation has completed
+    /// and every operation that owned memory has completed, so nothing the kernel holds points
+    /// at this Ring's memory when it is dropped.
     pub fn quiesce(&mut self) -> io::Result<()> {
         const QUIESCE: u64 = u64::MAX;
         let e = opcode::AsyncCancel2::new(types::CancelBuilder::any()).build();
         // SAFETY: no memory is referenced.
         unsafe { self.push(e.user_data(QUIESCE)) };
         let mut done = Vec::new();
-        loop {
+        let mut cancelled = false;
+        while !cancelled || !self.inflight.is_empty() {
             self.submit_and_wait()?;
             self.drain(&mut done);
-            if done.iter().any(|c| c.user_data == QUIESCE) {
-                return Ok(());
-            }
+            cancelled |= done.iter().any(|c| c.user_data == QUIESCE);
         }
+        Ok(())
     }
 
-    /// Moves all available completions into `out` (which is cleared first).
+    /// Moves all available completions into `out` (which is cleared first), each with the
+    /// memory its operation owned and the descriptor it created.
     pub fn drain(&mut self, out: &mut Vec<Completion>) {
         out.clear();
-        out.extend(self.ring.completion().map(|c| Completion {
-            user_data: c.user_data(),
-            result: c.result(),
-            flags: c.flags(),
+        let inflight = &mut self.inflight;
+        out.extend(self.ring.completion().map(|c| {
+            let (user_data, result, flags) = (c.user_data(), c.result(), c.flags());
+            let op = Token::decode(user_data).map(|t| t.op);
+            let memory = match op {
+                Some(Op::Open | Op::Delay | Op::Statx | Op::Read | Op::Send | Op::LogWrite) => {
+                    inflight.remove(&user_data)
+                }
+                _ => None,
+            };
+            let creates_fd = matches!(op, Some(Op::Accept | Op::AcceptMetrics | Op::Open));
+            // SAFETY: a non-negative result of an accept or an open is a new descriptor that
+            // nothing else owns; it is adopted here, once.
+            let fd = (creates_fd && result >= 0).then(|| unsafe { OwnedFd::from_raw_fd(result) });
+            Completion { user_data, result, flags, memory, fd }
         }));
     }
 
@@ -290,94 +391,120 @@ impl Ring {
         unsafe { self.push(e.user_data(token.encode())) }
     }
 
-    /// Opens `path` beneath `dir`, refusing anything that would resolve outside it.
-    ///
-    /// # Safety
-    /// `path` and `how` must stay alive and unmoved until the completion is reaped.
-    pub unsafe fn open_beneath(&mut self, dir: RawFd, path: &CStr, how: &OpenHow, token: Token) {
-        let e = opcode::OpenAt2::new(Fd(dir), path.as_ptr(), how).build();
-        // SAFETY: forwarded from this function's contract.
-        unsafe { self.push(e.user_data(token.encode())) }
-    }
-
-    /// Like `open_beneath`, started only once `delay` has passed (the debug builds' slow-storage
-    /// hook for tests). The timeout's own completion goes to `timer_token`.
-    ///
-    /// # Safety
-    /// `path`, `how` and `delay` must stay alive and unmoved until the open's completion is reaped.
-    pub unsafe fn open_beneath_after(
+    /// Opens `path` beneath `dir` (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`),
+    /// after `delay` if one is given (the debug builds' slow-storage hook for tests: a timeout
+    /// hard-linked in front, completing with `delay_token`). The completion carries the new
+    /// descriptor (`Completion::take_fd`).
+    pub fn open_beneath(
         &mut self,
-        delay: &Timespec,
         dir: RawFd,
-        path: &CStr,
-        how: &OpenHow,
+        path: CString,
+        flags: u64,
+        delay: Option<(Duration, Token)>,
         token: Token,
-        timer_token: Token,
     ) {
-        // A hard link runs the open even though the timeout "fails" with ETIME when it expires.
-        let wait = opcode::Timeout::new(delay).build().flags(squeue::Flags::IO_HARDLINK);
-        let open = opcode::OpenAt2::new(Fd(dir), path.as_ptr(), how).build();
-        // SAFETY: forwarded from this function's contract.
-        unsafe { self.push_group(&[wait.user_data(timer_token.encode()), open.user_data(token.encode())]) }
+        let how = Box::new(
+            OpenHow::new().flags(flags).resolve(libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS),
+        );
+        let open = opcode::OpenAt2::new(Fd(dir), path.as_ptr(), &*how).build().user_data(token.encode());
+        let memory = OpMemory::Open { _path: path, _how: how };
+        match delay {
+            None => self.submit_owned(open, token, memory),
+            Some((after, delay_token)) => {
+                let spec = Box::new(Timespec::new().sec(after.as_secs()).nsec(after.subsec_nanos()));
+                // A hard link runs the open even though the timeout "fails" with ETIME.
+                let wait = opcode::Timeout::new(&*spec)
+                    .build()
+                    .flags(squeue::Flags::IO_HARDLINK)
+                    .user_data(delay_token.encode());
+                self.inflight.insert(delay_token.encode(), OpMemory::Delay(spec));
+                self.inflight.insert(token.encode(), memory);
+                // SAFETY: the path, open_how and timespec are owned by `inflight` until the
+                // completions of their operations are reaped (`drain`).
+                unsafe { self.push_group(&[wait, open]) }
+            }
+        }
     }
 
-    /// `statx` of an open descriptor.
-    ///
-    /// # Safety
-    /// `out` must stay alive and unmoved until the completion is reaped.
-    pub unsafe fn statx_fd(&mut self, fd: RawFd, out: &mut libc::statx, token: Token) {
+    /// `statx` of an open descriptor; the completion carries the result (`Completion::statx`).
+    pub fn statx_fd(&mut self, fd: RawFd, token: Token) {
         const EMPTY: &CStr = c"";
-        let e = opcode::Statx::new(Fd(fd), EMPTY.as_ptr(), (out as *mut libc::statx).cast::<types::statx>())
-            .flags(libc::AT_EMPTY_PATH)
-            .mask(
-                libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_SIZE | libc::STATX_MTIME | libc::STATX_INO,
-            )
-            .build();
-        // SAFETY: forwarded from this function's contract; EMPTY is 'static.
-        unsafe { self.push(e.user_data(token.encode())) }
+        // SAFETY: statx is plain old data for which all-zeroes is a valid value.
+        let mut out: Box<libc::statx> = Box::new(unsafe { std::mem::zeroed() });
+        let e = opcode::Statx::new(
+            Fd(fd),
+            EMPTY.as_ptr(),
+            (&mut *out as *mut libc::statx).cast::<types::statx>(),
+        )
+        .flags(libc::AT_EMPTY_PATH)
+        .mask(libc::STATX_TYPE | libc::STATX_MODE | libc::STATX_SIZE | libc::STATX_MTIME | libc::STATX_INO)
+        .build()
+        .user_data(token.encode());
+        self.submit_owned(e, token, OpMemory::Statx(out));
     }
 
-    /// Reads into `buf` at file offset `offset`.
-    ///
-    /// # Safety
-    /// `buf` must stay alive and unmoved until the completion is reaped.
-    pub unsafe fn read_at(&mut self, fd: RawFd, buf: &mut [u8], offset: u64, token: Token) {
-        let e = opcode::Read::new(Fd(fd), buf.as_mut_ptr(), buf.len() as u32).offset(offset).build();
-        // SAFETY: forwarded from this function's contract.
-        unsafe { self.push(e.user_data(token.encode())) }
+    /// Reads into `buf[at..]` from file offset `offset`; the completion hands `buf` back
+    /// (`Completion::take_buffer`).
+    pub fn read_at(&mut self, fd: RawFd, mut buf: Vec<u8>, at: usize, offset: u64, token: Token) {
+        let room = &mut buf[at..];
+        let e = opcode::Read::new(Fd(fd), room.as_mut_ptr(), room.len() as u32)
+            .offset(offset)
+            .build()
+            .user_data(token.encode());
+        self.submit_owned(e, token, OpMemory::Buffer(buf));
     }
 
-    /// Sends `buf` on a socket; `more` says a body follows, so the kernel may hold a partial segment.
-    ///
-    /// # Safety
-    /// `buf` must stay alive and unmoved until the completion is reaped.
-    pub unsafe fn send(&mut self, fd: RawFd, buf: &[u8], more: bool, token: Token) {
+    /// Sends what is left of `out` (head, then body) on a socket: one `send` for a head alone,
+    /// one `sendmsg` with two iovecs when body bytes follow (no copy of the body). `more` says
+    /// more of the response follows, so the kernel may hold a partial segment. The completion
+    /// hands `out` back (`Completion::take_outgoing`).
+    pub fn send(&mut self, fd: RawFd, out: Outgoing, more: bool, token: Token) {
         let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
-        let e = opcode::Send::new(Fd(fd), buf.as_ptr(), buf.len() as u32).flags(flags).build();
-        // SAFETY: forwarded from this function's contract.
-        unsafe { self.push(e.user_data(token.encode())) }
+        let head_left = &out.head[out.sent.min(out.head.len())..];
+        let body_left =
+            out.body.as_ref().map_or(&[][..], |b| &b.bytes()[out.sent.saturating_sub(out.head.len())..]);
+        if body_left.is_empty() {
+            let e = opcode::Send::new(Fd(fd), head_left.as_ptr(), head_left.len() as u32)
+                .flags(flags)
+                .build()
+                .user_data(token.encode());
+            return self.submit_owned(e, token, OpMemory::Send { out, _vectors: None });
+        }
+        let mut iov = Box::new([libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2]);
+        let mut n = 0;
+        for part in [head_left, body_left] {
+            if !part.is_empty() {
+                iov[n] = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
+                n += 1;
+            }
+        }
+        // SAFETY: msghdr is plain old data; all-zeroes is an empty message.
+        let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = n;
+        let e = opcode::SendMsg::new(Fd(fd), &*msg).flags(flags as u32).build().user_data(token.encode());
+        self.submit_owned(e, token, OpMemory::Send { out, _vectors: Some((iov, msg)) });
     }
 
-    /// Sends the buffers a msghdr describes.
-    ///
-    /// # Safety
-    /// `msg`, its iovec array and every buffer they describe must stay alive and unmoved until
-    /// the completion is reaped.
-    pub unsafe fn send_msg(&mut self, fd: RawFd, msg: &libc::msghdr, more: bool, token: Token) {
-        let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
-        let e = opcode::SendMsg::new(Fd(fd), msg).flags(flags as u32).build();
-        // SAFETY: forwarded from this function's contract.
-        unsafe { self.push(e.user_data(token.encode())) }
+    /// Appends `buf` to a file (the access log; offset -1 means "current position", O_APPEND);
+    /// the completion hands `buf` back (`Completion::take_buffer`).
+    pub fn write(&mut self, fd: RawFd, buf: Vec<u8>, token: Token) {
+        let e = opcode::Write::new(Fd(fd), buf.as_ptr(), buf.len() as u32)
+            .offset(u64::MAX)
+            .build()
+            .user_data(token.encode());
+        self.submit_owned(e, token, OpMemory::Buffer(buf));
     }
 
-    /// Appends `buf` to a file (the access log; offset -1 means "current position", O_APPEND).
-    ///
-    /// # Safety
-    /// `buf` must stay alive and unmoved until the completion is reaped.
-    pub unsafe fn write(&mut self, fd: RawFd, buf: &[u8], token: Token) {
-        let e = opcode::Write::new(Fd(fd), buf.as_ptr(), buf.len() as u32).offset(u64::MAX).build();
-        // SAFETY: forwarded from this function's contract.
-        unsafe { self.push(e.user_data(token.encode())) }
+    /// Queues `entry`, whose pointers all lead into `memory`, and keeps `memory` until the
+    /// entry's completion is reaped. Heap memory does not move when its owner (a `Vec`, a
+    /// `Box`, a `CString`) moves into the map, so the pointers stay valid.
+    fn submit_owned(&mut self, entry: squeue::Entry, token: Token, memory: OpMemory) {
+        let previous = self.inflight.insert(token.encode(), memory);
+        assert!(previous.is_none(), "two operations in flight under one token: {token:?}");
+        // SAFETY: every pointer in `entry` leads into `memory`, which `inflight` owns until
+        // `drain` reaps this entry's completion and hands it back.
+        unsafe { self.push(entry) }
     }
 }
 
@@ -544,7 +671,7 @@ mod tests {
         while !seen.iter().any(|c: &Completion| c.user_data == tok_out.encode()) {
             ring.submit_and_wait().expect("submit");
             ring.drain(&mut batch);
-            seen.extend_from_slice(&batch);
+            seen.append(&mut batch);
         }
         let result = |t: Token| seen.iter().find(|c| c.user_data == t.encode()).map(|c| c.result);
         assert_eq!(result(tok_in), Some(10));

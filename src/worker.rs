@@ -7,7 +7,7 @@
 //! from the slab only when it has nothing in flight. This module must never block outside
 //! `submit_and_wait`.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,10 +17,11 @@ use slab::Slab;
 use crate::access_log::AccessLog;
 use crate::cache::FileCache;
 use crate::config::Config;
-use crate::conn::Conn;
+use crate::conn::{Conn, Followup};
+pub use crate::context::Ctx;
 use crate::http::response;
 use crate::listing::Lister;
-use crate::metrics::{CloseReason, Metrics, PauseReason, WorkerMetrics};
+use crate::metrics::{CloseReason, Metrics, PauseReason};
 use crate::pipe_pool::PipePool;
 use crate::ring::{Completion, RecvBuffers, Ring};
 use crate::sys;
@@ -55,53 +56,6 @@ pub struct Setup {
     /// The `--metrics` listener, for the one worker that serves it.
     pub metrics_listener: Option<OwnedFd>,
     pub metrics: Arc<Metrics>,
-}
-
-/// What connections need from their worker while handling a completion.
-pub struct Ctx {
-    pub ring: Ring,
-    pub cfg: Arc<Config>,
-    pub root: i32,
-    pub cache: FileCache,
-    pub pipes: PipePool,
-    pub log: Option<AccessLog>,
-    /// Monotonic time of this loop iteration.
-    pub now: Instant,
-    /// Wall-clock seconds of this loop iteration.
-    pub unix_now: i64,
-    /// `Date: ...\r\n`, reformatted when the second changes.
-    pub date_line: Vec<u8>,
-    pub stopping: bool,
-    /// Connections whose receive ended for lack of buffers; re-armed after this batch.
-    pub rearm_recv: Vec<usize>,
-    /// Response-head buffers whose sends completed, for reuse.
-    head_buffers: Vec<Vec<u8>>,
-    /// Directory listings built off the ring, with `--autoindex`.
-    pub lister: Option<Lister>,
-    /// This worker's counters (it alone writes them).
-    pub metrics: Arc<WorkerMetrics>,
-    /// Every worker's counters, for a scrape.
-    pub registry: Arc<Metrics>,
-}
-
-/// Capacity of a response-head buffer: a head, plus a small body copied behind it.
-const HEAD_BUFFER: usize = 384 + 2048;
-/// Head buffers kept for reuse per worker.
-const MAX_HEAD_BUFFERS: usize = 256;
-
-impl Ctx {
-    /// An empty buffer for a response head (reused, so a request costs no allocation here).
-    pub fn head_buffer(&mut self) -> Vec<u8> {
-        self.head_buffers.pop().unwrap_or_else(|| Vec::with_capacity(HEAD_BUFFER))
-    }
-
-    /// Takes back a head buffer whose send has completed.
-    pub fn recycle_head_buffer(&mut self, mut buf: Vec<u8>) {
-        if self.head_buffers.len() < MAX_HEAD_BUFFERS && buf.capacity() <= HEAD_BUFFER * 2 {
-            buf.clear();
-            self.head_buffers.push(buf);
-        }
-    }
 }
 
 struct Worker {
@@ -153,7 +107,6 @@ pub fn prepare(
         unix_now,
         date_line: response::date_line(unix_now),
         stopping: false,
-        rearm_recv: Vec::new(),
         head_buffers: Vec::new(),
         lister: setup.listing_jobs.map(|jobs| Lister::new(jobs, setup.wake.clone())),
         metrics: setup.metrics.worker(setup.index),
@@ -185,14 +138,18 @@ impl Worker {
         self.ctx.ring.arm_timer(TICK, Token::worker(Op::Timer));
         self.ctx.ring.read_eventfd(self.wake.as_raw_fd(), Token::worker(Op::Wake));
         let mut completions = Vec::with_capacity(1024);
+        let mut rearm_recv = Vec::new();
         while !self.finished() {
             self.ctx.ring.submit_and_wait()?;
             self.update_clock();
             self.ctx.ring.drain(&mut completions);
-            for c in &completions {
-                self.dispatch(c);
+            for mut c in completions.drain(..) {
+                if let Some(key) = self.dispatch(&mut c) {
+                    rearm_recv.push(key);
+                }
             }
-            for key in std::mem::take(&mut self.ctx.rearm_recv) {
+            // After the whole batch, which returned its receive buffers to the ring.
+            for key in rearm_recv.drain(..) {
                 if let Some(conn) = self.conns.get_mut(key) {
                     conn.arm_recv(&mut self.ctx);
                 }
@@ -229,37 +186,41 @@ impl Worker {
         }
     }
 
-    fn dispatch(&mut self, c: &Completion) {
-        let Some(token) = Token::decode(c.user_data) else {
-            return;
-        };
+    /// Routes a completion to its owner; returns a connection whose receive must be re-armed
+    /// after this batch.
+    fn dispatch(&mut self, c: &mut Completion) -> Option<usize> {
+        let token = Token::decode(c.user_data)?;
         if token.key == WORKER_KEY {
-            return self.on_worker_op(token.op, c);
+            self.on_worker_op(token.op, c);
+            return None;
         }
         let key = token.key as usize;
         let Some(conn) = self.conns.get_mut(key).filter(|conn| conn.generation() == token.generation) else {
-            // A completion for a connection already gone: only its buffer matters.
+            // A completion for a connection already gone: only its receive buffer matters
+            // (anything else it owned is released with the Completion).
             if let Some(bid) = c.buffer_id() {
                 self.ctx.ring.recycle(bid);
             }
-            return;
+            return None;
         };
-        conn.on_completion(token.op, c, &mut self.ctx);
+        let followup = conn.on_completion(token.op, c, &mut self.ctx);
         if conn.is_finished() {
             self.release(key);
             self.arm_accept();
+            return None;
         }
+        (followup == Followup::RearmRecvLater).then_some(key)
     }
 
-    fn on_worker_op(&mut self, op: Op, c: &Completion) {
+    fn on_worker_op(&mut self, op: Op, c: &mut Completion) {
         match op {
             Op::Accept => self.on_accept(c),
             Op::AcceptMetrics => self.on_metrics_accept(c),
             Op::Timer => self.on_tick(),
             Op::Wake => self.on_wake(),
             Op::LogWrite => {
-                if let Some(log) = &mut self.ctx.log {
-                    log.on_written(c.result, &mut self.ctx.ring);
+                if let (Some(log), Some(buf)) = (&mut self.ctx.log, c.take_buffer()) {
+                    log.on_written(c.result, buf, &mut self.ctx.ring);
                 }
             }
             _ => {}
@@ -289,13 +250,11 @@ impl Worker {
         self.ctx.ring.accept_multi(listener.as_raw_fd(), Token::worker(Op::Accept));
     }
 
-    fn on_accept(&mut self, c: &Completion) {
+    fn on_accept(&mut self, c: &mut Completion) {
         if !c.more() {
             self.accepting = false;
         }
-        if c.result >= 0 {
-            // SAFETY: a non-negative accept result is a new descriptor that nothing else owns.
-            let socket = unsafe { OwnedFd::from_raw_fd(c.result) };
+        if let Some(socket) = c.take_fd() {
             self.add_conn(socket, false);
         } else {
             self.on_accept_error(-c.result);
@@ -351,13 +310,11 @@ impl Worker {
         }
     }
 
-    fn on_metrics_accept(&mut self, c: &Completion) {
+    fn on_metrics_accept(&mut self, c: &mut Completion) {
         if !c.more() {
             self.metrics_accepting = false;
         }
-        if c.result >= 0 {
-            // SAFETY: a non-negative accept result is a new descriptor that nothing else owns.
-            let socket = unsafe { OwnedFd::from_raw_fd(c.result) };
+        if let Some(socket) = c.take_fd() {
             self.add_conn(socket, true);
         } else {
             self.on_accept_error(-c.result);

@@ -7,18 +7,16 @@
 //! this module never decides what to answer (see `respond`).
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
-
-use io_uring::types::{OpenHow, Timespec};
 
 use super::{Conn, Phase};
 use crate::cache::{Entry, FileInfo, Identity, SMALL_FILE};
+use crate::context::Ctx;
 use crate::http::Status;
 use crate::http::encoding::Coding;
 use crate::http::request::Request;
-use crate::token::{Op, Token};
-use crate::worker::Ctx;
+use crate::token::Op;
 
 /// Why a path is being looked up, which decides what its answer becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,27 +44,22 @@ pub(super) struct Lookup {
     incomplete: bool,
 }
 
+/// An `openat2` in flight (the ring owns the path it reads).
 pub(super) struct Opening {
     lookup: Lookup,
-    // Both are read by the kernel until the open completes.
-    c_path: CString,
-    how: OpenHow,
-    // Read by the kernel until the open completes, when a test holds the open back.
-    delay: Option<Timespec>,
 }
 
+/// A `statx` of the opened file in flight (the ring owns the buffer it writes). The file is
+/// kept here so its descriptor stays open until the operation completes.
 pub(super) struct Stating {
     lookup: Lookup,
-    file: Option<OwnedFd>,
-    // Written by the kernel until the statx completes.
-    statx: libc::statx,
+    file: OwnedFd,
 }
 
+/// A small file being read into memory; the buffer is with the ring while a read is in flight.
 pub(super) struct Loading {
     lookup: Lookup,
-    info: Option<FileInfo>,
-    // Written by the kernel until each read completes; never resized while a read is in flight.
-    buf: Vec<u8>,
+    info: FileInfo,
     filled: usize,
 }
 
@@ -100,136 +93,102 @@ fn status_for_errno(errno: i32) -> Status {
     }
 }
 
-/// Closes what an open produced for a connection that no longer wants it.
-pub(super) fn release_opened(result: i32) {
-    if result >= 0 {
-        // SAFETY: a non-negative Open result is a new descriptor that nothing else owns.
-        drop(unsafe { OwnedFd::from_raw_fd(result) });
-    }
-}
-
-fn zeroed_statx() -> libc::statx {
-    // SAFETY: statx is plain old data for which all-zeroes is a valid value.
-    unsafe { std::mem::zeroed() }
-}
-
 impl Conn {
     pub(super) fn open(&mut self, ctx: &mut Ctx, lookup: Lookup) {
         let Ok(c_path) = CString::new(lookup.name()) else {
             return self.lookup_failed(ctx, lookup, Status::BadRequest);
         };
-        let how = OpenHow::new()
-            .flags((libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY) as u64)
-            .resolve(libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS);
-        let delay = crate::server::test_open_delay(c_path.as_bytes())
-            .map(|d| Timespec::new().sec(d.as_secs()).nsec(d.subsec_nanos()));
-        let opening = Box::new(Opening { lookup, c_path, how, delay });
-        let token = self.token(Op::Open);
-        let (path, how) = (&opening.c_path, &opening.how);
-        match &opening.delay {
-            // SAFETY: `c_path` and `how` live in the boxed Opening, stored in `self.phase` below
-            // and not replaced until the Open completion arrives (`ops_in_flight` guards it).
-            None => unsafe { ctx.ring.open_beneath(ctx.root, path, how, token) },
-            // SAFETY: as above; `delay` lives in the same box.
-            Some(delay) => unsafe {
-                ctx.ring.open_beneath_after(delay, ctx.root, path, how, token, Token::worker(Op::Delay))
-            },
-        }
-        self.phase = Phase::Opening(opening);
+        let flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
+        let delay = crate::test_hooks::open_delay(c_path.as_bytes()).map(|d| (d, self.token(Op::Delay)));
+        ctx.ring.open_beneath(ctx.root, c_path, flags, delay, self.token(Op::Open));
+        self.phase = Phase::Opening(Box::new(Opening { lookup }));
         self.ops_in_flight += 1;
     }
 
-    pub(super) fn on_open(&mut self, result: i32, ctx: &mut Ctx) {
-        let Phase::Opening(opening) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
+    pub(super) fn on_open(&mut self, result: i32, file: Option<OwnedFd>, ctx: &mut Ctx) {
+        let Phase::Opening(opening) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            unreachable!("an open completed outside the opening phase");
+        };
         let lookup = opening.lookup;
-        if result < 0 {
+        let Some(file) = file else {
             return self.not_servable(ctx, lookup, status_for_errno(-result));
-        }
-        // SAFETY: a non-negative Open result is a new descriptor that nothing else owns.
-        let file = unsafe { OwnedFd::from_raw_fd(result) };
-        let mut stating = Box::new(Stating { lookup, file: Some(file), statx: zeroed_statx() });
-        let fd = stating.file.as_ref().map_or(-1, |f| f.as_raw_fd());
-        let token = self.token(Op::Statx);
-        // SAFETY: the statx buffer lives in the boxed Stating, stored in `self.phase` below and
-        // not replaced until the Statx completion arrives.
-        unsafe { ctx.ring.statx_fd(fd, &mut stating.statx, token) };
-        self.phase = Phase::Stating(stating);
+        };
+        ctx.ring.statx_fd(file.as_raw_fd(), self.token(Op::Statx));
+        self.phase = Phase::Stating(Box::new(Stating { lookup, file }));
         self.ops_in_flight += 1;
     }
 
-    pub(super) fn on_statx(&mut self, result: i32, ctx: &mut Ctx) {
-        let Phase::Stating(mut st) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
-        if result < 0 {
-            return self.not_servable(ctx, st.lookup, status_for_errno(-result));
-        }
-        let mode = u32::from(st.statx.stx_mode);
+    pub(super) fn on_statx(&mut self, result: i32, statx: Option<libc::statx>, ctx: &mut Ctx) {
+        let Phase::Stating(st) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+            unreachable!("a statx completed outside the stating phase");
+        };
+        let Stating { lookup, file } = *st;
+        let Some(statx) = statx.filter(|_| result >= 0) else {
+            return self.not_servable(ctx, lookup, status_for_errno(-result));
+        };
+        let mode = u32::from(statx.stx_mode);
         match mode & libc::S_IFMT {
             libc::S_IFREG if mode & 0o444 != 0 => {}
-            libc::S_IFDIR if st.lookup.main.is_none() => return self.found_directory(ctx, st.lookup),
-            libc::S_IFDIR => return self.not_servable(ctx, st.lookup, Status::NotFound),
+            libc::S_IFDIR if lookup.main.is_none() => return self.found_directory(ctx, lookup),
+            libc::S_IFDIR => return self.not_servable(ctx, lookup, Status::NotFound),
             // FIFOs, devices, sockets, and files nobody may read are not served.
-            _ => return self.not_servable(ctx, st.lookup, Status::Forbidden),
+            _ => return self.not_servable(ctx, lookup, Status::Forbidden),
         }
         let id = Identity {
-            ino: st.statx.stx_ino,
-            size: st.statx.stx_size,
-            mtime: st.statx.stx_mtime.tv_sec,
-            mtime_nsec: st.statx.stx_mtime.tv_nsec,
+            ino: statx.stx_ino,
+            size: statx.stx_size,
+            mtime: statx.stx_mtime.tv_sec,
+            mtime_nsec: statx.stx_mtime.tv_nsec,
         };
-        let Some(file) = st.file.take() else { return };
         // Siblings keep the original's name for their Content-Type.
-        let mut info = FileInfo::new(file, id, &st.lookup.path);
+        let mut info = FileInfo::new(file, id, &lookup.path);
         if id.size > SMALL_FILE {
-            return self.found_file(ctx, st.lookup, info);
+            return self.found_file(ctx, lookup, info);
         }
-        if let Some(body) = ctx.cache.body_if_unchanged(&st.lookup.path, st.lookup.probing(), &id) {
+        if let Some(body) = ctx.cache.body_if_unchanged(&lookup.path, lookup.probing(), &id) {
             info.body = Some(body);
-            return self.found_file(ctx, st.lookup, info);
+            return self.found_file(ctx, lookup, info);
         }
         let buf = vec![0; id.size as usize];
-        self.phase =
-            Phase::Loading(Box::new(Loading { lookup: st.lookup, info: Some(info), buf, filled: 0 }));
-        self.read_more(ctx);
+        self.phase = Phase::Loading(Box::new(Loading { lookup, info, filled: 0 }));
+        self.read_more(ctx, buf);
     }
 
-    /// Reads the rest of a small file into its buffer.
-    fn read_more(&mut self, ctx: &mut Ctx) {
+    /// Reads the rest of a small file into `buf`, or finishes once it is full.
+    fn read_more(&mut self, ctx: &mut Ctx, buf: Vec<u8>) {
         let token = self.token(Op::Read);
-        let Phase::Loading(ld) = &mut self.phase else { return };
-        let Some(info) = &ld.info else { return };
-        if ld.filled == ld.buf.len() {
-            return self.finish_loading(ctx);
+        let Phase::Loading(ld) = &mut self.phase else { unreachable!("reading outside the loading phase") };
+        if ld.filled == buf.len() {
+            return self.finish_loading(ctx, buf);
         }
-        let fd = info.file.as_raw_fd();
-        let offset = ld.filled as u64;
-        // SAFETY: the buffer lives in the boxed Loading held by `self.phase`, which is neither
-        // replaced nor resized until the Read completion arrives.
-        unsafe { ctx.ring.read_at(fd, &mut ld.buf[ld.filled..], offset, token) };
+        ctx.ring.read_at(ld.info.file.as_raw_fd(), buf, ld.filled, ld.filled as u64, token);
         self.ops_in_flight += 1;
     }
 
-    pub(super) fn on_read(&mut self, result: i32, ctx: &mut Ctx) {
-        let Phase::Loading(ld) = &mut self.phase else { return };
+    pub(super) fn on_read(&mut self, result: i32, buf: Option<Vec<u8>>, ctx: &mut Ctx) {
+        let Some(mut buf) = buf else { unreachable!("a read completion without its buffer") };
+        let Phase::Loading(ld) = &mut self.phase else {
+            unreachable!("a read completed outside the loading phase")
+        };
         if result < 0 {
-            let Phase::Loading(ld) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
+            let Phase::Loading(ld) = std::mem::replace(&mut self.phase, Phase::Idle) else { unreachable!() };
             return self.lookup_failed(ctx, ld.lookup, Status::InternalServerError);
         }
         if result == 0 {
             // The file shrank since statx: serve what it now holds, with a matching length.
-            ld.buf.truncate(ld.filled);
+            buf.truncate(ld.filled);
         }
         ld.filled += result as usize;
-        self.read_more(ctx);
+        self.read_more(ctx, buf);
     }
 
-    fn finish_loading(&mut self, ctx: &mut Ctx) {
-        let Phase::Loading(mut ld) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
-        let Some(mut info) = ld.info.take() else { return };
-        info.id.size = ld.buf.len() as u64;
-        info.body = Some(Rc::from(std::mem::take(&mut ld.buf)));
-        self.found_file(ctx, ld.lookup, info);
+    fn finish_loading(&mut self, ctx: &mut Ctx, buf: Vec<u8>) {
+        let Phase::Loading(ld) = std::mem::replace(&mut self.phase, Phase::Idle) else { unreachable!() };
+        let Loading { lookup, mut info, .. } = *ld;
+        info.id.size = buf.len() as u64;
+        info.body = Some(Rc::from(buf));
+        self.found_file(ctx, lookup, info);
     }
-
     // ---- results ----
 
     /// The lookup itself broke. An error page that cannot be read gives way to the built-in

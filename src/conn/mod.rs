@@ -24,10 +24,10 @@ use crate::http::request::{self, Method, Parse, Request};
 use crate::metrics::CloseReason;
 use crate::path;
 
-use crate::ring::{Completion, SpliceLeg};
+use crate::context::Ctx;
+use crate::ring::{Completion, Outgoing, SharedBytes, SpliceLeg};
 use crate::sys::{self, Pipe};
 use crate::token::{Op, Token};
-use crate::worker::Ctx;
 use lookup::{Loading, Lookup, Opening, Purpose, Stating};
 
 /// How long a closing connection waits for the client's FIN after ours, so that a client still
@@ -45,6 +45,15 @@ const KEEP_INBUF: usize = 512;
 /// A head up to the configured limit must always fit before receiving pauses.
 fn high_water(ctx: &Ctx) -> usize {
     RECV_HIGH_WATER.max(ctx.cfg.max_header_size + 1)
+}
+
+/// What the worker must do for a connection after one of its completions.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Followup {
+    None,
+    /// The receive ended for lack of provided buffers: re-arm it once this batch of
+    /// completions has returned buffers to the ring.
+    RearmRecvLater,
 }
 
 pub struct Conn {
@@ -108,26 +117,16 @@ struct Exchange {
     rest: VecDeque<(Vec<u8>, Body)>,
 }
 
+/// A head (and a body from the cache) going out; the bytes themselves are with the ring while
+/// a send is in flight (`ring::Outgoing`).
 struct Sending {
-    // Read by the kernel until the send completes; never resized while a send is in flight.
-    head: Vec<u8>,
-    // A cached body sent straight from the cache, after `head`, in the same sendmsg.
-    cached: Option<CachedBody>,
-    // The iovecs and msghdr a sendmsg reads; they point into `head` and `cached`.
-    iov: [libc::iovec; 2],
-    msg: libc::msghdr,
-    /// Bytes of head and cached body sent so far.
-    sent: usize,
+    /// A file body to splice once the head is sent.
     then: Option<BodyFile>,
     ex: Exchange,
 }
 
 /// A slice of a cached file's bytes.
-struct CachedBody {
-    data: Rc<[u8]>,
-    start: usize,
-    len: usize,
-}
+type CachedBody = SharedBytes;
 
 /// What follows a response head.
 enum Body {
@@ -233,34 +232,37 @@ impl Conn {
     /// phase and cancellations own nothing; every other operation belongs to the phase, and
     /// once the connection is closing its result is only released, never acted on, so nothing
     /// new is submitted for a connection being torn down.
-    pub fn on_completion(&mut self, op: Op, c: &Completion, ctx: &mut Ctx) {
+    /// What dropped with a closing connection's completion (a descriptor an open created, a
+    /// buffer the ring handed back) is simply released with the `Completion`.
+    pub fn on_completion(&mut self, op: Op, c: &mut Completion, ctx: &mut Ctx) -> Followup {
         match op {
             Op::Recv => return self.on_recv(c, ctx),
-            Op::Cancel => return,
+            // Cancellations own nothing; a test delay's own completion means nothing.
+            Op::Cancel | Op::Delay => return Followup::None,
             _ => {}
         }
         self.ops_in_flight -= 1;
         if self.closing {
-            if op == Op::Open {
-                lookup::release_opened(c.result);
-            }
-            return;
+            return Followup::None;
         }
+        let result = c.result;
         match op {
-            Op::Open => self.on_open(c.result, ctx),
-            Op::Statx => self.on_statx(c.result, ctx),
-            Op::Read => self.on_read(c.result, ctx),
-            Op::Send => self.on_send(c.result, ctx),
-            Op::SpliceIn => self.on_splice_in(c.result, ctx),
-            Op::SpliceOut => self.on_splice_out(c.result, ctx),
-            Op::PollOut => self.on_writable(c.result, ctx),
-            _ => {}
+            Op::Open => self.on_open(result, c.take_fd(), ctx),
+            Op::Statx => self.on_statx(result, c.statx().copied(), ctx),
+            Op::Read => self.on_read(result, c.take_buffer(), ctx),
+            Op::Send => self.on_send(result, c.take_outgoing(), ctx),
+            Op::SpliceIn => self.on_splice_in(result, ctx),
+            Op::SpliceOut => self.on_splice_out(result, ctx),
+            Op::PollOut => self.on_writable(result, ctx),
+            Op::Shutdown => {}
+            other => unreachable!("{other:?} is not a connection's operation"),
         }
+        Followup::None
     }
 
     // ---- receiving and parsing ----
 
-    fn on_recv(&mut self, c: &Completion, ctx: &mut Ctx) {
+    fn on_recv(&mut self, c: &Completion, ctx: &mut Ctx) -> Followup {
         if !c.more() {
             self.recv_armed = false;
         }
@@ -276,11 +278,8 @@ impl Conn {
         match c.result {
             n if n > 0 => self.on_input(ctx),
             0 => self.on_peer_closed(ctx),
-            e if -e == libc::ENOBUFS => {
-                if !self.recv_armed {
-                    ctx.rearm_recv.push(self.key);
-                }
-            }
+            e if -e == libc::ENOBUFS && !self.recv_armed => return Followup::RearmRecvLater,
+            e if -e == libc::ENOBUFS => {}
             // Paused; resume at once if the requests were answered while the cancel was on its way.
             e if -e == libc::ECANCELED && self.recv_pausing && !self.closing => self.arm_recv(ctx),
             _ => self.abort(ctx),
@@ -288,6 +287,7 @@ impl Conn {
         if !self.recv_armed && c.result > 0 && matches!(self.phase, Phase::Idle | Phase::Lingering) {
             self.arm_recv(ctx);
         }
+        Followup::None
     }
 
     fn on_peer_closed(&mut self, ctx: &mut Ctx) {
@@ -342,7 +342,7 @@ impl Conn {
     }
 
     fn start_request(&mut self, ctx: &mut Ctx, req: Box<Request>) {
-        crate::server::panic_if_test_target(&req.target);
+        crate::test_hooks::panic_if_requested(&req.target);
         let keep_alive = req.keep_alive && !req.has_body && !ctx.stopping;
         if self.serves_metrics {
             return self.respond_metrics(ctx, req, keep_alive);
@@ -379,67 +379,34 @@ impl Conn {
             Body::Cached(c) => (Some(c), None),
             Body::File(f) => (None, Some(f)),
         };
-        // SAFETY: msghdr is plain old data; all-zeroes is an empty message.
-        let msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        let iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2];
-        self.phase = Phase::Sending(Box::new(Sending { head, cached, iov, msg, sent: 0, then, ex }));
+        self.phase = Phase::Sending(Box::new(Sending { then, ex }));
         self.deadline = ctx.now + ctx.cfg.send_timeout;
-        self.send_more(ctx);
+        self.send_rest(ctx, Outgoing { head, body: cached, sent: 0 });
     }
 
-    /// Sends what is left of head and cached body: one `send` for a head alone, one `sendmsg`
-    /// with two iovecs when a cached body follows (no copy of the body into the head buffer).
-    fn send_more(&mut self, ctx: &mut Ctx) {
-        let token = self.token(Op::Send);
-        let fd = self.fd();
-        let Phase::Sending(s) = &mut self.phase else { return };
+    /// Hands what is left of `out` to the ring, which owns it until the send completes.
+    fn send_rest(&mut self, ctx: &mut Ctx, out: Outgoing) {
+        let Phase::Sending(s) = &self.phase else { unreachable!("sending outside the sending phase") };
         let more = s.then.is_some() || !s.ex.rest.is_empty();
-        let head_left = &s.head[s.sent.min(s.head.len())..];
-        match &s.cached {
-            None => {
-                // SAFETY: the buffer lives in the boxed Sending held by `self.phase`, which is
-                // neither replaced nor resized until the Send completion arrives.
-                unsafe { ctx.ring.send(fd, head_left, more, token) };
-            }
-            Some(c) => {
-                let body_sent = s.sent.saturating_sub(s.head.len());
-                let body_left = &c.data[c.start + body_sent..c.start + c.len];
-                let mut n = 0;
-                for part in [head_left, body_left] {
-                    if !part.is_empty() {
-                        s.iov[n] =
-                            libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
-                        n += 1;
-                    }
-                }
-                s.msg.msg_iov = s.iov.as_mut_ptr();
-                s.msg.msg_iovlen = n;
-                // SAFETY: `msg`, `iov` and the bytes they point at (`head`, and `cached`, kept
-                // alive by its Rc) live in the boxed Sending held by `self.phase`, which is not
-                // replaced until the completion arrives.
-                unsafe { ctx.ring.send_msg(fd, &s.msg, more, token) };
-            }
-        }
+        ctx.ring.send(self.fd(), out, more, self.token(Op::Send));
         self.ops_in_flight += 1;
     }
 
-    fn on_send(&mut self, result: i32, ctx: &mut Ctx) {
+    fn on_send(&mut self, result: i32, out: Option<Outgoing>, ctx: &mut Ctx) {
+        let Some(mut out) = out else { unreachable!("a send completion without its buffers") };
         if result < 0 {
             return self.abort(ctx);
         }
-        let Phase::Sending(s) = &mut self.phase else {
-            return;
-        };
-        s.sent += result as usize;
+        out.sent += result as usize;
         self.deadline = ctx.now + ctx.cfg.send_timeout;
-        if s.sent < s.head.len() + s.cached.as_ref().map_or(0, |c| c.len) {
-            return self.send_more(ctx);
+        if out.sent < out.total() {
+            return self.send_rest(ctx, out);
         }
+        ctx.recycle_head_buffer(out.head);
         let Phase::Sending(s) = std::mem::replace(&mut self.phase, Phase::Idle) else {
-            return;
+            unreachable!("a send completed outside the sending phase");
         };
-        let Sending { head, then, ex, .. } = *s;
-        ctx.recycle_head_buffer(head);
+        let Sending { then, ex } = *s;
         match then {
             None => self.next_piece(ctx, ex),
             Some(body) => self.start_splice(ctx, body, ex),

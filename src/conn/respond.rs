@@ -9,13 +9,13 @@ use std::rc::Rc;
 use super::lookup::Purpose;
 use super::{Body, BodyFile, CachedBody, Conn, Exchange, Phase};
 use crate::cache::{Entry, FileInfo};
+use crate::context::Ctx;
 use crate::http::date::parse_http_date as http_date;
 use crate::http::encoding::{self, Coding};
 use crate::http::range::{self, Selection};
 use crate::http::request::{Method, Request};
 use crate::http::{Status, response};
 use crate::path;
-use crate::worker::Ctx;
 
 /// Cached bodies up to this size are copied into the head's buffer and sent with one `send`.
 const COPY_BODY_BELOW: usize = 2048;

@@ -1,0 +1,61 @@
+//! What a connection needs from the worker it runs on, gathered in one place below both: the
+//! ring, the configuration, the file cache, the pipe pool, the access log, the clock, the
+//! listing thread's handle and the counters. The worker owns a `Ctx` and lends it to each
+//! transition; a connection reads and uses it but never reaches back into the worker itself
+//! (what the worker must do next is returned as a `conn::Followup`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::access_log::AccessLog;
+use crate::cache::FileCache;
+use crate::config::Config;
+use crate::listing::Lister;
+use crate::metrics::{Metrics, WorkerMetrics};
+use crate::pipe_pool::PipePool;
+use crate::ring::Ring;
+
+/// What connections need from their worker while handling a completion.
+pub struct Ctx {
+    pub ring: Ring,
+    pub cfg: Arc<Config>,
+    pub root: i32,
+    pub cache: FileCache,
+    pub pipes: PipePool,
+    pub log: Option<AccessLog>,
+    /// Monotonic time of this loop iteration.
+    pub now: Instant,
+    /// Wall-clock seconds of this loop iteration.
+    pub unix_now: i64,
+    /// `Date: ...\r\n`, reformatted when the second changes.
+    pub date_line: Vec<u8>,
+    pub stopping: bool,
+    /// Response-head buffers whose sends completed, for reuse.
+    pub(crate) head_buffers: Vec<Vec<u8>>,
+    /// Directory listings built off the ring, with `--autoindex`.
+    pub lister: Option<Lister>,
+    /// This worker's counters (it alone writes them).
+    pub metrics: Arc<WorkerMetrics>,
+    /// Every worker's counters, for a scrape.
+    pub registry: Arc<Metrics>,
+}
+
+/// Capacity of a response-head buffer: a head, plus a small body copied behind it.
+const HEAD_BUFFER: usize = 384 + 2048;
+/// Head buffers kept for reuse per worker.
+const MAX_HEAD_BUFFERS: usize = 256;
+
+impl Ctx {
+    /// An empty buffer for a response head (reused, so a request costs no allocation here).
+    pub fn head_buffer(&mut self) -> Vec<u8> {
+        self.head_buffers.pop().unwrap_or_else(|| Vec::with_capacity(HEAD_BUFFER))
+    }
+
+    /// Takes back a head buffer whose send has completed.
+    pub fn recycle_head_buffer(&mut self, mut buf: Vec<u8>) {
+        if self.head_buffers.len() < MAX_HEAD_BUFFERS && buf.capacity() <= HEAD_BUFFER * 2 {
+            buf.clear();
+            self.head_buffers.push(buf);
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Fault injection for the integration tests, read from the environment once. Debug builds
+//! only: release builds compile every hook to nothing. This module never changes what a
+//! request is answered; it only makes the worker panic or the storage look slow on demand.
+
+/// Debug builds only: a request for the target named by `RINGHTTPD_TEST_PANIC_PATH` panics
+/// the worker, so tests can check that a panic takes the whole process down (see
+/// `install_panic_abort`). Release builds compile this to nothing.
+pub fn panic_if_requested(target: &str) {
+    #[cfg(debug_assertions)]
+    {
+        static PANIC_PATH: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let path = PANIC_PATH.get_or_init(|| std::env::var("RINGHTTPD_TEST_PANIC_PATH").ok());
+        if path.as_deref() == Some(target) {
+            panic!("test panic requested for {target}");
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = target;
+}
+
+/// Debug builds only: how long to hold back the open of `name` (a path beneath the root), from
+/// `RINGHTTPD_TEST_SLOW_OPEN=NAME=MILLISECONDS[,NAME=MILLISECONDS...]`, so tests can play slow
+/// storage without a slow filesystem. Release builds compile this to `None`.
+pub fn open_delay(name: &[u8]) -> Option<std::time::Duration> {
+    #[cfg(debug_assertions)]
+    {
+        type Delays = Vec<(Vec<u8>, std::time::Duration)>;
+        static DELAYS: std::sync::OnceLock<Delays> = std::sync::OnceLock::new();
+        let delays = DELAYS.get_or_init(|| {
+            let spec = std::env::var("RINGHTTPD_TEST_SLOW_OPEN").unwrap_or_default();
+            spec.split(',')
+                .filter_map(|item| {
+                    let (path, ms) = item.rsplit_once('=')?;
+                    Some((path.as_bytes().to_vec(), std::time::Duration::from_millis(ms.parse().ok()?)))
+                })
+                .collect()
+        });
+        delays.iter().find(|(path, _)| path == name).map(|(_, delay)| *delay)
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = name;
+        None
+    }
+}
