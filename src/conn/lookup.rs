@@ -106,7 +106,7 @@ impl Conn {
     }
 
     pub(super) fn on_open(&mut self, result: i32, file: Option<OwnedFd>, ctx: &mut Ctx) {
-        let Phase::Opening(opening) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+        let Phase::Opening(opening) = self.take_phase() else {
             unreachable!("an open completed outside the opening phase");
         };
         let lookup = opening.lookup;
@@ -119,7 +119,7 @@ impl Conn {
     }
 
     pub(super) fn on_statx(&mut self, result: i32, statx: Option<libc::statx>, ctx: &mut Ctx) {
-        let Phase::Stating(st) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+        let Phase::Stating(st) = self.take_phase() else {
             unreachable!("a statx completed outside the stating phase");
         };
         let Stating { lookup, file } = *st;
@@ -171,7 +171,7 @@ impl Conn {
             unreachable!("a read completed outside the loading phase")
         };
         if result < 0 {
-            let Phase::Loading(ld) = std::mem::replace(&mut self.phase, Phase::Idle) else { unreachable!() };
+            let Phase::Loading(ld) = self.take_phase() else { unreachable!() };
             return self.lookup_failed(ctx, ld.lookup, Status::InternalServerError);
         }
         if result == 0 {
@@ -183,7 +183,7 @@ impl Conn {
     }
 
     fn finish_loading(&mut self, ctx: &mut Ctx, buf: Vec<u8>) {
-        let Phase::Loading(ld) = std::mem::replace(&mut self.phase, Phase::Idle) else { unreachable!() };
+        let Phase::Loading(ld) = self.take_phase() else { unreachable!() };
         let Loading { lookup, mut info, .. } = *ld;
         info.id.size = buf.len() as u64;
         info.body = Some(Rc::from(buf));

@@ -1,14 +1,34 @@
 //! One client connection: a state machine driven by ring completions.
 //!
-//! `Phase` says what the connection is doing and owns exactly the memory its one in-flight
-//! operation points at (path, statx buffer, read buffer, send buffer). A multishot receive runs
-//! beside it into the ring's provided buffers. Each completion handler is a transition: it
-//! consumes a result, updates the phase and submits the next operation.
+//! A connection is a `Phase` (what it is doing, owning exactly what that needs) and, beside it,
+//! a `Recv` (the receive into the ring's provided buffers). The ring owns the memory of every
+//! operation in flight and hands it back with the completion (`ring::Completion`), so a phase
+//! can never free memory the kernel uses; a phase that holds a descriptor an operation in
+//! flight uses is kept (inside `Closing`) until that operation completes. `on_completion` does
+//! the bookkeeping once (operations in flight, the closing check) and calls one transition.
 //!
-//! Memory rule: a phase that has an operation in flight (`ops_in_flight`) is never replaced or
-//! dropped until that operation's completion arrives, and a connection is only freed once it has
-//! nothing in flight at all (`is_finished`). This module must never block and never send a
-//! response whose framing it cannot keep: if a file shrinks mid-body, the connection is closed.
+//! | phase | waits for | next |
+//! |---|---|---|
+//! | `Waiting(Head)` | request bytes (header timeout) | `Opening`, `Sending` (from the cache, or an error), `Closing` |
+//! | `Waiting(NextRequest)` | a keep-alive client's next request (keep-alive timeout) | `Waiting(Head)` on its first bytes, `Closing` |
+//! | `Opening` | `openat2` | `Stating`, `Opening` (next sibling), `Sending`, `Listing` |
+//! | `Stating` | `statx` | `Loading`, `Opening` (next sibling), `Sending` |
+//! | `Loading` | `read` of a small file | `Opening` (next sibling), `Sending` |
+//! | `Listing` | the listing thread (`--autoindex`) | `Sending`, `Opening` (fallback) |
+//! | `Sending` | `send` of a head and cached body (send timeout) | `Splicing`, `Sending` (next multipart piece), `Waiting`, `Lingering`, `Closing` |
+//! | `Splicing` | file → pipe → socket splices; `poll` for room (send timeout only then) | `Sending` (next piece), `Waiting`, `Lingering`, `Closing` |
+//! | `Lingering` | the client's FIN after ours (2 s) | `Closing` |
+//! | `Closing` | the last completions in flight | freed by the worker (`is_finished`) |
+//!
+//! | `Recv` | meaning | next |
+//! |---|---|---|
+//! | `Off` | none in flight (single-shot until a request arrived, multishot after) | `Armed` |
+//! | `Armed` | in flight | `Off` (ended), `Pausing`, `Ended` (FIN) |
+//! | `Pausing` | being cancelled: 64 KiB of requests wait unanswered | `Off`, then `Armed` once answered |
+//! | `Ended` | the client sent FIN: requests already received are answered, nothing is re-armed | — |
+//!
+//! This module must never block and never send a response whose framing it cannot keep: if a
+//! file shrinks mid-body, the connection is closed.
 
 mod lookup;
 mod respond;
@@ -42,6 +62,14 @@ const RECV_HARD_LIMIT: usize = 1024 * 1024;
 /// Receive-buffer capacity an idle keep-alive connection may keep for its next request.
 const KEEP_INBUF: usize = 512;
 
+/// The keep-alive rule, decided in this one place: the client asked for it (HTTP/1.1 by
+/// default, 1.0 with `Connection: keep-alive`), sent no body (bodies are never read, so the
+/// framing after one is unknown), and the server is not stopping. Statuses that close the
+/// connection (`Status::closes_connection`) override it where the response is built.
+fn may_keep_alive(req: &Request, ctx: &Ctx) -> bool {
+    req.keep_alive && !req.has_body && !ctx.stopping
+}
+
 /// A head up to the configured limit must always fit before receiving pauses.
 fn high_water(ctx: &Ctx) -> usize {
     RECV_HIGH_WATER.max(ctx.cfg.max_header_size + 1)
@@ -61,22 +89,14 @@ pub struct Conn {
     key: usize,
     generation: u32,
     phase: Phase,
-    /// A multishot receive is armed (its final completion has not arrived).
-    recv_armed: bool,
-    /// The armed receive is being cancelled because `inbuf` is full.
-    recv_pausing: bool,
-    /// A complete request has arrived; receives are multishot from then on.
-    seen_request: bool,
+    recv: Recv,
+    /// A complete request has arrived: receives are multishot from then on (until then one
+    /// single-shot receive is enough, and a one-request connection has nothing to cancel).
+    multishot: bool,
     /// Operations of the phase in flight: one, or two for a linked file → pipe → socket splice.
     ops_in_flight: u8,
     /// Received bytes not yet consumed as requests.
     inbuf: Vec<u8>,
-    /// The client sent FIN: nothing more will arrive.
-    peer_closed: bool,
-    /// The connection is being torn down; it is freed once nothing is in flight.
-    closing: bool,
-    /// Idle between requests: the keep-alive timeout runs, not the header timeout.
-    between_requests: bool,
     pub deadline: Instant,
     /// When the current request's head was complete (for the duration histogram).
     request_started: Instant,
@@ -86,9 +106,32 @@ pub struct Conn {
     close_reason: CloseReason,
 }
 
+/// The receive that runs beside the phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recv {
+    /// None in flight.
+    Off,
+    /// A receive is in flight (its final completion has not arrived).
+    Armed,
+    /// In flight and being cancelled, because `inbuf` holds enough unanswered requests.
+    Pausing,
+    /// The client sent FIN: nothing more will arrive, and no receive is armed again.
+    Ended,
+}
+
+/// What a waiting connection waits for, which decides the deadline that runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// The next request of a keep-alive connection (the keep-alive timeout).
+    NextRequest,
+    /// The (rest of the) head of a request: after accept, or once its first bytes arrived (the
+    /// header timeout); any bytes so far are in `inbuf`.
+    Head,
+}
+
 enum Phase {
-    /// Waiting for a request head (any partial bytes are in `inbuf`).
-    Idle,
+    /// Waiting for a request.
+    Waiting(Wait),
     /// `openat2` of the requested path in flight.
     Opening(Box<Opening>),
     /// `statx` of the opened file in flight.
@@ -104,6 +147,10 @@ enum Phase {
     Listing(Box<Request>),
     /// Our FIN is sent; draining input until the client closes too.
     Lingering,
+    /// Torn down: nothing new is submitted, and the worker frees the connection once nothing
+    /// is in flight. What the previous phase held that operations still in flight may use
+    /// (the descriptors of a statx, read or splice) is kept here until then.
+    Closing { _held: Option<Box<Phase>> },
 }
 
 /// The request being answered, kept until the access log line is written.
@@ -165,15 +212,11 @@ impl Conn {
             socket,
             key,
             generation,
-            phase: Phase::Idle,
-            recv_armed: false,
-            recv_pausing: false,
-            seen_request: false,
+            phase: Phase::Waiting(Wait::Head),
+            recv: Recv::Off,
+            multishot: false,
             ops_in_flight: 0,
             inbuf: Vec::new(),
-            peer_closed: false,
-            closing: false,
-            between_requests: false,
             deadline: ctx.now + ctx.cfg.header_timeout,
             request_started: ctx.now,
             peer,
@@ -201,16 +244,24 @@ impl Conn {
 
     /// Nothing is in flight and the connection is done: the worker may free it.
     pub fn is_finished(&self) -> bool {
-        self.closing && !self.recv_armed && self.ops_in_flight == 0
+        self.is_closing() && matches!(self.recv, Recv::Off | Recv::Ended) && self.ops_in_flight == 0
+    }
+
+    fn is_closing(&self) -> bool {
+        matches!(self.phase, Phase::Closing { .. })
+    }
+
+    /// Takes the phase out to transition from it; the caller sets the next one.
+    fn take_phase(&mut self) -> Phase {
+        std::mem::replace(&mut self.phase, Phase::Waiting(Wait::Head))
     }
 
     /// Starts receiving: after accept, when a multishot receive ends, and when a paused
     /// connection has worked through its buffered requests.
     pub fn arm_recv(&mut self, ctx: &mut Ctx) {
-        if !self.recv_armed && !self.closing && !self.peer_closed && self.inbuf.len() < high_water(ctx) {
-            self.recv_armed = true;
-            self.recv_pausing = false;
-            if self.seen_request {
+        if self.recv == Recv::Off && !self.is_closing() && self.inbuf.len() < high_water(ctx) {
+            self.recv = Recv::Armed;
+            if self.multishot {
                 ctx.ring.recv_multi(self.fd(), self.token(Op::Recv));
             } else {
                 // Until a request shows the client wants keep-alive, one receive is enough: a
@@ -222,8 +273,8 @@ impl Conn {
 
     /// Too many unanswered bytes: stop the multishot receive until they are answered.
     fn pause_recv(&mut self, ctx: &mut Ctx) {
-        if self.recv_armed && !self.recv_pausing {
-            self.recv_pausing = true;
+        if self.recv == Recv::Armed {
+            self.recv = Recv::Pausing;
             ctx.ring.cancel_op(self.token(Op::Recv), self.token(Op::Cancel));
         }
     }
@@ -242,7 +293,7 @@ impl Conn {
             _ => {}
         }
         self.ops_in_flight -= 1;
-        if self.closing {
+        if self.is_closing() {
             return Followup::None;
         }
         let result = c.result;
@@ -263,47 +314,45 @@ impl Conn {
     // ---- receiving and parsing ----
 
     fn on_recv(&mut self, c: &Completion, ctx: &mut Ctx) -> Followup {
+        let was_pausing = self.recv == Recv::Pausing;
         if !c.more() {
-            self.recv_armed = false;
+            self.recv = Recv::Off;
         }
         if let Some(bid) = c.buffer_id() {
-            if c.result > 0 {
-                let bytes = ctx.ring.buffer(bid, c.result as usize);
-                if !self.closing && !matches!(self.phase, Phase::Lingering) {
-                    self.inbuf.extend_from_slice(bytes);
-                }
+            if c.result > 0 && !matches!(self.phase, Phase::Closing { .. } | Phase::Lingering) {
+                self.inbuf.extend_from_slice(ctx.ring.buffer(bid, c.result as usize));
             }
             ctx.ring.recycle(bid);
         }
         match c.result {
             n if n > 0 => self.on_input(ctx),
             0 => self.on_peer_closed(ctx),
-            e if -e == libc::ENOBUFS && !self.recv_armed => return Followup::RearmRecvLater,
+            e if -e == libc::ENOBUFS && self.recv == Recv::Off => return Followup::RearmRecvLater,
             e if -e == libc::ENOBUFS => {}
             // Paused; resume at once if the requests were answered while the cancel was on its way.
-            e if -e == libc::ECANCELED && self.recv_pausing && !self.closing => self.arm_recv(ctx),
+            e if -e == libc::ECANCELED && was_pausing => self.arm_recv(ctx),
             _ => self.abort(ctx),
         }
-        if !self.recv_armed && c.result > 0 && matches!(self.phase, Phase::Idle | Phase::Lingering) {
+        if c.result > 0 && matches!(self.phase, Phase::Waiting(_) | Phase::Lingering) {
             self.arm_recv(ctx);
         }
         Followup::None
     }
 
     fn on_peer_closed(&mut self, ctx: &mut Ctx) {
-        self.peer_closed = true;
+        self.recv = Recv::Ended;
         match self.phase {
             // Nothing (complete) to answer, or our side is already done.
-            Phase::Idle | Phase::Lingering => self.abort(ctx),
+            Phase::Waiting(_) | Phase::Lingering => self.abort(ctx),
             // A half-closed client still reads: finish the response, then close.
             _ => {}
         }
     }
 
     fn on_input(&mut self, ctx: &mut Ctx) {
-        if matches!(self.phase, Phase::Idle) {
-            if self.between_requests {
-                self.between_requests = false;
+        if let Phase::Waiting(wait) = &mut self.phase {
+            if *wait == Wait::NextRequest {
+                *wait = Wait::Head;
                 self.deadline = ctx.now + ctx.cfg.header_timeout;
             }
             self.process_input(ctx);
@@ -316,12 +365,12 @@ impl Conn {
 
     /// Parses and starts answering the next request in `inbuf`, if a whole head is there.
     fn process_input(&mut self, ctx: &mut Ctx) {
-        if !matches!(self.phase, Phase::Idle) || self.closing || self.inbuf.is_empty() {
+        if !matches!(self.phase, Phase::Waiting(_)) || self.inbuf.is_empty() {
             return;
         }
         match request::parse(&self.inbuf, ctx.cfg.max_header_size) {
             Parse::Partial => {
-                if self.peer_closed {
+                if self.recv == Recv::Ended {
                     self.abort(ctx);
                 }
             }
@@ -332,7 +381,7 @@ impl Conn {
             Parse::Complete(req, len) => {
                 self.inbuf.drain(..len);
                 self.request_started = ctx.now;
-                self.seen_request = true;
+                self.multishot = true;
                 if req.keep_alive {
                     self.arm_recv(ctx);
                 }
@@ -343,7 +392,7 @@ impl Conn {
 
     fn start_request(&mut self, ctx: &mut Ctx, req: Box<Request>) {
         crate::test_hooks::panic_if_requested(&req.target);
-        let keep_alive = req.keep_alive && !req.has_body && !ctx.stopping;
+        let keep_alive = may_keep_alive(&req, ctx);
         if self.serves_metrics {
             return self.respond_metrics(ctx, req, keep_alive);
         }
@@ -403,7 +452,7 @@ impl Conn {
             return self.send_rest(ctx, out);
         }
         ctx.recycle_head_buffer(out.head);
-        let Phase::Sending(s) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+        let Phase::Sending(s) = self.take_phase() else {
             unreachable!("a send completed outside the sending phase");
         };
         let Sending { then, ex } = *s;
@@ -455,7 +504,7 @@ impl Conn {
             ctx.ring.splice_linked(fill, drain(len));
             self.ops_in_flight += 2;
         } else {
-            let Phase::Splicing(mut sp) = std::mem::replace(&mut self.phase, Phase::Idle) else { return };
+            let Phase::Splicing(mut sp) = self.take_phase() else { return };
             if let Some(pipe) = sp.pipe.take() {
                 ctx.pipes.give_back(pipe);
             }
@@ -530,21 +579,21 @@ impl Conn {
         if !ex.keep_alive || ctx.stopping {
             return self.close_after(ctx, &ex);
         }
-        if self.peer_closed && self.inbuf.is_empty() {
+        if self.recv == Recv::Ended && self.inbuf.is_empty() {
             // The client's FIN came after its last request, which is now answered.
             return self.abort(ctx);
         }
         // Requests the client sent before a FIN are still answered (`process_input` closes once
         // only a partial head is left).
-        self.phase = Phase::Idle;
         if self.inbuf.is_empty() {
             // A small buffer is kept for the next request; a large one is not held while idle.
             if self.inbuf.capacity() > KEEP_INBUF {
                 self.inbuf = Vec::new();
             }
-            self.between_requests = true;
+            self.phase = Phase::Waiting(Wait::NextRequest);
             self.deadline = ctx.now + ctx.cfg.keepalive_timeout;
         } else {
+            self.phase = Phase::Waiting(Wait::Head);
             self.deadline = ctx.now + ctx.cfg.header_timeout;
         }
         self.arm_recv(ctx);
@@ -565,7 +614,7 @@ impl Conn {
     /// already closed its side, or has sent nothing more and acknowledged the whole response
     /// (then nothing is left to destroy: the common case of a small response on a fast link).
     fn close_after(&mut self, ctx: &mut Ctx, ex: &Exchange) {
-        let must_linger = !self.peer_closed
+        let must_linger = self.recv != Recv::Ended
             && (!self.inbuf.is_empty()
                 || ctx.stopping
                 || ex.status.closes_connection()
@@ -588,7 +637,7 @@ impl Conn {
 
     /// `abort`, recording why (unless the connection is already closing for another reason).
     pub fn abort_for(&mut self, reason: CloseReason, ctx: &mut Ctx) {
-        if !self.closing {
+        if !self.is_closing() {
             self.close_reason = reason;
         }
         self.abort(ctx);
@@ -602,17 +651,30 @@ impl Conn {
     /// Tears the connection down now: operations in flight are cancelled, and the worker closes
     /// the socket once the last completion has arrived (`is_finished`).
     pub fn abort(&mut self, ctx: &mut Ctx) {
-        if self.closing {
+        if self.is_closing() {
             return;
         }
-        self.closing = true;
-        if let Phase::Sending(_) | Phase::Splicing(_) = self.phase {
-            if let Some(ex) = self.take_exchange() {
-                self.log_exchange(ctx, &ex);
+        let held = match self.take_phase() {
+            // An unfinished response is still logged.
+            Phase::Sending(s) => {
+                self.log_exchange(ctx, &s.ex);
+                None
             }
-        }
+            Phase::Splicing(sp) => {
+                self.log_exchange(ctx, &sp.ex);
+                Some(Box::new(Phase::Splicing(sp)))
+            }
+            // Their descriptors may still be in use by the operation in flight.
+            previous @ (Phase::Stating(_) | Phase::Loading(_)) => Some(Box::new(previous)),
+            Phase::Waiting(_)
+            | Phase::Opening(_)
+            | Phase::Listing(_)
+            | Phase::Lingering
+            | Phase::Closing { .. } => None,
+        };
+        self.phase = Phase::Closing { _held: held };
         self.inbuf = Vec::new();
-        if self.recv_armed || self.ops_in_flight > 0 {
+        if matches!(self.recv, Recv::Armed | Recv::Pausing) || self.ops_in_flight > 0 {
             ctx.ring.cancel_fd(self.fd(), self.token(Op::Cancel));
         }
     }
@@ -620,15 +682,6 @@ impl Conn {
     fn abort_with(&mut self, ctx: &mut Ctx, ex: Exchange) {
         self.log_exchange(ctx, &ex);
         self.abort(ctx);
-    }
-
-    /// The exchange of an unfinished response (for the log); a pipe that may hold bytes is dropped.
-    fn take_exchange(&mut self) -> Option<Exchange> {
-        match &mut self.phase {
-            Phase::Sending(s) => Some(std::mem::replace(&mut s.ex, Exchange::placeholder())),
-            Phase::Splicing(sp) => Some(std::mem::replace(&mut sp.ex, Exchange::placeholder())),
-            _ => None,
-        }
     }
 
     /// The deadline passed: 408 for a half-sent head, otherwise just close. Client deadlines
@@ -640,7 +693,7 @@ impl Conn {
             self.deadline = ctx.now + ctx.cfg.send_timeout;
             return;
         }
-        if matches!(self.phase, Phase::Idle) && !self.inbuf.is_empty() && self.ops_in_flight == 0 {
+        if matches!(self.phase, Phase::Waiting(_)) && !self.inbuf.is_empty() && self.ops_in_flight == 0 {
             self.inbuf = Vec::new();
             self.respond_error(ctx, None, Status::RequestTimeout, false);
             // The client had its chance; if it does not read the 408 either, drop it.
@@ -649,8 +702,8 @@ impl Conn {
             return;
         }
         let reason = match self.phase {
-            Phase::Idle if self.between_requests => CloseReason::KeepaliveTimeout,
-            Phase::Idle => CloseReason::HeaderTimeout,
+            Phase::Waiting(Wait::NextRequest) => CloseReason::KeepaliveTimeout,
+            Phase::Waiting(Wait::Head) => CloseReason::HeaderTimeout,
             Phase::Sending(_) | Phase::Splicing(_) => CloseReason::SendTimeout,
             // A lingering close that ran out, or the 408 path's close: as decided before.
             _ => self.close_reason,
@@ -668,21 +721,21 @@ impl Conn {
         let Some(mark) = stall.unacked else { return false };
         let now = sys::unacked_bytes(fd);
         stall.unacked = now;
-        !self.closing && now.is_some_and(|n| n < mark)
+        now.is_some_and(|n| n < mark)
     }
 
     /// The server, not the client, is what the connection waits for.
     fn server_is_working(&self) -> bool {
         match &self.phase {
-            Phase::Opening(_) | Phase::Stating(_) | Phase::Loading(_) | Phase::Listing(_) => !self.closing,
-            Phase::Splicing(sp) => sp.stall.is_none() && !self.closing,
-            Phase::Idle | Phase::Sending(_) | Phase::Lingering => false,
+            Phase::Opening(_) | Phase::Stating(_) | Phase::Loading(_) | Phase::Listing(_) => true,
+            Phase::Splicing(sp) => sp.stall.is_none(),
+            Phase::Waiting(_) | Phase::Sending(_) | Phase::Lingering | Phase::Closing { .. } => false,
         }
     }
 
     /// Graceful stop: idle connections close now; busy ones close after their response.
     pub fn on_stop(&mut self, ctx: &mut Ctx) {
-        if matches!(self.phase, Phase::Idle) {
+        if matches!(self.phase, Phase::Waiting(_)) {
             self.abort_for(CloseReason::Shutdown, ctx);
         }
     }
@@ -691,10 +744,6 @@ impl Conn {
 impl Exchange {
     fn new(req: Option<Box<Request>>, status: Status, keep_alive: bool, body_bytes: u64) -> Exchange {
         Exchange { req, status, keep_alive, body_bytes, rest: VecDeque::new() }
-    }
-
-    fn placeholder() -> Exchange {
-        Exchange::new(None, Status::Ok, false, 0)
     }
 }
 

@@ -7,7 +7,7 @@
 use std::rc::Rc;
 
 use super::lookup::Purpose;
-use super::{Body, BodyFile, CachedBody, Conn, Exchange, Phase};
+use super::{Body, BodyFile, CachedBody, Conn, Exchange, Phase, may_keep_alive};
 use crate::cache::{Entry, FileInfo};
 use crate::context::Ctx;
 use crate::http::date::parse_http_date as http_date;
@@ -87,10 +87,10 @@ impl Conn {
 
     /// A listing is ready (or the directory turned out not to be one).
     pub fn on_listing(&mut self, result: Result<Vec<u8>, Status>, ctx: &mut Ctx) {
-        if self.closing {
+        if self.is_closing() {
             return;
         }
-        let Phase::Listing(req) = std::mem::replace(&mut self.phase, Phase::Idle) else {
+        let Phase::Listing(req) = self.take_phase() else {
             unreachable!("a listing arrived for a connection that did not ask for one");
         };
         let page = match result {
@@ -98,7 +98,7 @@ impl Conn {
             Err(Status::NotFound) => return self.not_found(ctx, req, Purpose::Request),
             Err(status) => return self.respond_error(ctx, Some(req), status, true),
         };
-        let keep_alive = req.keep_alive && !req.has_body && !ctx.stopping;
+        let keep_alive = may_keep_alive(&req, ctx);
         let head_only = req.method() == Method::Head;
         let mut buf = ctx.head_buffer();
         response::start(&mut buf, Status::Ok, &ctx.date_line);
@@ -152,7 +152,7 @@ impl Conn {
         };
         let varies = main.variants.iter().any(Option::is_some);
         let rep = Representation { info: &chosen, content_type: main.content_type, coding, varies };
-        let keep_alive = req.keep_alive && !req.has_body && !ctx.stopping;
+        let keep_alive = may_keep_alive(&req, ctx);
         let head_only = req.method() == Method::Head;
         let size = chosen.id.size;
         match preconditions(&req, &chosen, ctx.unix_now) {
@@ -305,7 +305,7 @@ impl Conn {
             Ok(path::Target { raw_path, .. }) => format!("{raw_path}/"),
             Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
         };
-        let keep_alive = req.keep_alive && !req.has_body && !ctx.stopping;
+        let keep_alive = may_keep_alive(&req, ctx);
         let cache_control = ctx.cfg.cache_control.clone();
         let mut extra: Vec<(&str, &[u8])> = vec![("Location", location.as_bytes())];
         if let Some(cc) = &cache_control {
@@ -329,19 +329,17 @@ impl Conn {
     }
 
     /// An error response: the configured `--error-page` for `status` if there is one (and a
-    /// request to answer), else the built-in page. `may_keep_alive` is false when the request
+    /// request to answer), else the built-in page. `framing_ok` is false when the request
     /// itself broke the framing.
     pub(super) fn respond_error(
         &mut self,
         ctx: &mut Ctx,
         req: Option<Box<Request>>,
         status: Status,
-        may_keep_alive: bool,
+        framing_ok: bool,
     ) {
-        let keep_alive = may_keep_alive
-            && !status.closes_connection()
-            && !ctx.stopping
-            && req.as_ref().is_some_and(|r| r.keep_alive && !r.has_body);
+        let keep_alive =
+            framing_ok && !status.closes_connection() && req.as_ref().is_some_and(|r| may_keep_alive(r, ctx));
         match (req, ctx.cfg.error_page(status.code())) {
             (Some(req), Some(page)) => {
                 let (file, is_index) = (page.file.clone(), page.is_index);
