@@ -3,21 +3,24 @@
 //! `server` starts one `worker` per core; each worker's ring drives accept, receive, open,
 //! statx, read, send and splice for the connections (`conn`) in its slab. `http` and `path` are
 //! pure parsing and formatting; `ring` and `sys` hold the code that talks to the kernel.
+//!
+//! Public are only what the binary uses (`config`, `server`, `log`) and what the property
+//! tests and fuzz targets exercise directly (`http`, `path`); everything else is crate-private.
 
-pub mod access_log;
-pub mod cache;
+pub(crate) mod access_log;
+pub(crate) mod cache;
 pub mod config;
-pub mod conn;
-pub mod context;
+pub(crate) mod conn;
+pub(crate) mod context;
 pub mod http;
-pub mod listing;
+pub(crate) mod listing;
 pub mod log;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod path;
-pub mod pipe_pool;
-pub mod ring;
+pub(crate) mod pipe_pool;
+pub(crate) mod ring;
 pub mod server;
-pub mod sys;
-pub mod test_hooks;
-pub mod token;
-pub mod worker;
+pub(crate) mod sys;
+pub(crate) mod test_hooks;
+pub(crate) mod token;
+pub(crate) mod worker;
