@@ -9,6 +9,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::http::date::clf_date;
 use crate::http::request::Request;
@@ -21,11 +22,12 @@ const FLUSH_AT: usize = 64 * 1024;
 
 pub struct AccessLog {
     path: PathBuf,
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
     pending: Vec<u8>,
     /// A write is in flight (the ring holds its buffer until the completion hands it back).
     writing: bool,
-    reopen_requested: bool,
+    /// A reopened log to switch to once no write is in flight.
+    next_fd: Option<Arc<OwnedFd>>,
     /// (second, formatted CLF date) so the timestamp is formatted once a second.
     stamp: (i64, String),
 }
@@ -40,10 +42,10 @@ impl AccessLog {
         let fd = open(&path)?;
         Ok(AccessLog {
             path,
-            fd,
+            fd: Arc::new(fd),
             pending: Vec::new(),
             writing: false,
-            reopen_requested: false,
+            next_fd: None,
             stamp: (i64::MIN, String::new()),
         })
     }
@@ -87,8 +89,8 @@ impl AccessLog {
         if self.writing {
             return;
         }
-        if self.reopen_requested {
-            self.reopen();
+        if let Some(fd) = self.next_fd.take() {
+            self.fd = fd;
         }
         if self.pending.is_empty() {
             return;
@@ -121,16 +123,10 @@ impl AccessLog {
         }
     }
 
-    pub fn request_reopen(&mut self) {
-        self.reopen_requested = true;
-    }
-
-    fn reopen(&mut self) {
-        self.reopen_requested = false;
-        match open(&self.path) {
-            Ok(fd) => self.fd = fd,
-            Err(e) => crate::log_error!("cannot reopen access log {}: {e}", self.path.display()),
-        }
+    /// Writes go to `fd` (the log the main thread reopened) from the next write on; the
+    /// write in flight, if any, finishes on the old one.
+    pub fn switch_to(&mut self, fd: Arc<OwnedFd>) {
+        self.next_fd = Some(fd);
     }
 
     /// No write is in flight: the worker may exit once this holds.

@@ -136,7 +136,7 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
     let done_fd = sys::eventfd().map_err(StartError::Signals)?;
 
     let cfg = Arc::new(cfg);
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared { access_log_path: cfg.access_log.clone(), ..Shared::default() });
     let (workers, features) =
         start_workers(&cfg, listeners, metrics_listener, Arc::new(root), &shared, &done_fd)?;
     let max_conns = cfg.max_connections * cfg.workers;
@@ -332,7 +332,7 @@ fn supervise(signal_fd: &OwnedFd, done_fd: &OwnedFd, running: Running, shared: &
             match sys::read_signal(signal_fd.as_raw_fd()) {
                 Ok(libc::SIGHUP | libc::SIGUSR1) => {
                     log_info!("reopening logs");
-                    shared.reopen.fetch_add(1, Ordering::AcqRel);
+                    reopen_access_log(shared);
                     wake_all();
                 }
                 Ok(sig) if shared.stop.load(Ordering::Acquire) => {
@@ -363,6 +363,20 @@ fn supervise(signal_fd: &OwnedFd, done_fd: &OwnedFd, running: Running, shared: &
     }
     log_info!("stopped");
     0
+}
+
+/// Opens the access log again here, off the workers' rings (an open may block on the disk),
+/// and offers the new descriptor to every worker, which switches to it between writes.
+fn reopen_access_log(shared: &Shared) {
+    let Some(path) = &shared.access_log_path else { return };
+    match crate::access_log::open(path) {
+        Ok(fd) => {
+            *shared.access_log_fd.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(Arc::new(fd));
+            shared.reopen.fetch_add(1, Ordering::AcqRel);
+        }
+        Err(e) => log_error!("cannot reopen access log {}: {}", path.display(), describe(&e)),
+    }
 }
 
 fn signal_name(sig: i32) -> &'static str {

@@ -38,8 +38,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(500);
 pub struct Shared {
     /// A graceful stop was requested.
     pub stop: AtomicBool,
-    /// Incremented to ask workers to reopen their access logs.
+    /// Incremented when `access_log_fd` holds a newly opened access log for the workers.
     pub reopen: AtomicU64,
+    /// The access log reopened by the main thread (SIGHUP/SIGUSR1), shared by all workers.
+    pub access_log_fd: std::sync::Mutex<Option<Arc<OwnedFd>>>,
+    pub access_log_path: Option<std::path::PathBuf>,
 }
 
 /// Everything a worker is started with.
@@ -358,8 +361,10 @@ impl Worker {
         let reopen = self.shared.reopen.load(Ordering::Acquire);
         if reopen != self.reopen_seen {
             self.reopen_seen = reopen;
-            if let Some(log) = &mut self.ctx.log {
-                log.request_reopen();
+            let fd =
+                self.shared.access_log_fd.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            if let (Some(log), Some(fd)) = (&mut self.ctx.log, fd) {
+                log.switch_to(fd);
                 log.flush(&mut self.ctx.ring);
             }
         }
