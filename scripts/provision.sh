@@ -42,6 +42,14 @@ else
 fi
 [[ -f "$src/Cargo.toml" ]] || die "no ringhttpd checkout at $src"
 
+# as_root, apt_install: next to this script, or in the checkout when Vagrant runs a copy of this
+# script uploaded to /tmp.
+apt_lib="$script_dir/lib/apt.sh"
+[[ -f "$apt_lib" ]] || apt_lib="$src/scripts/lib/apt.sh"
+[[ -f "$apt_lib" ]] || die "scripts/lib/apt.sh found neither next to $0 nor in $src"
+# shellcheck source-path=SCRIPTDIR source=lib/apt.sh
+. "$apt_lib"
+
 port="${RINGHTTPD_PORT:-8080}"
 workers="${RINGHTTPD_WORKERS:-$(nproc)}"
 vm_user="${VM_USER:-vagrant}"
@@ -80,21 +88,12 @@ missing_packages() {
     done
 }
 
-apt_updated=0
-apt_install() {
-    if [[ "$apt_updated" -eq 0 ]]; then
-        apt-get update -qq
-        apt_updated=1
-    fi
-    apt-get install -y -qq --no-install-recommends "$@"
-}
-
 step "packages"
 packages=(build-essential pkg-config curl ca-certificates git apache2-utils wrk python3 logrotate)
 mapfile -t todo < <(missing_packages "${packages[@]}")
 if [[ ${#todo[@]} -gt 0 ]]; then
     note "installing: ${todo[*]}"
-    apt_install "${todo[@]}"
+    apt_install "${todo[@]}" || die "could not install: ${todo[*]}"
 else
     note "all present: ${packages[*]}"
 fi

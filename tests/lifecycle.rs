@@ -2,9 +2,6 @@
 //! closed at once, responses in flight finished, idle connections closed, exit 0), the shutdown
 //! timeout and the second signal, the access log (Combined Log Format, flushing, reopening on
 //! SIGHUP/SIGUSR1, stdout), and the clean refusals when the server cannot start.
-//!
-//! These tests signal the process and read its exit status, so they run the binary through their
-//! own [`Daemon`] guard rather than the shared `Server`, which hides its child.
 
 mod common;
 
@@ -14,8 +11,6 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::FromRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +19,7 @@ use common::fixture::{Fixture, pseudo_random};
 use common::http::{
     Client, IO_TIMEOUT, Parsed, Response, get_keepalive, get_request, parse_response, read_to_close, request,
 };
-use common::server::{BIN, Exit, START_TIMEOUT, parse_listening, run_to_exit};
+use common::server::{Exit, Server, run_to_exit};
 
 /// Size of the download that is in flight when the stop signal arrives: far more than the
 /// socket buffers of both ends hold, so the server is still sending it.
@@ -36,165 +31,12 @@ const PROMPTLY: Duration = Duration::from_secs(5);
 /// How far an access log timestamp may be from the test's clock.
 const CLOCK_SLACK_SECS: i64 = 300;
 
-// ---------------------------------------------------------------------------------------------
-// The process guard
-// ---------------------------------------------------------------------------------------------
-
-/// A running server over its own fixture that the test can signal and wait for; killed and
-/// reaped on Drop.
-struct Daemon {
-    addr: SocketAddr,
-    child: Child,
-    /// Everything the server wrote to stderr so far.
-    stderr: Arc<Mutex<Vec<u8>>>,
-    /// Everything it wrote to stdout so far (only filled when stdout was captured).
-    stdout: Arc<Mutex<Vec<u8>>>,
-    /// Declared last so the directory goes away after the process.
-    fixture: Fixture,
-}
-
-impl Daemon {
-    /// Starts the server on `127.0.0.1:0` over `fixture` with `workers` workers and `extra`
-    /// arguments; stdout is captured when `capture_stdout` is set.
-    fn start(fixture: Fixture, workers: usize, extra: &[OsString], capture_stdout: bool) -> Daemon {
-        let mut args: Vec<OsString> = vec!["-a".into(), "127.0.0.1".into(), "-p".into(), "0".into()];
-        args.extend(["-r".into(), fixture.root().as_os_str().to_owned()]);
-        args.extend(["-w".into(), workers.to_string().into()]);
-        args.extend(extra.iter().cloned());
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(if capture_stdout { Stdio::piped() } else { Stdio::null() })
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
-        let stderr = collect(child.stderr.take().expect("piped stderr"));
-        let stdout = match child.stdout.take() {
-            Some(out) => collect(out),
-            None => Arc::default(),
-        };
-        let mut daemon = Daemon { addr: SocketAddr::from(([0, 0, 0, 0], 0)), child, stderr, stdout, fixture };
-        daemon.addr = daemon.wait_for_address(&args);
-        daemon
-    }
-
-    /// A server with `workers` workers writing its access log to `<base>/access.log`.
-    fn with_access_log(workers: usize) -> (Daemon, PathBuf) {
-        let fixture = Fixture::create();
-        let log = fixture.base().join("access.log");
-        let daemon = Daemon::start(fixture, workers, &["--access-log".into(), log.clone().into()], false);
-        (daemon, log)
-    }
-
-    fn wait_for_address(&mut self, args: &[OsString]) -> SocketAddr {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let found = self.stderr_text().lines().find_map(parse_listening);
-            match found {
-                Some(Ok(addr)) => return addr,
-                Some(Err(e)) => panic!("{e}"),
-                None => {}
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("server {args:?} exited with {status} before listening:\n{}", self.stderr_text());
-            }
-            assert!(Instant::now() < deadline, "server {args:?} did not start:\n{}", self.stderr_text());
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn fixture(&self) -> &Fixture {
-        &self.fixture
-    }
-
-    fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&lock(&self.stderr)).into_owned()
-    }
-
-    fn stdout_text(&self) -> String {
-        String::from_utf8_lossy(&lock(&self.stdout)).into_owned()
-    }
-
-    fn signal(&mut self, sig: libc::c_int) {
-        self.assert_running();
-        // SAFETY: a plain syscall without memory arguments. The pid is our child, and it has not
-        // been reaped (`assert_running` just saw it running), so it names no unrelated process.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(rc, 0, "kill({sig}): {}", io::Error::last_os_error());
-    }
-
-    /// Waits until stderr contains `needle`; panics after `within`.
-    fn wait_for_stderr(&self, needle: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.stderr_text().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} on stderr within {within:?}:\n{}",
-                self.stderr_text()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// The exit status if the process exits within `within`.
-    fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits for the exit and asserts its code.
-    fn expect_exit(&mut self, code: i32, within: Duration) -> ExitStatus {
-        let status = self
-            .wait_exit(within)
-            .unwrap_or_else(|| panic!("still running {within:?} later; stderr:\n{}", self.stderr_text()));
-        // Let the reader threads take the last bytes of the closed pipes.
-        thread::sleep(Duration::from_millis(50));
-        assert_eq!(status.code(), Some(code), "exit status {status}; stderr:\n{}", self.stderr_text());
-        status
-    }
-
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("server exited with {status}; stderr:\n{}", self.stderr_text());
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!("--- ringhttpd stderr ---\n{}--- end ---", self.stderr_text());
-        }
-    }
-}
-
-fn lock(buf: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
-    buf.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Copies a child's pipe into a shared buffer until EOF, so the child never blocks on it.
-fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let sink = out.clone();
-    thread::spawn(move || {
-        let mut chunk = [0u8; 8192];
-        while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-            lock(&sink).extend_from_slice(&chunk[..n]);
-        }
-    });
-    out
+/// A server with `workers` workers writing its access log to `<base>/access.log`.
+fn with_access_log(workers: usize) -> (Server, PathBuf) {
+    let fixture = Fixture::create();
+    let log = fixture.base().join("access.log");
+    let server = Server::launch(workers).fixture(fixture).arg("--access-log").arg(&log).start();
+    (server, log)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,10 +164,10 @@ fn write_sparse(path: &Path, len: u64) {
 /// Asserts the stderr of a graceful stop: the listening line, later the stopping line naming
 /// `signal`, and `stopped` last, with no error line. (Warnings may come before the listening
 /// line, e.g. about the descriptor limit.)
-fn assert_stop_log(daemon: &Daemon, workers: usize, signal: &str) {
-    let text = daemon.stderr_text();
+fn assert_stop_log(server: &Server, workers: usize, signal: &str) {
+    let text = server.log();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let listening = format!("ringhttpd: info: listening on {} (workers: {workers}, io_uring: ", daemon.addr);
+    let listening = format!("ringhttpd: info: listening on {} (workers: {workers}, io_uring: ", server.addr);
     let listen_at = lines.iter().position(|l| l.starts_with(&listening) && l.ends_with(')'));
     let Some(listen_at) = listen_at else { panic!("no {listening:?}...\")\" line:\n{text}") };
     let stopping = format!("ringhttpd: info: stopping ({signal}): ");
@@ -340,8 +182,8 @@ fn sigterm_finishes_download_refuses_new_connections_and_closes_idle_ones() {
     let fixture = Fixture::create();
     let huge = pseudo_random(0x5107, HUGE_SIZE);
     std::fs::write(fixture.path("huge.bin"), &huge).expect("writing huge.bin");
-    let mut daemon = Daemon::start(fixture, 2, &[], false);
-    let addr = daemon.addr;
+    let mut server = Server::launch(2).fixture(fixture).start();
+    let addr = server.addr;
 
     let mut download = connect_slow(addr);
     download.write_all(get_keepalive("/huge.bin").as_bytes()).expect("sending the request");
@@ -350,19 +192,19 @@ fn sigterm_finishes_download_refuses_new_connections_and_closes_idle_ones() {
     read_slowly(&mut download, &mut body, 1024 * 1024);
     let idle: Vec<Client> = (0..4).map(|_| idle_client(addr)).collect();
 
-    daemon.signal(libc::SIGTERM);
+    server.signal(libc::SIGTERM);
     wait_until_refused(addr);
     for client in &idle {
         expect_eof(client.stream());
     }
     assert!(body.len() < HUGE_SIZE / 2, "the download should still be in flight");
-    daemon.assert_running();
+    server.assert_running();
 
     read_body(&mut download, &mut body, HUGE_SIZE);
     assert!(body == huge, "the download differs from huge.bin ({} bytes received)", body.len());
     expect_eof(&download);
-    daemon.expect_exit(0, PROMPTLY);
-    assert_stop_log(&daemon, 2, "SIGTERM");
+    server.expect_exit(0, PROMPTLY);
+    assert_stop_log(&server, 2, "SIGTERM");
 }
 
 /// Reads until `body` holds at least `until` bytes, in small reads with pauses.
@@ -389,49 +231,48 @@ fn read_body(stream: &mut TcpStream, body: &mut Vec<u8>, len: usize) {
 
 #[test]
 fn sigint_stops_an_idle_server_cleanly() {
-    let mut daemon = Daemon::start(Fixture::create(), 3, &[], false);
-    let idle = idle_client(daemon.addr);
-    daemon.signal(libc::SIGINT);
+    let mut server = Server::launch(3).start();
+    let idle = idle_client(server.addr);
+    server.signal(libc::SIGINT);
     expect_eof(idle.stream());
-    wait_until_refused(daemon.addr);
-    daemon.expect_exit(0, PROMPTLY);
-    assert_stop_log(&daemon, 3, "SIGINT");
+    wait_until_refused(server.addr);
+    server.expect_exit(0, PROMPTLY);
+    assert_stop_log(&server, 3, "SIGINT");
 }
 
 #[test]
 fn shutdown_timeout_closes_a_stalled_response_and_exits_zero() {
     let fixture = Fixture::create();
     write_sparse(&fixture.path("sparse.bin"), HUGE_SIZE as u64);
-    let extra: Vec<OsString> = vec!["--shutdown-timeout".into(), "1".into()];
-    let mut daemon = Daemon::start(fixture, 2, &extra, false);
-    let mut stalled = stalled_download(daemon.addr, "/sparse.bin");
+    let mut server = Server::launch(2).fixture(fixture).args(["--shutdown-timeout", "1"]).start();
+    let mut stalled = stalled_download(server.addr, "/sparse.bin");
 
     let signalled = Instant::now();
-    daemon.signal(libc::SIGTERM);
-    wait_until_refused(daemon.addr);
-    let status = daemon.wait_exit(Duration::from_secs(4));
+    server.signal(libc::SIGTERM);
+    wait_until_refused(server.addr);
+    let status = server.try_wait_exit(Duration::from_secs(4));
     let waited = signalled.elapsed();
     assert!(status.is_some(), "still running 4 s after SIGTERM with --shutdown-timeout 1");
-    daemon.expect_exit(0, Duration::ZERO);
+    server.expect_exit(0, Duration::ZERO);
     assert!(waited >= Duration::from_millis(900), "exited after {waited:?}, before the 1 s timeout");
     let received = read_to_close(&mut stalled);
     assert!(received.len() < HUGE_SIZE, "the stalled response cannot have completed");
-    assert!(daemon.stderr_text().contains("ringhttpd: info: stopped"), "{}", daemon.stderr_text());
+    assert!(server.log().contains("ringhttpd: info: stopped"), "{}", server.log());
 }
 
 /// A stop that is waiting for a stalled response is cut short by a second signal: exit 1.
 fn second_signal_exits_at_once(first: libc::c_int, second: libc::c_int, first_name: &str) {
     let fixture = Fixture::create();
     write_sparse(&fixture.path("sparse.bin"), HUGE_SIZE as u64);
-    let mut daemon = Daemon::start(fixture, 2, &[], false);
-    let _stalled = stalled_download(daemon.addr, "/sparse.bin");
+    let mut server = Server::launch(2).fixture(fixture).start();
+    let _stalled = stalled_download(server.addr, "/sparse.bin");
 
-    daemon.signal(first);
-    daemon.wait_for_stderr(&format!("stopping ({first_name})"), PROMPTLY);
+    server.signal(first);
+    server.wait_for_log(&format!("stopping ({first_name})"), PROMPTLY);
     thread::sleep(Duration::from_millis(200));
-    daemon.assert_running();
-    daemon.signal(second);
-    daemon.expect_exit(1, Duration::from_secs(2));
+    server.assert_running();
+    server.signal(second);
+    server.expect_exit(1, Duration::from_secs(2));
 }
 
 #[test]
@@ -581,9 +422,9 @@ fn ask(addr: SocketAddr, raw: &str) -> Response {
 
 #[test]
 fn access_log_lines_are_combined_log_format() {
-    let (daemon, log) = Daemon::with_access_log(2);
-    let addr = daemon.addr;
-    let index_len = daemon.fixture().read("index.html").len() as u64;
+    let (server, log) = with_access_log(2);
+    let addr = server.addr;
+    let index_len = server.fixture().read("index.html").len() as u64;
     let agent = r#"probe "quoted" agent \ 1.0"#;
 
     let ok = ask(addr, &get_request("/index.html"));
@@ -625,15 +466,15 @@ fn access_log_lines_are_combined_log_format() {
 
 #[test]
 fn access_log_is_flushed_on_graceful_stop() {
-    let (mut daemon, log) = Daemon::with_access_log(2);
-    let mut client = Client::connect(daemon.addr);
+    let (mut server, log) = with_access_log(2);
+    let mut client = Client::connect(server.addr);
     for i in 0..20 {
         let response = client.roundtrip(get_keepalive(&format!("/index.html?n={i}")).as_bytes());
         assert_eq!(response.status, 200);
     }
-    daemon.signal(libc::SIGTERM);
+    server.signal(libc::SIGTERM);
     expect_eof(client.stream());
-    daemon.expect_exit(0, PROMPTLY);
+    server.expect_exit(0, PROMPTLY);
     let text = std::fs::read_to_string(&log).expect("reading the access log");
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     assert_eq!(lines.len(), 20, "every line is written before the exit:\n{text}");
@@ -646,21 +487,19 @@ fn access_log_is_flushed_on_graceful_stop() {
 /// while the renamed file keeps the earlier lines. One worker, so that once the new file exists
 /// every later request is logged to it.
 fn access_log_reopens_on(signal: libc::c_int) {
-    let fixture = Fixture::create();
-    let log = fixture.base().join("access.log");
-    let mut daemon = Daemon::start(fixture, 1, &["--access-log".into(), log.clone().into()], false);
-    assert_eq!(ask(daemon.addr, &get_request("/index.html?before=1")).status, 200);
+    let (mut server, log) = with_access_log(1);
+    assert_eq!(ask(server.addr, &get_request("/index.html?before=1")).status, 200);
     wait_for_lines(&log, 1);
     let rotated = log.with_extension("log.1");
     std::fs::rename(&log, &rotated).expect("renaming the access log");
 
-    daemon.signal(signal);
+    server.signal(signal);
     let deadline = Instant::now() + PROMPTLY;
     while !log.exists() {
         assert!(Instant::now() < deadline, "no new {} within {PROMPTLY:?} of the signal", log.display());
         thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(ask(daemon.addr, &get_request("/index.html?after=1")).status, 200);
+    assert_eq!(ask(server.addr, &get_request("/index.html?after=1")).status, 200);
     let fresh = wait_for_lines(&log, 1);
     assert_eq!(fresh.len(), 1, "{fresh:#?}");
     line_for(&fresh, "GET /index.html?after=1 HTTP/1.1");
@@ -682,10 +521,10 @@ fn access_log_reopens_on_sigusr1() {
 
 #[test]
 fn access_log_dash_writes_to_stdout() {
-    let daemon = Daemon::start(Fixture::create(), 2, &["--access-log".into(), "-".into()], true);
-    let index_len = daemon.fixture().read("index.html").len() as u64;
-    assert_eq!(ask(daemon.addr, &get_request("/index.html?stdout=1")).status, 200);
-    let lines = wait_for_text_lines(|| daemon.stdout_text(), 1, "stdout");
+    let server = Server::launch(2).args(["--access-log", "-"]).capture_stdout().start();
+    let index_len = server.fixture().read("index.html").len() as u64;
+    assert_eq!(ask(server.addr, &get_request("/index.html?stdout=1")).status, 200);
+    let lines = wait_for_text_lines(|| server.stdout(), 1, "stdout");
     assert_eq!(lines.len(), 1, "{lines:#?}");
     let request = "GET /index.html?stdout=1 HTTP/1.1";
     assert_log_line(&lines[0], request, 200, index_len, "-", "-");

@@ -1,13 +1,15 @@
-//! Runs the built `ringhttpd` binary: a guard for a listening server and a bounded one-shot run
-//! for command lines that are expected to exit.
+//! Runs the built `ringhttpd` binary: a guard for a listening server (which the test can also
+//! signal, wait for and read the output of) and a bounded one-shot run for command lines that
+//! are expected to exit.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::fixture::Fixture;
@@ -20,6 +22,10 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// What precedes the bound address in the start-up log line.
 const LISTENING: &str = "listening on ";
 
+/// Bound on how long, after the process exited, the readers of its pipes may take to copy the
+/// last bytes.
+const PIPE_SETTLE: Duration = Duration::from_secs(2);
+
 /// A running server over its own fixture; killed (SIGKILL) and reaped on Drop.
 pub struct Server {
     /// The address the server reported it listens on.
@@ -27,8 +33,77 @@ pub struct Server {
     child: Child,
     /// Everything the server wrote to stderr so far, filled by a background thread.
     log: Arc<Mutex<String>>,
+    /// Everything it wrote to stdout so far, when stdout is captured ([`Launch::capture_stdout`]).
+    stdout: Option<Arc<Mutex<Vec<u8>>>>,
+    /// The threads copying the pipes, finished once the process and its pipes are gone.
+    readers: Vec<JoinHandle<()>>,
     /// Declared last so the directory goes away after the process.
     fixture: Fixture,
+}
+
+/// A server to start with more than [`Server::start_with_env`] takes: a fixture the test
+/// prepared, arguments that are paths, stdout captured. Listens on `127.0.0.1:0` over the
+/// fixture's document root, like every `start_*`.
+///
+/// `Server::launch(2).fixture(fixture).arg("--access-log").arg(&path).capture_stdout().start()`
+#[must_use = "a Launch does nothing until `start`"]
+pub struct Launch {
+    workers: usize,
+    fixture: Option<Fixture>,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    capture_stdout: bool,
+}
+
+impl Launch {
+    /// Serves `fixture` (prepared by the test) instead of a fresh one.
+    pub fn fixture(mut self, fixture: Fixture) -> Launch {
+        self.fixture = Some(fixture);
+        self
+    }
+
+    /// Appends one command-line argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Launch {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Appends command-line arguments.
+    pub fn args<I>(mut self, args: I) -> Launch
+    where
+        I: IntoIterator,
+        I::Item: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for the server process.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Launch {
+        self.env.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Captures stdout (otherwise discarded), read with [`Server::stdout`].
+    pub fn capture_stdout(mut self) -> Launch {
+        self.capture_stdout = true;
+        self
+    }
+
+    /// Starts the server and waits until it listens; panics if it does not.
+    pub fn start(self) -> Server {
+        let Launch { workers, fixture, args: extra, env, capture_stdout } = self;
+        let fixture = fixture.unwrap_or_else(Fixture::create);
+        Server::spawn(fixture, &env, capture_stdout, |root| {
+            let mut args: Vec<OsString> =
+                ["-a", "127.0.0.1", "-p", "0", "-r"].iter().map(OsString::from).collect();
+            args.push(root.as_os_str().to_owned());
+            args.push("-w".into());
+            args.push(workers.to_string().into());
+            args.extend(extra);
+            args
+        })
+    }
 }
 
 impl Server {
@@ -44,37 +119,44 @@ impl Server {
 
     /// Like `start_with`, with extra environment variables for the server process.
     pub fn start_with_env(workers: usize, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        Server::spawn(env, |root| {
-            let mut args: Vec<OsString> =
-                ["-a", "127.0.0.1", "-p", "0", "-r"].iter().map(OsString::from).collect();
-            args.push(root.as_os_str().to_owned());
-            args.push("-w".into());
-            args.push(workers.to_string().into());
-            args.extend(extra.iter().map(OsString::from));
-            args
-        })
+        env.iter().fold(Server::launch(workers).args(extra), |launch, (k, v)| launch.env(k, v)).start()
+    }
+
+    /// A server with `workers` workers, set up further through the returned [`Launch`].
+    pub fn launch(workers: usize) -> Launch {
+        Launch { workers, fixture: None, args: Vec::new(), env: Vec::new(), capture_stdout: false }
     }
 
     /// A server whose whole command line is built by `args` from the document root path.
-    pub fn start_args(args: impl FnOnce(&std::path::Path) -> Vec<OsString>) -> Server {
-        Server::spawn(&[], args)
+    pub fn start_args(args: impl FnOnce(&Path) -> Vec<OsString>) -> Server {
+        Server::spawn(Fixture::create(), &[], false, args)
     }
 
-    fn spawn(env: &[(&str, &str)], args: impl FnOnce(&std::path::Path) -> Vec<OsString>) -> Server {
-        let fixture = Fixture::create();
+    fn spawn(
+        fixture: Fixture,
+        env: &[(OsString, OsString)],
+        capture_stdout: bool,
+        args: impl FnOnce(&Path) -> Vec<OsString>,
+    ) -> Server {
         let args = args(fixture.root());
         let mut child = Command::new(BIN)
             .args(&args)
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(if capture_stdout { Stdio::piped() } else { Stdio::null() })
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
         let log = Arc::new(Mutex::new(String::new()));
-        let lines = drain_lines(child.stderr.take().expect("piped stderr"), log.clone());
+        let (lines, stderr_reader) = drain_lines(child.stderr.take().expect("piped stderr"), log.clone());
+        let mut readers = vec![stderr_reader];
+        let stdout = child.stdout.take().map(|pipe| {
+            let (buffer, reader) = collect(pipe);
+            readers.push(reader);
+            buffer
+        });
         match wait_for_address(&lines) {
-            Ok(addr) => Server { addr, child, log, fixture },
+            Ok(addr) => Server { addr, child, log, stdout, readers, fixture },
             Err(why) => {
                 let _ = child.kill();
                 let status = child.wait();
@@ -92,25 +174,54 @@ impl Server {
         lock(&self.log).clone()
     }
 
+    /// The server's stdout so far; panics unless it was captured ([`Launch::capture_stdout`]).
+    pub fn stdout(&self) -> String {
+        let buffer = self.stdout.as_ref().expect("stdout is captured only with Launch::capture_stdout");
+        String::from_utf8_lossy(&lock(buffer)).into_owned()
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Waits, at most `limit`, for the process to exit on its own and returns how it ended.
-    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
+    /// Waits until stderr contains `needle`; panics after `within`.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.log().contains(needle) {
+            assert!(Instant::now() < deadline, "no {needle:?} on stderr within {within:?}:\n{}", self.log());
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The exit status if the process exits on its own within `within` (checked at least once,
+    /// so `Duration::ZERO` asks whether it has exited). Once it has, the captured stderr and
+    /// stdout are complete.
+    pub fn try_wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
+                self.settle_pipes();
+                return Some(status);
             }
-            assert!(
-                Instant::now() < deadline,
-                "server still running after {limit:?}; stderr:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(20));
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Waits, at most `limit`, for the process to exit on its own and returns how it ended.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        self.try_wait_exit(limit)
+            .unwrap_or_else(|| panic!("server still running after {limit:?}; stderr:\n{}", self.log()))
+    }
+
+    /// Waits, at most `within`, for the process to exit and asserts its exit code.
+    pub fn expect_exit(&mut self, code: i32, within: Duration) -> ExitStatus {
+        let status = self.wait_exit(within);
+        assert_eq!(status.code(), Some(code), "exit status {status}; stderr:\n{}", self.log());
+        status
     }
 
     /// Sends `sig` to the (still running) server process.
@@ -136,6 +247,15 @@ impl Server {
         assert_eq!(response.status, 200, "after the previous step: {response:#?}");
         assert_eq!(response.body, self.fixture.read("index.html"));
     }
+
+    /// After the exit: waits (bounded by [`PIPE_SETTLE`]) for the pipe readers to reach EOF, so
+    /// that the last bytes the process wrote are in the buffers.
+    fn settle_pipes(&self) {
+        let deadline = Instant::now() + PIPE_SETTLE;
+        while !self.readers.iter().all(JoinHandle::is_finished) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 impl Drop for Server {
@@ -150,15 +270,15 @@ impl Drop for Server {
     }
 }
 
-fn lock(log: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
-    log.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(buffer: &Mutex<T>) -> MutexGuard<'_, T> {
+    buffer.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Copies stderr into `log` line by line until EOF, also sending each line on the channel (for
 /// as long as someone listens). Keeps the pipe drained so the server never blocks on it.
-fn drain_lines(stderr: ChildStderr, log: Arc<Mutex<String>>) -> Receiver<String> {
+fn drain_lines(stderr: ChildStderr, log: Arc<Mutex<String>>) -> (Receiver<String>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
+    let reader = thread::spawn(move || {
         let mut reader = BufReader::new(stderr);
         let mut line = Vec::new();
         loop {
@@ -173,7 +293,20 @@ fn drain_lines(stderr: ChildStderr, log: Arc<Mutex<String>>) -> Receiver<String>
             }
         }
     });
-    rx
+    (rx, reader)
+}
+
+/// Copies a pipe into a shared buffer until EOF, so the child never blocks on it.
+fn collect(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, JoinHandle<()>) {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = buffer.clone();
+    let reader = thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+            lock(&sink).extend_from_slice(&chunk[..n]);
+        }
+    });
+    (buffer, reader)
 }
 
 /// Waits for the `listening on ADDR ` line and parses ADDR.
