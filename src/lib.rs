@@ -12,6 +12,8 @@ pub(crate) mod cache;
 pub mod config;
 pub(crate) mod conn;
 pub(crate) mod context;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub(crate) mod listing;
 pub mod log;

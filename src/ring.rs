@@ -46,8 +46,8 @@ enum OpMemory {
     },
     Delay(#[allow(dead_code)] Box<Timespec>),
     Statx(Box<libc::statx>),
-    /// A read's or a write's buffer.
-    Buffer(Vec<u8>),
+    /// A read's or a write's buffer; the kernel uses it from `at` on.
+    Buffer { buf: Vec<u8>, at: usize },
     Send {
         out: Outgoing,
         _vectors: Option<(Box<[libc::iovec; 2]>, Box<libc::msghdr>)>,
@@ -93,7 +93,7 @@ impl Completion {
     /// The buffer a read filled or a write sent.
     pub fn take_buffer(&mut self) -> Option<Vec<u8>> {
         match self.memory.take() {
-            Some(OpMemory::Buffer(buf)) => Some(buf),
+            Some(OpMemory::Buffer { buf, .. }) => Some(buf),
             _ => None,
         }
     }
@@ -162,7 +162,18 @@ pub struct Ring {
     backlog: VecDeque<Box<[squeue::Entry]>>,
     /// Memory of the operations in flight, by user_data (see `submit_owned`).
     inflight: HashMap<u64, OpMemory>,
+    /// Set only for a simulated ring (`crate::fuzzing`): submissions are recorded, not submitted.
+    sim: Option<Box<Simulated>>,
     features: Vec<&'static str>,
+}
+
+/// What a simulated ring recorded: the user_data of every submission in order, and the length
+/// each splice asked for.
+#[derive(Default)]
+pub(crate) struct Simulated {
+    pub submitted: VecDeque<u64>,
+    pub splice_len: HashMap<u64, u32>,
+    next_bid: u16,
 }
 
 impl Ring {
@@ -191,6 +202,7 @@ impl Ring {
             wake_counter: Box::new(0),
             backlog: VecDeque::new(),
             inflight: HashMap::new(),
+            sim: None,
             features,
         })
     }
@@ -217,6 +229,10 @@ impl Ring {
     /// Every pointer inside the entries must stay valid and unmoved until their completions
     /// are reaped.
     unsafe fn push_group(&mut self, group: &[squeue::Entry]) {
+        if let Some(sim) = &mut self.sim {
+            sim.submitted.extend(group.iter().map(squeue::Entry::get_user_data));
+            return;
+        }
         // SAFETY: forwarded from this function's contract; `push_multiple` queues all or none.
         if self.backlog.is_empty() && unsafe { self.ring.submission().push_multiple(group) }.is_ok() {
             return;
@@ -328,6 +344,7 @@ impl Ring {
 
     /// Splices up to `leg.len` bytes (both ends non-blocking).
     pub fn splice(&mut self, leg: SpliceLeg) {
+        self.note_splice(&leg);
         // SAFETY: no memory is referenced.
         unsafe { self.push(leg.entry()) }
     }
@@ -335,9 +352,17 @@ impl Ring {
     /// Splices `first`, then `then` only if `first` moved all its bytes (otherwise `then`
     /// completes with ECANCELED). Both go to the kernel in the same submission.
     pub fn splice_linked(&mut self, first: SpliceLeg, then: SpliceLeg) {
+        self.note_splice(&first);
+        self.note_splice(&then);
         let first = first.entry().flags(squeue::Flags::IO_LINK);
         // SAFETY: no memory is referenced.
         unsafe { self.push_group(&[first, then.entry()]) }
+    }
+
+    fn note_splice(&mut self, leg: &SpliceLeg) {
+        if let Some(sim) = &mut self.sim {
+            sim.splice_len.insert(leg.token.encode(), leg.len);
+        }
     }
 
     /// Completes once `fd` is writable (after a splice found the socket full).
@@ -451,7 +476,7 @@ impl Ring {
             .offset(offset)
             .build()
             .user_data(token.encode());
-        self.submit_owned(e, token, OpMemory::Buffer(buf));
+        self.submit_owned(e, token, OpMemory::Buffer { buf, at });
     }
 
     /// Sends what is left of `out` (head, then body) on a socket: one `send` for a head alone,
@@ -493,7 +518,7 @@ impl Ring {
             .offset(u64::MAX)
             .build()
             .user_data(token.encode());
-        self.submit_owned(e, token, OpMemory::Buffer(buf));
+        self.submit_owned(e, token, OpMemory::Buffer { buf, at: 0 });
     }
 
     /// Queues `entry`, whose pointers all lead into `memory`, and keeps `memory` until the
@@ -506,6 +531,84 @@ impl Ring {
         // `drain` reaps this entry's completion and hands it back.
         unsafe { self.push(entry) }
     }
+}
+
+/// The simulated ring, for driving connections without a kernel (`crate::fuzzing`).
+impl Ring {
+    /// A ring whose submissions are recorded instead of submitted (a real, idle io_uring still
+    /// backs the provided-buffer ring, whose memory receives are simulated into).
+    pub(crate) fn simulated() -> io::Result<Ring> {
+        let mut ring = Ring::new(64, RecvBuffers { count: 16, size: 2048 }, None)?;
+        ring.sim = Some(Box::default());
+        Ok(ring)
+    }
+
+    pub(crate) fn sim(&mut self) -> &mut Simulated {
+        self.sim.as_mut().expect("a simulated ring")
+    }
+
+    /// A completion for `user_data` with `result`, handing back what the operation owned;
+    /// `fd` stands for the descriptor an open or accept would have created.
+    pub(crate) fn sim_complete(
+        &mut self,
+        user_data: u64,
+        result: i32,
+        flags: u32,
+        fd: Option<OwnedFd>,
+    ) -> Completion {
+        let memory = self.inflight.remove(&user_data);
+        Completion { user_data, result, flags, memory, fd }
+    }
+
+    /// Puts `bytes` (at most one buffer's worth) into the next provided buffer, as a receive
+    /// would; returns the completion flags that name it.
+    pub(crate) fn sim_receive(&mut self, bytes: &[u8]) -> u32 {
+        let bid = self.sim().next_bid;
+        self.sim().next_bid = (bid + 1) % 16;
+        let start = bid as usize * self.bufs.size;
+        let len = bytes.len().min(self.bufs.size);
+        self.bufs.data[start..start + len].copy_from_slice(&bytes[..len]);
+        cqueue_flags::BUFFER | (u32::from(bid) << cqueue_flags::BUFFER_SHIFT)
+    }
+
+    /// Lets `fill` write what a `statx` or a read in flight under `user_data` would have written.
+    pub(crate) fn sim_statx(&mut self, user_data: u64, fill: impl FnOnce(&mut libc::statx)) {
+        if let Some(OpMemory::Statx(out)) = self.inflight.get_mut(&user_data) {
+            fill(out);
+        }
+    }
+
+    /// The bytes a send in flight under `user_data` would take first (`n` at most).
+    pub(crate) fn sim_send_bytes(&self, user_data: u64, n: usize) -> Vec<u8> {
+        let Some(OpMemory::Send { out, .. }) = self.inflight.get(&user_data) else { return Vec::new() };
+        let head = &out.head[out.sent.min(out.head.len())..];
+        let body =
+            out.body.as_ref().map_or(&[][..], |b| &b.bytes()[out.sent.saturating_sub(out.head.len())..]);
+        head.iter().chain(body).copied().take(n).collect()
+    }
+
+    /// Bytes left to send in the send in flight under `user_data`.
+    pub(crate) fn sim_send_left(&self, user_data: u64) -> usize {
+        match self.inflight.get(&user_data) {
+            Some(OpMemory::Send { out, .. }) => out.total() - out.sent,
+            _ => 0,
+        }
+    }
+
+    /// Room left in the read in flight under `user_data`.
+    pub(crate) fn sim_read_room(&self, user_data: u64) -> usize {
+        match self.inflight.get(&user_data) {
+            Some(OpMemory::Buffer { buf, at }) => buf.len() - at,
+            _ => 0,
+        }
+    }
+}
+
+/// CQE flag bits the simulation sets (as the kernel's `IORING_CQE_F_*`).
+pub(crate) mod cqueue_flags {
+    pub const BUFFER: u32 = 1;
+    pub const MORE: u32 = 2;
+    pub const BUFFER_SHIFT: u32 = 16;
 }
 
 /// A submit error that only means "reap completions first, then try again".

@@ -1,0 +1,259 @@
+//! Drives one connection's state machine from a byte stream over a simulated ring, so its
+//! transitions can be fuzzed without a kernel: request bytes arrive split at arbitrary
+//! boundaries (pipelined, half-closed, reset), and every operation completes with a result the
+//! stream chooses (short and failed sends, short or failed splices and reads, missing files,
+//! cancellations, timeouts, a graceful stop). Findings are panics: an `unreachable!` transition,
+//! an overflow of the in-flight count, two operations under one token, or a connection that
+//! cannot finish once aborted and drained. Used by the `connection` fuzz target and by the
+//! property tests; it never touches the network or the filesystem beyond `/dev/null`.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::cache::FileCache;
+use crate::config::{Args, Config};
+use crate::conn::{Conn, Followup};
+use crate::context::Ctx;
+use crate::http::response;
+use crate::metrics::Metrics;
+use crate::pipe_pool::PipePool;
+use crate::ring::{Ring, cqueue_flags};
+use crate::token::{Op, Token};
+
+/// Steps one input may take (each consumes at least one byte, so this is a backstop).
+const MAX_STEPS: usize = 4096;
+
+/// The fuzz input, read a byte at a time.
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn bytes(&mut self, n: usize) -> &[u8] {
+        let (taken, rest) = self.0.split_at(n.min(self.0.len()));
+        self.0 = rest;
+        taken
+    }
+
+    fn pick<T: Copy>(&mut self, choices: &[T]) -> T {
+        choices[self.byte().unwrap_or(0) as usize % choices.len()]
+    }
+}
+
+fn context() -> Ctx {
+    let args = Args::parse_from(["ringhttpd", "-r", "/", "--header-timeout", "5", "--send-timeout", "5"]);
+    let cfg = Arc::new(Config::from_args(args).expect("fixed flags"));
+    let registry = Arc::new(Metrics::new(1, 0));
+    Ctx {
+        ring: Ring::simulated().expect("an io_uring for the provided buffers"),
+        cfg,
+        root: -1,
+        cache: FileCache::default(),
+        pipes: PipePool::default(),
+        log: None,
+        now: Instant::now(),
+        unix_now: 1_800_000_000,
+        date_line: response::date_line(1_800_000_000),
+        stopping: false,
+        head_buffers: Vec::new(),
+        lister: None,
+        metrics: registry.worker(0),
+        registry,
+    }
+}
+
+/// Runs one connection through the events `data` describes; panics on a broken invariant.
+pub fn drive_connection(data: &[u8]) {
+    let mut ctx = context();
+    let (socket, _peer) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let mut conn = Conn::new(OwnedFd::from(socket), 0, 1, false, &mut ctx);
+    conn.arm_recv(&mut ctx);
+    let mut input = Input(data);
+    for _ in 0..MAX_STEPS {
+        if conn.is_finished() {
+            return;
+        }
+        let Some(action) = input.byte() else { break };
+        match action % 10 {
+            0..=3 => receive(&mut conn, &mut ctx, &mut input),
+            4..=6 => complete_oldest(&mut conn, &mut ctx, &mut input),
+            7 => {
+                ctx.now += Duration::from_secs(6);
+                if conn.deadline <= ctx.now {
+                    conn.on_timeout(&mut ctx);
+                }
+            }
+            8 => end_of_input(&mut conn, &mut ctx, &mut input),
+            _ => {
+                ctx.stopping = true;
+                conn.on_stop(&mut ctx);
+            }
+        }
+    }
+    // However the stream ended, an aborted connection must be able to finish.
+    conn.abort(&mut ctx);
+    let mut drain = Input(&[]);
+    for _ in 0..MAX_STEPS {
+        if conn.is_finished() {
+            return;
+        }
+        if ctx.ring.sim().submitted.is_empty() {
+            break;
+        }
+        complete_oldest(&mut conn, &mut ctx, &mut drain);
+    }
+    assert!(conn.is_finished(), "an aborted connection with nothing left in flight is not finished");
+}
+
+fn pending(ctx: &mut Ctx, op: Op) -> Option<u64> {
+    ctx.ring.sim().submitted.iter().copied().find(|&u| Token::decode(u).is_some_and(|t| t.op == op))
+}
+
+fn take_pending(ctx: &mut Ctx, user_data: u64) {
+    let submitted = &mut ctx.ring.sim().submitted;
+    if let Some(i) = submitted.iter().position(|&u| u == user_data) {
+        submitted.remove(i);
+    }
+}
+
+fn deliver(conn: &mut Conn, ctx: &mut Ctx, user_data: u64, result: i32, flags: u32, fd: Option<OwnedFd>) {
+    if flags & cqueue_flags::MORE == 0 {
+        take_pending(ctx, user_data);
+    }
+    let mut c = ctx.ring.sim_complete(user_data, result, flags, fd);
+    let Some(token) = Token::decode(user_data) else { return };
+    if conn.on_completion(token.op, &mut c, ctx) == Followup::RearmRecvLater {
+        conn.arm_recv(ctx);
+    }
+}
+
+/// Request bytes for the receive in flight (if any): a chunk of the input, at an arbitrary
+/// boundary; the receive stays armed or ends, as the input says.
+fn receive(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input) {
+    let Some(recv) = pending(ctx, Op::Recv) else { return };
+    let len = usize::from(input.byte().unwrap_or(0)) * 8 + 1;
+    let chunk = input.bytes(len).to_vec();
+    if chunk.is_empty() {
+        return;
+    }
+    let more = if input.byte().unwrap_or(0) % 4 == 0 { 0 } else { cqueue_flags::MORE };
+    let flags = ctx.ring.sim_receive(&chunk) | more;
+    deliver(conn, ctx, recv, chunk.len() as i32, flags, None);
+}
+
+/// The client's FIN, or a reset, on the receive in flight.
+fn end_of_input(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input) {
+    let Some(recv) = pending(ctx, Op::Recv) else { return };
+    let result = input.pick(&[0, 0, -libc::ECONNRESET, -libc::ENOBUFS]);
+    deliver(conn, ctx, recv, result, 0, None);
+}
+
+/// Completes the oldest operation other than the receive with a result the input picks.
+fn complete_oldest(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input) {
+    let next = ctx
+        .ring
+        .sim()
+        .submitted
+        .iter()
+        .copied()
+        .find(|&u| Token::decode(u).is_some_and(|t| t.op != Op::Recv));
+    let Some(user_data) = next.or_else(|| pending(ctx, Op::Recv)) else { return };
+    let Some(token) = Token::decode(user_data) else { return take_pending(ctx, user_data) };
+    match token.op {
+        Op::Open => complete_open(conn, ctx, input, user_data),
+        Op::Statx => complete_statx(conn, ctx, input, user_data),
+        Op::Read => {
+            let room = ctx.ring.sim_read_room(user_data) as i32;
+            let result = input.pick(&[room, room, room / 2, 0, -libc::EIO]);
+            deliver(conn, ctx, user_data, result, 0, None);
+        }
+        Op::Send => {
+            let left = ctx.ring.sim_send_left(user_data) as i32;
+            let result = input.pick(&[left, left, left / 2 + 1, 1, -libc::EPIPE, -libc::ECONNRESET]);
+            let _sent = ctx.ring.sim_send_bytes(user_data, result.max(0) as usize);
+            deliver(conn, ctx, user_data, result, 0, None);
+        }
+        Op::SpliceIn => complete_splice_in(conn, ctx, input, user_data, token),
+        Op::SpliceOut => {
+            let len = ctx.ring.sim().splice_len.get(&user_data).copied().unwrap_or(0) as i32;
+            let result = input.pick(&[len, len, len / 2 + 1, -libc::EAGAIN, -libc::EPIPE]);
+            deliver(conn, ctx, user_data, result, 0, None);
+        }
+        Op::PollOut => {
+            let result = input.pick(&[libc::POLLOUT as i32, libc::POLLOUT as i32, -libc::ECONNRESET]);
+            deliver(conn, ctx, user_data, result, 0, None);
+        }
+        Op::Cancel => complete_cancel(conn, ctx, user_data),
+        Op::Delay => deliver(conn, ctx, user_data, -libc::ETIME, 0, None),
+        Op::Recv => deliver(conn, ctx, user_data, -libc::ECANCELED, 0, None),
+        _ => deliver(conn, ctx, user_data, 0, 0, None),
+    }
+}
+
+fn complete_open(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input, user_data: u64) {
+    let result = input.pick(&[0, 0, 0, -libc::ENOENT, -libc::EACCES, -libc::EMFILE]);
+    let fd = (result == 0).then(|| OwnedFd::from(std::fs::File::open("/dev/null").expect("/dev/null")));
+    deliver(conn, ctx, user_data, result, 0, fd);
+}
+
+fn complete_statx(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input, user_data: u64) {
+    let mode = input.pick(&[
+        libc::S_IFREG | 0o644,
+        libc::S_IFREG | 0o644,
+        libc::S_IFDIR | 0o755,
+        libc::S_IFIFO | 0o644,
+        libc::S_IFREG,
+    ]);
+    let size = input.pick(&[0u64, 11, 3000, 40_000, 2 << 20]);
+    let mtime = i64::from(input.byte().unwrap_or(0));
+    ctx.ring.sim_statx(user_data, |st| {
+        st.stx_mode = mode as u16;
+        st.stx_size = size;
+        st.stx_ino = 7;
+        st.stx_mtime.tv_sec = 1_700_000_000 + mtime;
+    });
+    let result = input.pick(&[0, 0, 0, -libc::EIO]);
+    deliver(conn, ctx, user_data, result, 0, None);
+}
+
+/// A file → pipe splice; if it moves less than asked, the linked pipe → socket splice is
+/// cancelled, as the kernel does.
+fn complete_splice_in(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input, user_data: u64, token: Token) {
+    let len = ctx.ring.sim().splice_len.get(&user_data).copied().unwrap_or(0) as i32;
+    let result = input.pick(&[len, len, len, len / 2 + 1, 0, -libc::EIO]);
+    deliver(conn, ctx, user_data, result, 0, None);
+    if result != len {
+        let linked = Token { op: Op::SpliceOut, ..token }.encode();
+        if ctx.ring.sim().submitted.contains(&linked) {
+            deliver(conn, ctx, linked, -libc::ECANCELED, 0, None);
+        }
+    }
+}
+
+/// A cancellation: the operations on the socket (receive, send, socket splice, poll,
+/// shutdown) end with ECANCELED, then the cancel itself completes.
+fn complete_cancel(conn: &mut Conn, ctx: &mut Ctx, user_data: u64) {
+    let on_socket: Vec<u64> = ctx
+        .ring
+        .sim()
+        .submitted
+        .iter()
+        .copied()
+        .filter(|&u| {
+            Token::decode(u).is_some_and(|t| {
+                matches!(t.op, Op::Recv | Op::Send | Op::SpliceOut | Op::PollOut | Op::Shutdown)
+            })
+        })
+        .collect();
+    for target in on_socket {
+        deliver(conn, ctx, target, -libc::ECANCELED, 0, None);
+    }
+    deliver(conn, ctx, user_data, 0, 0, None);
+}
