@@ -126,10 +126,13 @@ fn parse_rfc850(s: &str, now: i64) -> Option<i64> {
     if date.next().is_some() || parts.next()? != "GMT" || parts.next().is_some() {
         return None;
     }
+    // The one year with those two digits in (now - 50, now + 50].
     let this_year = civil(now).year;
     let mut year = this_year - this_year.rem_euclid(100) + i64::from(yy);
     if year > this_year + 50 {
         year -= 100;
+    } else if year + 100 <= this_year + 50 {
+        year += 100;
     }
     unix_time(year, month, day, time)
 }
@@ -210,6 +213,11 @@ mod tests {
         assert_eq!(year_of("Monday, 01-Jan-76 00:00:00 GMT"), Some(2076));
         assert_eq!(year_of("Saturday, 01-Jan-77 00:00:00 GMT"), Some(1977));
         assert_eq!(year_of("Tuesday, 01-Jan-26 00:00:00 GMT"), Some(2026));
+        // Late in a century, an early two-digit year is the coming century's, not 80 years ago.
+        let in_2080 = 3_471_292_800; // 2080-01-01
+        let year_then = |s: &str| parse_http_date(s, in_2080).map(|t| civil(t).year);
+        assert_eq!(year_then("Saturday, 01-Jan-00 00:00:00 GMT"), Some(2100));
+        assert_eq!(year_then("Saturday, 01-Jan-50 00:00:00 GMT"), Some(2050));
     }
 
     #[test]

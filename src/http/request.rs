@@ -75,10 +75,18 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse {
         Err(httparse::Error::TooManyHeaders) => Parse::Invalid(Status::HeaderFieldsTooLarge),
         Err(httparse::Error::Version) => match higher_minor_version(buf) {
             Some(at) => parse_as_http11(buf, at, max_head),
+            // The version may be judged only once the request line has ended (`HTTP/1.2` can
+            // arrive before its CRLF, and is then served as HTTP/1.1).
+            None if !request_line_ended(buf) => partial(buf, max_head),
             None => Parse::Invalid(version_error(buf)),
         },
         Err(_) => Parse::Invalid(Status::BadRequest),
     }
+}
+
+fn request_line_ended(buf: &[u8]) -> bool {
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
+    buf[start..].contains(&b'\n')
 }
 
 /// A request line in HTTP/1.x with x > 1 is answered as the highest 1.x this server speaks
@@ -355,6 +363,10 @@ mod tests {
         assert_eq!(ok("\r\nHEAD / HTTP/1.9\r\nHost: x\r\n\r\n").method(), Method::Head);
         assert_eq!(status("GET / HTTP/1.2\r\n\r\n"), Status::BadRequest);
         assert_eq!(parse(b"GET / HTTP/1.2\r\nHost: x\r\n", 8192), Parse::Partial);
+        // Cut before the request line's end, the version is not judged yet.
+        for cut in ["GET / HTTP/1.2", "GET / HTTP/1.2\r", "GET / HTTP/2.0"] {
+            assert_eq!(parse(cut.as_bytes(), 8192), Parse::Partial, "{cut:?}");
+        }
     }
 
     #[test]
