@@ -168,7 +168,7 @@ struct Exchange {
 /// a send is in flight (`ring::Outgoing`).
 struct Sending {
     /// A file body to splice once the head is sent.
-    then: Option<BodyFile>,
+    then: Option<(BodyFile, Pipe)>,
     ex: Exchange,
 }
 
@@ -423,10 +423,31 @@ impl Conn {
     // ---- sending ----
 
     fn send(&mut self, ctx: &mut Ctx, head: Vec<u8>, body: Body, ex: Exchange) {
+        self.send_piece(ctx, head, body, ex, true);
+    }
+
+    /// Sends one piece of a response: the first (its head), or a later one (a multipart part).
+    fn send_piece(&mut self, ctx: &mut Ctx, head: Vec<u8>, body: Body, ex: Exchange, first: bool) {
         let (cached, then) = match body {
             Body::None => (None, None),
             Body::Cached(c) => (Some(c), None),
-            Body::File(f) => (None, Some(f)),
+            // The pipe is taken before the head goes out: without one (out of descriptors) the
+            // answer is a 503, not a promised body cut short after its head.
+            Body::File(f) => match ctx.pipes.take() {
+                Some(pipe) => (None, Some((f, pipe))),
+                None if first => {
+                    crate::log_warn!("cannot create a pipe for a file body; answering 503");
+                    ctx.recycle_head_buffer(head);
+                    return self.builtin_error(ctx, ex.req, Status::ServiceUnavailable, false);
+                }
+                // Part of the response is out: its framing can no longer be kept.
+                None => {
+                    crate::log_warn!("cannot create a pipe for a file body; closing the connection");
+                    self.close_reason = CloseReason::Error;
+                    self.log_exchange(ctx, &ex);
+                    return self.abort(ctx);
+                }
+            },
         };
         self.phase = Phase::Sending(Box::new(Sending { then, ex }));
         self.deadline = ctx.now + ctx.cfg.send_timeout;
@@ -458,16 +479,11 @@ impl Conn {
         let Sending { then, ex } = *s;
         match then {
             None => self.next_piece(ctx, ex),
-            Some(body) => self.start_splice(ctx, body, ex),
+            Some((body, pipe)) => self.start_splice(ctx, body, pipe, ex),
         }
     }
 
-    fn start_splice(&mut self, ctx: &mut Ctx, body: BodyFile, ex: Exchange) {
-        let Some(pipe) = ctx.pipes.take() else {
-            crate::log_warn!("cannot create a pipe for a file body; closing the connection");
-            self.close_reason = CloseReason::Error;
-            return self.abort_with(ctx, ex);
-        };
+    fn start_splice(&mut self, ctx: &mut Ctx, body: BodyFile, pipe: Pipe, ex: Exchange) {
         self.phase =
             Phase::Splicing(Box::new(Splicing { body, pipe: Some(pipe), in_pipe: 0, ex, stall: None }));
         self.splice_step(ctx);
@@ -563,7 +579,7 @@ impl Conn {
     /// Sends the next piece of a response in several pieces, or finishes it.
     fn next_piece(&mut self, ctx: &mut Ctx, mut ex: Exchange) {
         match ex.rest.pop_front() {
-            Some((bytes, body)) => self.send(ctx, bytes, body, ex),
+            Some((bytes, body)) => self.send_piece(ctx, bytes, body, ex, false),
             None => self.response_done(ctx, ex),
         }
     }
@@ -677,11 +693,6 @@ impl Conn {
         if matches!(self.recv, Recv::Armed | Recv::Pausing) || self.ops_in_flight > 0 {
             ctx.ring.cancel_fd(self.fd(), self.token(Op::Cancel));
         }
-    }
-
-    fn abort_with(&mut self, ctx: &mut Ctx, ex: Exchange) {
-        self.log_exchange(ctx, &ex);
-        self.abort(ctx);
     }
 
     /// The deadline passed: 408 for a half-sent head, otherwise just close. Client deadlines
