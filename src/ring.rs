@@ -47,7 +47,10 @@ enum OpMemory {
     Delay(#[allow(dead_code)] Box<Timespec>),
     Statx(Box<libc::statx>),
     /// A read's or a write's buffer; the kernel uses it from `at` on.
-    Buffer { buf: Vec<u8>, at: usize },
+    Buffer {
+        buf: Vec<u8>,
+        at: usize,
+    },
     Send {
         out: Outgoing,
         _vectors: Option<(Box<[libc::iovec; 2]>, Box<libc::msghdr>)>,
