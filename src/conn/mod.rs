@@ -53,6 +53,11 @@ use lookup::{Loading, Lookup, Opening, Purpose, Stating};
 /// How long a closing connection waits for the client's FIN after ours, so that a client still
 /// sending does not turn our close into a reset that destroys the response it has not read.
 const LINGER: Duration = Duration::from_secs(2);
+/// Response bodies above this always get a lingering close: they can still be in the socket,
+/// unacknowledged, long after the last byte is handed over. A smaller one is closed at once
+/// unless input is already waiting (nginx's `lingering_close on` makes the same trade): only a
+/// client that sends more bytes within the response's last round trip can still lose its tail.
+const LINGER_ABOVE: u64 = 64 * 1024;
 /// Buffered request bytes above which receiving pauses until requests are answered (the rest
 /// waits in the socket, and TCP flow control slows the client down).
 const RECV_HIGH_WATER: usize = 64 * 1024;
@@ -627,16 +632,18 @@ impl Conn {
     /// Ends the connection after its last response. Closing a socket that has unread input,
     /// or that receives any later, sends a reset, which destroys whatever of the response the
     /// client has not yet received. So the close lingers (see `linger`) unless the client has
-    /// already closed its side, or has sent nothing more and acknowledged the whole response
-    /// (then nothing is left to destroy: the common case of a small response on a fast link).
+    /// already closed its side, or has sent nothing more and the response was small enough to
+    /// be on its way already: the common case of a small response, closed at the cost of one
+    /// FIONREAD. A large response may still sit unacknowledged in the socket for a long time
+    /// (a client that reads slowly), so it always lingers.
     fn close_after(&mut self, ctx: &mut Ctx, ex: &Exchange) {
         let must_linger = self.recv != Recv::Ended
             && (!self.inbuf.is_empty()
                 || ctx.stopping
                 || ex.status.closes_connection()
                 || ex.req.as_ref().is_none_or(|r| r.has_body)
-                || sys::has_unread_input(self.fd())
-                || sys::unacked_bytes(self.fd()).is_none_or(|n| n > 0));
+                || ex.body_bytes > LINGER_ABOVE
+                || sys::has_unread_input(self.fd()));
         if must_linger { self.linger(ctx) } else { self.abort(ctx) }
     }
 
