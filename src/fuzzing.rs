@@ -47,12 +47,20 @@ impl Input<'_> {
     }
 }
 
+thread_local! {
+    /// One simulated ring per thread, reused by every run: setting up an io_uring (for the
+    /// provided buffers) per input would cost more than the run itself.
+    static RING: std::cell::RefCell<Option<Ring>> = const { std::cell::RefCell::new(None) };
+}
+
 fn context() -> Ctx {
     let args = Args::parse_from(["ringhttpd", "-r", "/", "--header-timeout", "5", "--send-timeout", "5"]);
     let cfg = Arc::new(Config::from_args(args).expect("fixed flags"));
     let registry = Arc::new(Metrics::new(1, 0));
     Ctx {
-        ring: Ring::simulated().expect("an io_uring for the provided buffers"),
+        ring: RING
+            .with(|r| r.borrow_mut().take())
+            .unwrap_or_else(|| Ring::simulated().expect("an io_uring for the provided buffers")),
         cfg,
         root: -1,
         cache: FileCache::default(),
@@ -72,9 +80,16 @@ fn context() -> Ctx {
 /// Runs one connection through the events `data` describes; panics on a broken invariant.
 pub fn drive_connection(data: &[u8]) {
     let mut ctx = context();
+    ctx.ring.sim_reset();
+    run(&mut ctx, data);
+    let Ctx { ring, .. } = ctx;
+    RING.with(|r| *r.borrow_mut() = Some(ring));
+}
+
+fn run(ctx: &mut Ctx, data: &[u8]) {
     let (socket, _peer) = std::os::unix::net::UnixStream::pair().expect("socketpair");
-    let mut conn = Conn::new(OwnedFd::from(socket), 0, 1, false, &mut ctx);
-    conn.arm_recv(&mut ctx);
+    let mut conn = Conn::new(OwnedFd::from(socket), 0, 1, false, ctx);
+    conn.arm_recv(ctx);
     let mut input = Input(data);
     for _ in 0..MAX_STEPS {
         if conn.is_finished() {
@@ -82,23 +97,23 @@ pub fn drive_connection(data: &[u8]) {
         }
         let Some(action) = input.byte() else { break };
         match action % 10 {
-            0..=3 => receive(&mut conn, &mut ctx, &mut input),
-            4..=6 => complete_oldest(&mut conn, &mut ctx, &mut input),
+            0..=3 => receive(&mut conn, ctx, &mut input),
+            4..=6 => complete_oldest(&mut conn, ctx, &mut input),
             7 => {
                 ctx.now += Duration::from_secs(6);
                 if conn.deadline <= ctx.now {
-                    conn.on_timeout(&mut ctx);
+                    conn.on_timeout(ctx);
                 }
             }
-            8 => end_of_input(&mut conn, &mut ctx, &mut input),
+            8 => end_of_input(&mut conn, ctx, &mut input),
             _ => {
                 ctx.stopping = true;
-                conn.on_stop(&mut ctx);
+                conn.on_stop(ctx);
             }
         }
     }
     // However the stream ended, an aborted connection must be able to finish.
-    conn.abort(&mut ctx);
+    conn.abort(ctx);
     let mut drain = Input(&[]);
     for _ in 0..MAX_STEPS {
         if conn.is_finished() {
@@ -107,7 +122,7 @@ pub fn drive_connection(data: &[u8]) {
         if ctx.ring.sim().submitted.is_empty() {
             break;
         }
-        complete_oldest(&mut conn, &mut ctx, &mut drain);
+        complete_oldest(&mut conn, ctx, &mut drain);
     }
     assert!(conn.is_finished(), "an aborted connection with nothing left in flight is not finished");
 }

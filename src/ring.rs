@@ -546,6 +546,13 @@ impl Ring {
         Ok(ring)
     }
 
+    /// Forgets everything a previous simulated run left (recorded submissions, owned memory),
+    /// so one simulated ring can serve many runs.
+    pub(crate) fn sim_reset(&mut self) {
+        self.inflight.clear();
+        *self.sim() = Simulated::default();
+    }
+
     pub(crate) fn sim(&mut self) -> &mut Simulated {
         self.sim.as_mut().expect("a simulated ring")
     }
