@@ -48,9 +48,10 @@ impl Input<'_> {
 }
 
 thread_local! {
-    /// One simulated ring per thread, reused by every run: setting up an io_uring (for the
-    /// provided buffers) per input would cost more than the run itself.
-    static RING: std::cell::RefCell<Option<Ring>> = const { std::cell::RefCell::new(None) };
+    /// One context (with its simulated ring) per thread, reset for every run: setting up an
+    /// io_uring for the provided buffers and parsing flags per input would cost more than the
+    /// run itself.
+    static CONTEXT: std::cell::RefCell<Option<Ctx>> = const { std::cell::RefCell::new(None) };
 }
 
 fn context() -> Ctx {
@@ -58,9 +59,7 @@ fn context() -> Ctx {
     let cfg = Arc::new(Config::from_args(args).expect("fixed flags"));
     let registry = Arc::new(Metrics::new(1, 0));
     Ctx {
-        ring: RING
-            .with(|r| r.borrow_mut().take())
-            .unwrap_or_else(|| Ring::simulated().expect("an io_uring for the provided buffers")),
+        ring: Ring::simulated().expect("an io_uring for the provided buffers"),
         cfg,
         root: -1,
         cache: FileCache::default(),
@@ -79,11 +78,13 @@ fn context() -> Ctx {
 
 /// Runs one connection through the events `data` describes; panics on a broken invariant.
 pub fn drive_connection(data: &[u8]) {
-    let mut ctx = context();
+    let mut ctx = CONTEXT.with(|c| c.borrow_mut().take()).unwrap_or_else(context);
     ctx.ring.sim_reset();
+    ctx.cache = FileCache::default();
+    ctx.stopping = false;
+    ctx.now = Instant::now();
     run(&mut ctx, data);
-    let Ctx { ring, .. } = ctx;
-    RING.with(|r| *r.borrow_mut() = Some(ring));
+    CONTEXT.with(|c| *c.borrow_mut() = Some(ctx));
 }
 
 fn run(ctx: &mut Ctx, data: &[u8]) {
