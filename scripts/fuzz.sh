@@ -11,8 +11,6 @@
 # Environment:
 #   FUZZ_RUNS  also stop a target after this many executions (libFuzzer -runs)
 #   FUZZ_ARGS  further libFuzzer arguments, e.g. "-max_len=20000"
-#   FUZZ_TOLERATE  known findings not fixed yet that the targets should let pass (comma-separated
-#              names, listed where the targets check them), so a long campaign can go past them
 #
 # Each target starts from its seed corpus, fuzz/corpus/<target>/ (never written to), and from
 # what earlier runs found, fuzz/work/<target>/ (ignored by git); it uses fuzz/dict/<dict>. The

@@ -71,22 +71,13 @@ fuzz_target!(|data: &[u8]| {
     if LONG_DAYS.iter().any(|d| trimmed.strip_prefix(d).is_some_and(|r| r.starts_with(", "))) {
         // Only the RFC 850 form starts with a long day name.
         let (year, this_year) = (year_of(t), year_of(now));
-        // The parser only ever moves a year back a century, never forward: late in a century
-        // (last two digits over 50) an early two-digit year lands up to 99 years in the past.
-        let known = tolerated("rfc850-window") && (this_year - 100..this_year - 49).contains(&year);
+        // RFC 9110 §5.6.7: the one year with those two digits within 50 years of now.
         assert!(
-            known || (this_year - 49..=this_year + 51).contains(&year),
+            (this_year - 49..=this_year + 51).contains(&year),
             "{s:?} at now={now} (year {this_year}) is in year {year}"
         );
     }
 });
-
-/// Known findings not fixed in src/ yet, skipped when `FUZZ_TOLERATE` (comma-separated) names
-/// them, so that a campaign can go on past them. `rfc850-window`: see above.
-fn tolerated(name: &str) -> bool {
-    static TOLERATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    TOLERATE.get_or_init(|| std::env::var("FUZZ_TOLERATE").unwrap_or_default()).split(',').any(|t| t == name)
-}
 
 fn round_trip(t: i64, now: i64) {
     let formatted = imf_fixdate(t);

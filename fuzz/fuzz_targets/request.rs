@@ -40,8 +40,6 @@ fuzz_target!(|data: &[u8]| {
         for end in split_points(&data[..len]) {
             match parse(&data[..end], MAX_HEAD) {
                 Parse::Partial => {}
-                Parse::Invalid(Status::VersionNotSupported)
-                    if tolerated("http12-prefix") && !request_line_ended(&data[..end]) => {}
                 other => panic!("a complete {len}-byte head cut to {end} bytes gave {other:?}"),
             }
         }
@@ -111,19 +109,6 @@ fn check_fields(req: &Request) {
     for value in fields.into_iter().flatten() {
         assert!(!value.contains(['\r', '\n', '\0']), "control character in a header value {value:?}");
     }
-}
-
-/// Whether the request line (after the empty lines a client may send first) has its LF yet.
-fn request_line_ended(buf: &[u8]) -> bool {
-    buf.iter().skip_while(|&&b| b == b'\r' || b == b'\n').any(|&b| b == b'\n')
-}
-
-/// Known findings not fixed in src/ yet, skipped when `FUZZ_TOLERATE` (comma-separated) names
-/// them, so that a campaign can go on past them. `http12-prefix`: an `HTTP/1.x` (x > 1) request
-/// line cut before its LF is answered 505, although the whole head is served as HTTP/1.1.
-fn tolerated(name: &str) -> bool {
-    static TOLERATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    TOLERATE.get_or_init(|| std::env::var("FUZZ_TOLERATE").unwrap_or_default()).split(',').any(|t| t == name)
 }
 
 /// Where the network might cut a buffer: every position in a short one; in a longer one, around
