@@ -159,22 +159,7 @@ pub fn listen_fds() -> io::Result<Option<Vec<OwnedFd>>> {
 
 /// Whether `path` beneath `root` is a regular file this process can open for reading.
 pub fn readable_file_beneath(root: RawFd, path: &[u8]) -> io::Result<()> {
-    let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: open_how is plain old data; all-zeroes is a valid (empty) value.
-    let mut how: libc::open_how = unsafe { mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: `c` and `how` are live for the call, and the size passed is `how`'s exact size.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root,
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            size_of::<libc::open_how>(),
-        )
-    };
-    let file = std::fs::File::from(owned(ret as libc::c_int)?);
+    let file = std::fs::File::from(open_beneath(root, path, libc::O_RDONLY)?);
     if file.metadata()?.is_file() { Ok(()) } else { Err(io::Error::from_raw_os_error(libc::EISDIR)) }
 }
 
@@ -300,14 +285,19 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Opens the directory `path` (relative, decoded) beneath `root` with `openat2`, refusing any
-/// resolution that would leave the root, as the ring's opens do.
+/// Opens the directory `path` (relative, decoded; empty for the root itself) beneath `root`.
 pub fn open_dir_beneath(root: RawFd, path: &[u8]) -> io::Result<OwnedFd> {
     let path = if path.is_empty() { b".".as_slice() } else { path };
+    open_beneath(root, path, libc::O_RDONLY | libc::O_DIRECTORY)
+}
+
+/// `openat2` of `path` beneath `root` with `flags` (plus close-on-exec and non-blocking),
+/// refusing any resolution that would leave the root, as the ring's opens do.
+fn open_beneath(root: RawFd, path: &[u8], flags: libc::c_int) -> io::Result<OwnedFd> {
     let c = CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: open_how is plain old data; all-zeroes is a valid (empty) value.
     let mut how: libc::open_how = unsafe { mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
+    how.flags = (flags | libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: `c` and `how` are live for the call, and the size passed is `how`'s exact size.
     let ret = unsafe {

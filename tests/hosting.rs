@@ -8,20 +8,11 @@ use std::fs;
 use std::net::SocketAddr;
 
 use common::check::assert_error;
-use common::http::{Response, request};
+use common::http::{Response, send_with};
 use common::server::{Server, run_to_exit};
 
-fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
-    for (name, value) in headers {
-        raw.push_str(&format!("{name}: {value}\r\n"));
-    }
-    raw.push_str("Connection: close\r\n\r\n");
-    request(addr, raw.as_bytes())
-}
-
 fn get(addr: SocketAddr, path: &str) -> Response {
-    send(addr, "GET", path, &[])
+    send_with(addr, "GET", path, &[])
 }
 
 fn put(server: &Server, rel: &str, content: &str) {
@@ -55,14 +46,14 @@ fn fallback_answers_paths_that_name_nothing() {
 fn fallback_supports_head_ranges_and_conditionals() {
     let server = Server::start_with(2, &["--fallback", "/index.html"]);
     let index = server.fixture().read("index.html");
-    let head = send(server.addr, "HEAD", "/spa/page", &[]);
+    let head = send_with(server.addr, "HEAD", "/spa/page", &[]);
     assert_eq!((head.status, head.content_length()), (200, index.len()), "{head:#?}");
     assert!(head.body.is_empty());
-    let range = send(server.addr, "GET", "/spa/page", &[("Range", "bytes=0-9")]);
+    let range = send_with(server.addr, "GET", "/spa/page", &[("Range", "bytes=0-9")]);
     assert_eq!(range.status, 206, "{range:#?}");
     assert_eq!(range.body, index[..10]);
     let etag = head.expect_header("etag");
-    let cond = send(server.addr, "GET", "/spa/page", &[("If-None-Match", etag)]);
+    let cond = send_with(server.addr, "GET", "/spa/page", &[("If-None-Match", etag)]);
     assert_eq!(cond.status, 304, "{cond:#?}");
 }
 
@@ -81,7 +72,7 @@ fn fallback_never_applies_to_refused_paths() {
         assert_eq!(r.status, status, "{path}: {r:#?}");
         assert_ne!(r.body, server.fixture().read("index.html"), "{path}");
     }
-    let post = send(server.addr, "POST", "/app/route", &[]);
+    let post = send_with(server.addr, "POST", "/app/route", &[]);
     assert_eq!(post.status, 405, "{post:#?}");
 }
 
@@ -120,15 +111,15 @@ fn error_pages_carry_the_sites_body_and_the_original_status() {
     assert_eq!(forbidden.status, 403);
     assert_eq!(forbidden.body, server.fixture().read("errors/403.txt"));
     assert!(forbidden.expect_header("content-type").starts_with("text/plain"));
-    let head = send(server.addr, "HEAD", "/missing", &[]);
+    let head = send_with(server.addr, "HEAD", "/missing", &[]);
     assert_eq!((head.status, head.content_length()), (404, page_404.len()), "{head:#?}");
     assert!(head.body.is_empty());
     // Conditionals and Range do not apply to an error page.
     for (name, value) in [("Range", "bytes=0-3"), ("If-None-Match", "*"), ("If-Match", "\"x\"")] {
-        let r = send(server.addr, "GET", "/missing", &[(name, value)]);
+        let r = send_with(server.addr, "GET", "/missing", &[(name, value)]);
         assert_eq!((r.status, r.body.as_slice()), (404, page_404.as_slice()), "{name}: {r:#?}");
     }
-    let post = send(server.addr, "POST", "/index.html", &[]);
+    let post = send_with(server.addr, "POST", "/index.html", &[]);
     assert_eq!(post.status, 405, "{post:#?}");
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
     assert_eq!(post.body, page_404);
@@ -259,7 +250,7 @@ fn autoindex_details() {
     assert!(listing.body_text().contains("other.txt"));
     let with_dots = get(server.addr, "/shown/").body_text();
     assert!(with_dots.contains(">.hidden</a>"), "{with_dots}");
-    let head = send(server.addr, "HEAD", "/httptest/noindex/", &[]);
+    let head = send_with(server.addr, "HEAD", "/httptest/noindex/", &[]);
     assert_eq!((head.status, head.content_length()), (200, listing.body.len()));
     assert!(head.body.is_empty());
     assert_error(&get(server.addr, "/no-such-dir/"), 404);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::check::{assert_common_headers, assert_file_headers, assert_serves, parse_http_date};
 use common::fixture::{BIG_SIZE, pseudo_random};
-use common::http::{Response, request};
+use common::http::{Response, send_with};
 use common::server::Server;
 
 /// Above the size up to which the server keeps files in memory (32 KiB).
@@ -30,18 +30,8 @@ const CHANGE_VISIBLE_WITHIN: Duration = Duration::from_secs(2);
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Sends `method path` with `headers` on its own connection and returns the response.
-fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
-    for (name, value) in headers {
-        raw.push_str(&format!("{name}: {value}\r\n"));
-    }
-    raw.push_str("Connection: close\r\n\r\n");
-    request(addr, raw.as_bytes())
-}
-
 fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
-    send(addr, "GET", path, headers)
+    send_with(addr, "GET", path, headers)
 }
 
 /// Writes `content` to `rel` below the document root, creating directories.
@@ -158,7 +148,7 @@ fn if_none_match_with_the_etag_is_not_modified() {
     ];
     for value in &cases {
         for method in ["GET", "HEAD"] {
-            let r = send(server.addr, method, "/index.html", &[("If-None-Match", value)]);
+            let r = send_with(server.addr, method, "/index.html", &[("If-None-Match", value)]);
             assert_not_modified(&r, &ok);
         }
     }
@@ -187,7 +177,8 @@ fn if_modified_since() {
 
     for (secs, why) in [(PAST_MTIME, "equal"), (PAST_MTIME + 86_400, "a day later")] {
         for method in ["GET", "HEAD"] {
-            let r = send(server.addr, method, "/cond/dated.bin", &[("If-Modified-Since", &http_date(secs))]);
+            let r =
+                send_with(server.addr, method, "/cond/dated.bin", &[("If-Modified-Since", &http_date(secs))]);
             assert_eq!(r.status, 304, "{method} with If-Modified-Since {why}: {r:#?}");
             assert_not_modified(&r, &ok);
         }
@@ -346,7 +337,7 @@ fn if_range_applies_the_range_only_while_the_file_is_unchanged() {
 fn head_ignores_range() {
     let server = Server::start();
     for rel in ["index.html", "httptest/big.bin"] {
-        let r = send(server.addr, "HEAD", &format!("/{rel}"), &[("Range", "bytes=0-9")]);
+        let r = send_with(server.addr, "HEAD", &format!("/{rel}"), &[("Range", "bytes=0-9")]);
         assert_file_headers(&r, server.fixture(), rel);
         assert!(r.header("content-range").is_none(), "HEAD {rel} with Range: {r:#?}");
     }
@@ -365,7 +356,7 @@ fn directory_without_slash_redirects_keeping_the_query() {
         ("/httptest/noindex", "/httptest/noindex/"),
     ] {
         for method in ["GET", "HEAD"] {
-            let r = send(server.addr, method, target, &[]);
+            let r = send_with(server.addr, method, target, &[]);
             assert_eq!(
                 (r.status, r.reason.as_str()),
                 (301, "Moved Permanently"),
@@ -390,7 +381,7 @@ fn cache_control_by_status(server: &Server) -> Vec<(u16, Vec<String>)> {
         get_with(server.addr, "/index.html", &[("Range", "bytes=0-3")]),
         get_with(server.addr, "/httptest/big.bin", &[("Range", "bytes=0-3")]),
         get_with(server.addr, "/index.html", &[("If-None-Match", &etag)]),
-        send(server.addr, "HEAD", "/index.html", &[]),
+        send_with(server.addr, "HEAD", "/index.html", &[]),
         get_with(server.addr, "/httptest/dir2", &[]),
         get_with(server.addr, "/no-such-file", &[]),
     ];
@@ -571,7 +562,7 @@ fn ranges_apply_to_the_compressed_bytes() {
 fn head_of_a_variant_has_its_headers() {
     let server = Server::start();
     let v = Variants::write(&server, "pre/head.css", "text/css", (3000, Some(1200), Some(1000)));
-    let r = send(server.addr, "HEAD", &v.url, &[("Accept-Encoding", "gzip")]);
+    let r = send_with(server.addr, "HEAD", &v.url, &[("Accept-Encoding", "gzip")]);
     assert_eq!(r.status, 200, "{r:#?}");
     assert_eq!(r.all("content-encoding"), ["gzip"]);
     assert_eq!(r.all("content-type"), ["text/css"]);

@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use common::check::assert_common_headers;
 use common::fixture::pseudo_random;
-use common::http::{Response, request};
+use common::http::{Response, send_with};
 use common::server::Server;
 
 /// 1994-11-06 08:49:37 UTC, RFC 9110's example instant.
@@ -19,17 +19,8 @@ const RFC850: &str = "Sunday, 06-Nov-94 08:49:37 GMT";
 const ASCTIME: &str = "Sun Nov  6 08:49:37 1994";
 const EARLIER: &str = "Sun, 06 Nov 1994 08:49:36 GMT";
 
-fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
-    for (name, value) in headers {
-        raw.push_str(&format!("{name}: {value}\r\n"));
-    }
-    raw.push_str("Connection: close\r\n\r\n");
-    request(addr, raw.as_bytes())
-}
-
 fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
-    send(addr, "GET", path, headers)
+    send_with(addr, "GET", path, headers)
 }
 
 /// A server with a small (cached) and a large (spliced) file, both last modified at `EXAMPLE`.
@@ -67,7 +58,7 @@ fn if_match_uses_strong_comparison() {
         let weak = format!("W/{etag}");
         for failing in ["\"nope\"", weak.as_str(), "\"a\", \"b\""] {
             for method in ["GET", "HEAD"] {
-                let r = send(server.addr, method, &url, &[("If-Match", failing)]);
+                let r = send_with(server.addr, method, &url, &[("If-Match", failing)]);
                 assert_precondition_failed(&r, &format!("{method} {rel} If-Match: {failing}"));
             }
         }
@@ -84,7 +75,7 @@ fn if_unmodified_since_in_every_date_format() {
             assert_eq!(r.status, 200, "{rel} If-Unmodified-Since: {since}: {r:#?}");
         }
         for method in ["GET", "HEAD"] {
-            let r = send(server.addr, method, &url, &[("If-Unmodified-Since", EARLIER)]);
+            let r = send_with(server.addr, method, &url, &[("If-Unmodified-Since", EARLIER)]);
             assert_precondition_failed(&r, &format!("{method} {rel} If-Unmodified-Since earlier"));
         }
         // An invalid date is ignored, as if the field were absent.
@@ -235,7 +226,7 @@ fn several_ranges_are_a_multipart_answer() {
             assert_multipart(&r, &content, &expected, &part_type, &format!("{rel} with {range}"));
         }
         // The head alone for HEAD (which ignores Range here, as for single ranges).
-        let head = send(server.addr, "HEAD", &url, &[("Range", "bytes=0-9,20-29")]);
+        let head = send_with(server.addr, "HEAD", &url, &[("Range", "bytes=0-9,20-29")]);
         assert!(head.status == 200 || head.status == 206, "{head:#?}");
     }
 }

@@ -249,6 +249,17 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
     request(addr, get_request(path).as_bytes())
 }
 
+/// `METHOD path` over HTTP/1.1 with extra `headers` and `Connection: close`, on its own
+/// connection.
+pub fn send_with(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+    for (name, value) in headers {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    raw.push_str("Connection: close\r\n\r\n");
+    request(addr, raw.as_bytes())
+}
+
 /// `HEAD path` over HTTP/1.1 with `Connection: close`.
 pub fn head(addr: SocketAddr, path: &str) -> Response {
     let raw = format!("HEAD {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
