@@ -94,6 +94,7 @@ fn check_parse(buf: &[u8], max_head: usize) -> Result<(), TestCaseError> {
                     Status::BadRequest
                         | Status::UriTooLong
                         | Status::HeaderFieldsTooLarge
+                        | Status::NotImplemented
                         | Status::VersionNotSupported
                 ),
                 "unexpected status {:?}",
