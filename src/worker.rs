@@ -61,15 +61,65 @@ pub struct Setup {
     pub metrics: Arc<Metrics>,
 }
 
+/// A listening socket and the multishot accept armed on it.
+struct Listener {
+    socket: Option<OwnedFd>,
+    /// The multishot accept is armed (its final completion has not arrived).
+    accepting: bool,
+    /// The operation its completions come back as.
+    op: Op,
+}
+
+impl Listener {
+    fn new(socket: Option<OwnedFd>, op: Op) -> Listener {
+        Listener { socket, accepting: false, op }
+    }
+
+    /// Arms the accept if it is not armed; true if it was armed now.
+    fn arm(&mut self, ring: &mut Ring) -> bool {
+        let Some(socket) = &self.socket else { return false };
+        if self.accepting {
+            return false;
+        }
+        self.accepting = true;
+        ring.accept_multi(socket.as_raw_fd(), Token::worker(self.op));
+        true
+    }
+
+    /// An accept completion arrived: the accept ended unless `more`; once stopping and ended,
+    /// nothing holds the socket open any longer, and closing it stops the port accepting.
+    fn completed(&mut self, more: bool, stopping: bool) {
+        if !more {
+            self.accepting = false;
+        }
+        if stopping && !self.accepting {
+            self.socket = None;
+        }
+    }
+
+    /// Cancels the armed accept (its final completion still arrives).
+    fn cancel(&self, ring: &mut Ring) {
+        if let (Some(socket), true) = (&self.socket, self.accepting) {
+            ring.cancel_fd(socket.as_raw_fd(), Token::worker(Op::Cancel));
+        }
+    }
+
+    /// Graceful stop: cancel the accept, or close the socket at once if none is armed.
+    fn stop(&mut self, ring: &mut Ring) {
+        if self.accepting { self.cancel(ring) } else { self.socket = None }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.socket.is_none()
+    }
+}
+
 struct Worker {
     ctx: Ctx,
     conns: Slab<Conn>,
-    listener: Option<OwnedFd>,
-    /// The multishot accept is armed.
-    accepting: bool,
-    /// The `--metrics` listener (worker 0 only) and whether its accept is armed.
-    metrics_listener: Option<OwnedFd>,
-    metrics_accepting: bool,
+    listener: Listener,
+    /// The `--metrics` listener (worker 0 only).
+    metrics_listener: Listener,
     accept_paused_until: Option<Instant>,
     wake: Arc<OwnedFd>,
     shared: Arc<Shared>,
@@ -119,10 +169,8 @@ pub fn prepare(
     let worker = Worker {
         ctx,
         conns: Slab::new(),
-        listener: Some(setup.listener),
-        accepting: false,
-        metrics_listener: setup.metrics_listener,
-        metrics_accepting: false,
+        listener: Listener::new(Some(setup.listener), Op::Accept),
+        metrics_listener: Listener::new(setup.metrics_listener, Op::AcceptMetrics),
         accept_paused_until: None,
         wake: setup.wake,
         shared: setup.shared,
@@ -174,8 +222,8 @@ impl Worker {
 
     fn finished(&self) -> bool {
         self.ctx.stopping
-            && self.listener.is_none()
-            && self.metrics_listener.is_none()
+            && self.listener.is_closed()
+            && self.metrics_listener.is_closed()
             && self.conns.is_empty()
             && self.ctx.log.as_ref().is_none_or(|l| l.is_quiet())
     }
@@ -217,8 +265,8 @@ impl Worker {
 
     fn on_worker_op(&mut self, op: Op, c: &mut Completion) {
         match op {
-            Op::Accept => self.on_accept(c),
-            Op::AcceptMetrics => self.on_metrics_accept(c),
+            Op::Accept => self.on_accept(c, false),
+            Op::AcceptMetrics => self.on_accept(c, true),
             Op::Timer => self.on_tick(),
             Op::Wake => self.on_wake(),
             Op::LogWrite => {
@@ -241,32 +289,30 @@ impl Worker {
     // ---- accepting ----
 
     fn arm_accept(&mut self) {
-        let Some(listener) = &self.listener else {
-            return;
-        };
         let paused = self.accept_paused_until.is_some_and(|t| t > self.ctx.now);
-        if self.accepting || self.ctx.stopping || paused || self.conns.len() >= self.ctx.cfg.max_connections {
+        if self.ctx.stopping || paused || self.conns.len() >= self.ctx.cfg.max_connections {
             return;
         }
-        self.accepting = true;
-        self.accept_paused_until = None;
-        self.ctx.ring.accept_multi(listener.as_raw_fd(), Token::worker(Op::Accept));
+        if self.listener.arm(&mut self.ctx.ring) {
+            self.accept_paused_until = None;
+        }
     }
 
-    fn on_accept(&mut self, c: &mut Completion) {
-        if !c.more() {
-            self.accepting = false;
+    /// Worker 0's accept on the `--metrics` listener (scrapes are few: no connection limit).
+    fn arm_metrics_accept(&mut self) {
+        if !self.ctx.stopping {
+            self.metrics_listener.arm(&mut self.ctx.ring);
         }
-        if let Some(socket) = c.take_fd() {
-            self.add_conn(socket, false);
-        } else {
-            self.on_accept_error(-c.result);
+    }
+
+    fn on_accept(&mut self, c: &mut Completion, serves_metrics: bool) {
+        let listener = if serves_metrics { &mut self.metrics_listener } else { &mut self.listener };
+        listener.completed(c.more(), self.ctx.stopping);
+        match c.take_fd() {
+            Some(socket) => self.add_conn(socket, serves_metrics),
+            None => self.on_accept_error(-c.result),
         }
-        if self.ctx.stopping && !self.accepting {
-            // The accept is gone, so nothing holds the socket open: the port stops accepting.
-            self.listener = None;
-        }
-        self.arm_accept();
+        if serves_metrics { self.arm_metrics_accept() } else { self.arm_accept() }
     }
 
     fn on_accept_error(&mut self, errno: i32) {
@@ -295,38 +341,10 @@ impl Worker {
         self.next_generation = Token::next_generation(self.next_generation);
         let conn = entry.insert(Conn::new(socket, key, self.next_generation, serves_metrics, &mut self.ctx));
         conn.arm_recv(&mut self.ctx);
-        if self.conns.len() >= self.ctx.cfg.max_connections && self.accepting {
+        if self.conns.len() >= self.ctx.cfg.max_connections && self.listener.accepting {
             self.ctx.metrics.accept_paused(PauseReason::MaxConnections);
             // At the limit: stop the multishot accept; it is re-armed when a connection closes.
-            if let Some(listener) = &self.listener {
-                self.ctx.ring.cancel_fd(listener.as_raw_fd(), Token::worker(Op::Cancel));
-            }
-        }
-    }
-
-    /// Worker 0's accept on the `--metrics` listener (scrapes are few: no connection limit).
-    fn arm_metrics_accept(&mut self) {
-        let Some(listener) = &self.metrics_listener else { return };
-        if !self.metrics_accepting && !self.ctx.stopping {
-            self.metrics_accepting = true;
-            self.ctx.ring.accept_multi(listener.as_raw_fd(), Token::worker(Op::AcceptMetrics));
-        }
-    }
-
-    fn on_metrics_accept(&mut self, c: &mut Completion) {
-        if !c.more() {
-            self.metrics_accepting = false;
-        }
-        if let Some(socket) = c.take_fd() {
-            self.add_conn(socket, true);
-        } else {
-            self.on_accept_error(-c.result);
-        }
-        if self.ctx.stopping && !self.metrics_accepting {
-            self.metrics_listener = None;
-        }
-        if !self.ctx.stopping && !self.metrics_accepting {
-            self.arm_metrics_accept();
+            self.listener.cancel(&mut self.ctx.ring);
         }
     }
 
@@ -394,18 +412,8 @@ impl Worker {
     fn begin_stop(&mut self) {
         self.ctx.stopping = true;
         self.stop_deadline = Some(self.ctx.now + self.ctx.cfg.shutdown_timeout);
-        match &self.listener {
-            Some(listener) if self.accepting => {
-                self.ctx.ring.cancel_fd(listener.as_raw_fd(), Token::worker(Op::Cancel))
-            }
-            _ => self.listener = None,
-        }
-        match &self.metrics_listener {
-            Some(listener) if self.metrics_accepting => {
-                self.ctx.ring.cancel_fd(listener.as_raw_fd(), Token::worker(Op::Cancel))
-            }
-            _ => self.metrics_listener = None,
-        }
+        self.listener.stop(&mut self.ctx.ring);
+        self.metrics_listener.stop(&mut self.ctx.ring);
         let mut finished = Vec::new();
         for (key, conn) in self.conns.iter_mut() {
             conn.on_stop(&mut self.ctx);
