@@ -331,10 +331,10 @@ impl Worker {
         }
     }
 
+    /// Starts serving an accepted connection. One accepted while stopping (before the accept's
+    /// cancellation took effect) is served too: dropping it would reset a client whose request
+    /// is already on its way.
     fn add_conn(&mut self, socket: OwnedFd, serves_metrics: bool) {
-        if self.ctx.stopping {
-            return;
-        }
         self.ctx.metrics.accepted();
         let entry = self.conns.vacant_entry();
         let key = entry.key();

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::check::parse_http_date;
 use common::fixture::{Fixture, pseudo_random};
 use common::http::{
-    Client, IO_TIMEOUT, Parsed, Response, get_keepalive, get_request, parse_response, read_to_close, request,
+    Client, IO_TIMEOUT, Parsed, Response, get_keepalive, get_request, parse_response, parse_responses,
+    read_to_close, request,
 };
 use common::server::{Exit, Server, run_to_exit};
 
@@ -238,6 +239,28 @@ fn sigint_stops_an_idle_server_cleanly() {
     wait_until_refused(server.addr);
     server.expect_exit(0, PROMPTLY);
     assert_stop_log(&server, 3, "SIGINT");
+}
+
+/// A request whose head is still arriving when the stop signal comes is answered (with
+/// `Connection: close`), not cut off: the client cannot know the stop came first.
+#[test]
+fn request_arriving_during_a_graceful_stop_is_answered() {
+    let mut server = Server::launch(1).start();
+    let mut pending = TcpStream::connect(server.addr).expect("connect");
+    pending.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    pending.write_all(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n").expect("first part of the head");
+    // One worker takes connections in order: once this answer is back, the first part is in.
+    let barrier = request(server.addr, get_request("/index.html").as_bytes());
+    assert_eq!(barrier.status, 200);
+    server.signal(libc::SIGTERM);
+    server.wait_for_log("stopping (SIGTERM)", PROMPTLY);
+    pending.write_all(b"\r\n").expect("the end of the head");
+    let received = read_to_close(&mut pending);
+    let response = parse_responses(&received, &[false]).pop().expect("a response");
+    assert_eq!(response.status, 200, "{response:#?}");
+    assert!(response.says_close(), "{response:#?}");
+    assert_eq!(response.body, server.fixture().read("index.html"));
+    server.expect_exit(0, PROMPTLY);
 }
 
 #[test]

@@ -751,9 +751,12 @@ impl Conn {
         }
     }
 
-    /// Graceful stop: idle connections close now; busy ones close after their response.
+    /// Graceful stop: idle keep-alive connections close now; busy ones close after their
+    /// response. A connection still waiting for (the rest of) a request's head gets to send it
+    /// and is answered, as one accepted just before the stop may have its request on the way
+    /// (the header timeout and the shutdown timeout still bound it).
     pub fn on_stop(&mut self, ctx: &mut Ctx) {
-        if matches!(self.phase, Phase::Waiting(_)) {
+        if matches!(self.phase, Phase::Waiting(Wait::NextRequest)) && self.inbuf.is_empty() {
             self.abort_for(CloseReason::Shutdown, ctx);
         }
     }
