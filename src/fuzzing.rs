@@ -195,6 +195,13 @@ fn complete_oldest(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input) {
             let result = input.pick(&[left, left, left / 2 + 1, 1, -libc::EPIPE, -libc::ECONNRESET]);
             let _sent = ctx.ring.sim_send_bytes(user_data, result.max(0) as usize);
             deliver(conn, ctx, user_data, result, 0, None);
+            if result != left {
+                // A FIN linked behind a send that came up short is cancelled, as the kernel does.
+                let fin = Token { op: Op::Shutdown, ..token }.encode();
+                if ctx.ring.sim().submitted.contains(&fin) {
+                    deliver(conn, ctx, fin, -libc::ECANCELED, 0, None);
+                }
+            }
         }
         Op::SpliceIn => complete_splice_in(conn, ctx, input, user_data, token),
         Op::SpliceOut => {

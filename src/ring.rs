@@ -87,6 +87,20 @@ impl Outgoing {
     }
 }
 
+/// What follows a send on its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterSend {
+    /// More of the response (the kernel may hold back a partial segment: `MSG_MORE`).
+    More,
+    /// Nothing yet: the response ends here and the connection stays open.
+    Nothing,
+    /// The connection ends: our FIN (`shutdown(SHUT_WR)`, completing under this token) is
+    /// linked behind the send, which then sends everything or fails. The FIN leaves with the
+    /// response instead of a loop iteration later, so the client never has to close first
+    /// (and hold the TIME_WAIT: its next `connect` pays for every one it holds).
+    Fin(Token),
+}
+
 impl Completion {
     /// The descriptor an accept or open created (taken once).
     pub fn take_fd(&mut self) -> Option<OwnedFd> {
@@ -483,35 +497,49 @@ impl Ring {
     }
 
     /// Sends what is left of `out` (head, then body) on a socket: one `send` for a head alone,
-    /// one `sendmsg` with two iovecs when body bytes follow (no copy of the body). `more` says
-    /// more of the response follows, so the kernel may hold a partial segment. The completion
-    /// hands `out` back (`Completion::take_outgoing`).
-    pub fn send(&mut self, fd: RawFd, out: Outgoing, more: bool, token: Token) {
-        let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    /// one `sendmsg` with two iovecs when body bytes follow (no copy of the body). `after` says
+    /// what follows on the socket (see `AfterSend`). The completion hands `out` back
+    /// (`Completion::take_outgoing`).
+    pub fn send(&mut self, fd: RawFd, out: Outgoing, after: AfterSend, token: Token) {
+        let flags = libc::MSG_NOSIGNAL
+            | match after {
+                AfterSend::More => libc::MSG_MORE,
+                AfterSend::Nothing => 0,
+                // All or nothing: the FIN must not follow a partial send.
+                AfterSend::Fin(_) => libc::MSG_WAITALL,
+            };
         let head_left = &out.head[out.sent.min(out.head.len())..];
         let body_left =
             out.body.as_ref().map_or(&[][..], |b| &b.bytes()[out.sent.saturating_sub(out.head.len())..]);
-        if body_left.is_empty() {
-            let e = opcode::Send::new(Fd(fd), head_left.as_ptr(), head_left.len() as u32)
-                .flags(flags)
-                .build()
-                .user_data(token.encode());
-            return self.submit_owned(e, token, OpMemory::Send { out, _vectors: None });
-        }
-        let mut iov = Box::new([libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2]);
-        let mut n = 0;
-        for part in [head_left, body_left] {
-            if !part.is_empty() {
-                iov[n] = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
-                n += 1;
+        let (entry, vectors) = if body_left.is_empty() {
+            let e =
+                opcode::Send::new(Fd(fd), head_left.as_ptr(), head_left.len() as u32).flags(flags).build();
+            (e, None)
+        } else {
+            let mut iov = Box::new([libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2]);
+            let mut n = 0;
+            for part in [head_left, body_left] {
+                if !part.is_empty() {
+                    iov[n] =
+                        libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
+                    n += 1;
+                }
             }
+            // SAFETY: msghdr is plain old data; all-zeroes is an empty message.
+            let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = n;
+            (opcode::SendMsg::new(Fd(fd), &*msg).flags(flags as u32).build(), Some((iov, msg)))
+        };
+        let entry = entry.user_data(token.encode());
+        let memory = OpMemory::Send { out, _vectors: vectors };
+        match after {
+            AfterSend::Fin(fin) => {
+                let shutdown = opcode::Shutdown::new(Fd(fd), libc::SHUT_WR).build().user_data(fin.encode());
+                self.submit_owned_group(&[entry.flags(squeue::Flags::IO_LINK), shutdown], token, memory);
+            }
+            AfterSend::More | AfterSend::Nothing => self.submit_owned_group(&[entry], token, memory),
         }
-        // SAFETY: msghdr is plain old data; all-zeroes is an empty message.
-        let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = n;
-        let e = opcode::SendMsg::new(Fd(fd), &*msg).flags(flags as u32).build().user_data(token.encode());
-        self.submit_owned(e, token, OpMemory::Send { out, _vectors: Some((iov, msg)) });
     }
 
     /// Appends `buf` to a file (the access log; offset -1 means "current position", O_APPEND);
@@ -528,11 +556,17 @@ impl Ring {
     /// entry's completion is reaped. Heap memory does not move when its owner (a `Vec`, a
     /// `Box`, a `CString`) moves into the map, so the pointers stay valid.
     fn submit_owned(&mut self, entry: squeue::Entry, token: Token, memory: OpMemory) {
+        self.submit_owned_group(&[entry], token, memory);
+    }
+
+    /// `submit_owned` for a linked group whose first entry (submitted under `token`) is the
+    /// only one that points at memory.
+    fn submit_owned_group(&mut self, group: &[squeue::Entry], token: Token, memory: OpMemory) {
         let previous = self.inflight.insert(token.encode(), memory);
         assert!(previous.is_none(), "two operations in flight under one token: {token:?}");
-        // SAFETY: every pointer in `entry` leads into `memory`, which `inflight` owns until
-        // `drain` reaps this entry's completion and hands it back.
-        unsafe { self.push(entry) }
+        // SAFETY: every pointer in the group leads into `memory`, which `inflight` owns until
+        // `drain` reaps the first entry's completion and hands it back.
+        unsafe { self.push_group(group) }
     }
 }
 

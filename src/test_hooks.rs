@@ -1,6 +1,7 @@
 //! Fault injection for the integration tests, read from the environment once. Debug builds
 //! only: release builds compile every hook to nothing. This module never changes what a
-//! request is answered; it only makes the worker panic or the storage look slow on demand.
+//! request is answered; it only makes the worker panic, stall, or the storage look slow on
+//! demand.
 
 /// Debug builds only: a request for the target named by `RINGHTTPD_TEST_PANIC_PATH` panics
 /// the worker, so tests can check that a panic takes the whole process down (see
@@ -42,4 +43,28 @@ pub fn open_delay(name: &[u8]) -> Option<std::time::Duration> {
         let _ = name;
         None
     }
+}
+
+/// Debug builds only: when the send of a response to the target named by
+/// `RINGHTTPD_TEST_STALL_AFTER_SEND=TARGET=MILLISECONDS` completes, the worker thread sleeps
+/// that long before handling it, as a worker busy with other connections would be late, so
+/// tests can tell what the kernel does without the worker (our FIN linked behind a closing
+/// response's send) from what waits for it. Release builds compile this to nothing.
+pub fn stall_after_send(target: &str) {
+    #[cfg(debug_assertions)]
+    {
+        static STALL: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
+        let stall = STALL.get_or_init(|| {
+            let spec = std::env::var("RINGHTTPD_TEST_STALL_AFTER_SEND").ok()?;
+            let (path, ms) = spec.rsplit_once('=')?;
+            Some((path.to_string(), ms.parse().ok()?))
+        });
+        if let Some((path, ms)) = stall {
+            if path == target {
+                std::thread::sleep(std::time::Duration::from_millis(*ms));
+            }
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = target;
 }

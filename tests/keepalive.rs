@@ -3,10 +3,12 @@
 
 mod common;
 
+use std::io::{ErrorKind, Read, Write};
 use std::thread;
+use std::time::Duration;
 
 use common::check::{assert_error, assert_serves};
-use common::http::{Client, exchange, get_keepalive, parse_responses};
+use common::http::{Client, connect, exchange, get_keepalive, get_request, parse_responses};
 use common::server::Server;
 
 const PAGE: &str = "httptest/dir2/page.html";
@@ -288,4 +290,40 @@ fn many_simultaneous_connections() {
         let r = client.roundtrip(get_keepalive("/index.html").as_bytes());
         assert_serves(&r, server.fixture(), "index.html");
     }
+}
+
+/// A response that ends the connection carries the server's FIN right behind it, sent by the
+/// kernel with the response instead of whenever the worker next gets round to the connection.
+/// Here the worker is stalled for 2 s after the send (a debug-build hook, as a worker busy with
+/// other connections would be late), and the client still sees the end of the stream at once.
+/// Without that, a fast client closes first and holds the TIME_WAIT, which makes each of its
+/// next connects dearer: on a many-core machine that halved the new-connection-per-request rate.
+#[test]
+fn closing_response_is_followed_by_fin_without_waiting_for_the_worker() {
+    let stall = [("RINGHTTPD_TEST_STALL_AFTER_SEND", "/index.html=2000")];
+    let server = Server::start_with_env(1, &[], &stall);
+    let mut stream = connect(server.addr);
+    stream.set_read_timeout(Some(Duration::from_millis(1000))).unwrap();
+    stream.write_all(get_request("/index.html").as_bytes()).expect("sending the request");
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!(
+                "no end of stream within 1 s of the response (the FIN waited for the worker): {e}; \
+                 received {:?}",
+                String::from_utf8_lossy(&received)
+            ),
+        }
+    }
+    let responses = parse_responses(&received, &[false]);
+    assert_eq!(responses.len(), 1, "{:?}", String::from_utf8_lossy(&received));
+    assert_serves(&responses[0], server.fixture(), "index.html");
+    assert_eq!(responses[0].expect_header("connection"), "close");
+    // Once the worker is back, it goes on serving.
+    let again = exchange(server.addr, get_request("/index.html").as_bytes());
+    assert_serves(&parse_responses(&again, &[false])[0], server.fixture(), "index.html");
 }

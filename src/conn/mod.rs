@@ -15,7 +15,7 @@
 //! | `Stating` | `statx` | `Loading`, `Opening` (next sibling), `Sending` |
 //! | `Loading` | `read` of a small file | `Opening` (next sibling), `Sending` |
 //! | `Listing` | the listing thread (`--autoindex`) | `Sending`, `Opening` (fallback) |
-//! | `Sending` | `send` of a head and cached body (send timeout) | `Splicing`, `Sending` (next multipart piece), `Waiting`, `Lingering`, `Closing` |
+//! | `Sending` | `send` of a head and cached body (send timeout); when the response ends the connection, also our FIN linked behind its last send | `Splicing`, `Sending` (next multipart piece), `Waiting`, `Lingering`, `Closing` |
 //! | `Splicing` | file → pipe → socket splices; `poll` for room (send timeout only then) | `Sending` (next piece), `Waiting`, `Lingering`, `Closing` |
 //! | `Lingering` | the client's FIN after ours (2 s) | `Closing` |
 //! | `Closing` | the last completions in flight | freed by the worker (`is_finished`) |
@@ -45,7 +45,7 @@ use crate::metrics::CloseReason;
 use crate::path;
 
 use crate::context::Ctx;
-use crate::ring::{Completion, Outgoing, SharedBytes, SpliceLeg};
+use crate::ring::{AfterSend, Completion, Outgoing, SharedBytes, SpliceLeg};
 use crate::sys::{self, Pipe};
 use crate::token::{Op, Token};
 use lookup::{Loading, Lookup, Opening, Purpose, Stating};
@@ -73,6 +73,12 @@ const KEEP_INBUF: usize = 512;
 /// connection (`Status::closes_connection`) override it where the response is built.
 fn may_keep_alive(req: &Request, ctx: &Ctx) -> bool {
     req.keep_alive && !req.has_body && !ctx.stopping
+}
+
+/// The connection closes once this response is out: the client asked for that, the status
+/// demands it (it cleared `keep_alive`), or the server is stopping.
+fn ends_connection(ex: &Exchange, ctx: &Ctx) -> bool {
+    !ex.keep_alive || ctx.stopping
 }
 
 /// A head up to the configured limit must always fit before receiving pauses.
@@ -175,6 +181,9 @@ struct Sending {
     /// A file body to splice once the head is sent.
     then: Option<(BodyFile, Pipe)>,
     ex: Exchange,
+    /// Our FIN is linked behind the send in flight (`AfterSend::Fin`): the response is done
+    /// when the FIN's completion arrives, which the kernel posts after the send's.
+    fin: bool,
 }
 
 /// A slice of a cached file's bytes.
@@ -310,7 +319,7 @@ impl Conn {
             Op::SpliceIn => self.on_splice_in(result, ctx),
             Op::SpliceOut => self.on_splice_out(result, ctx),
             Op::PollOut => self.on_writable(result, ctx),
-            Op::Shutdown => {}
+            Op::Shutdown => self.on_fin(result, ctx),
             other => unreachable!("{other:?} is not a connection's operation"),
         }
         Followup::None
@@ -454,21 +463,33 @@ impl Conn {
                 }
             },
         };
-        self.phase = Phase::Sending(Box::new(Sending { then, ex }));
+        self.phase = Phase::Sending(Box::new(Sending { then, ex, fin: false }));
         self.deadline = ctx.now + ctx.cfg.send_timeout;
         self.send_rest(ctx, Outgoing { head, body: cached, sent: 0 });
     }
 
     /// Hands what is left of `out` to the ring, which owns it until the send completes.
+    /// The last piece of a response that ends the connection carries our FIN behind it.
     fn send_rest(&mut self, ctx: &mut Ctx, out: Outgoing) {
-        let Phase::Sending(s) = &self.phase else { unreachable!("sending outside the sending phase") };
-        let more = s.then.is_some() || !s.ex.rest.is_empty();
-        ctx.ring.send(self.fd(), out, more, self.token(Op::Send));
-        self.ops_in_flight += 1;
+        let (fd, send, fin) = (self.fd(), self.token(Op::Send), self.token(Op::Shutdown));
+        let Phase::Sending(s) = &mut self.phase else { unreachable!("sending outside the sending phase") };
+        let after = if s.then.is_some() || !s.ex.rest.is_empty() {
+            AfterSend::More
+        } else if ends_connection(&s.ex, ctx) {
+            AfterSend::Fin(fin)
+        } else {
+            AfterSend::Nothing
+        };
+        s.fin = after == AfterSend::Fin(fin);
+        ctx.ring.send(fd, out, after, send);
+        self.ops_in_flight += if s.fin { 2 } else { 1 };
     }
 
     fn on_send(&mut self, result: i32, out: Option<Outgoing>, ctx: &mut Ctx) {
         let Some(mut out) = out else { unreachable!("a send completion without its buffers") };
+        if let Phase::Sending(s) = &self.phase {
+            crate::test_hooks::stall_after_send(s.ex.req.as_ref().map_or("", |r| &r.target));
+        }
         if result < 0 {
             return self.abort(ctx);
         }
@@ -481,11 +502,31 @@ impl Conn {
         let Phase::Sending(s) = self.take_phase() else {
             unreachable!("a send completed outside the sending phase");
         };
-        let Sending { then, ex } = *s;
+        if s.fin {
+            // Done once the FIN linked behind it completes (`on_fin`).
+            self.phase = Phase::Sending(s);
+            return;
+        }
+        let Sending { then, ex, .. } = *s;
         match then {
             None => self.next_piece(ctx, ex),
             Some((body, pipe)) => self.start_splice(ctx, body, pipe, ex),
         }
+    }
+
+    /// The FIN linked behind a response's last send completed: the response is done. (The
+    /// lingering close's own FIN needs nothing more.)
+    fn on_fin(&mut self, result: i32, ctx: &mut Ctx) {
+        if !matches!(&self.phase, Phase::Sending(s) if s.fin) {
+            return;
+        }
+        if result == -libc::ECANCELED {
+            // The send came up short: it is sent again, with a new FIN behind it.
+            return;
+        }
+        let Phase::Sending(s) = self.take_phase() else { unreachable!("checked above") };
+        // Any other error means the client is gone, which the close that follows handles.
+        self.response_done(ctx, s.ex, true);
     }
 
     fn start_splice(&mut self, ctx: &mut Ctx, body: BodyFile, pipe: Pipe, ex: Exchange) {
@@ -585,20 +626,21 @@ impl Conn {
     fn next_piece(&mut self, ctx: &mut Ctx, mut ex: Exchange) {
         match ex.rest.pop_front() {
             Some((bytes, body)) => self.send_piece(ctx, bytes, body, ex, false),
-            None => self.response_done(ctx, ex),
+            None => self.response_done(ctx, ex, false),
         }
     }
 
-    /// A response is fully handed to the kernel: log it, then read the next request or close.
-    fn response_done(&mut self, ctx: &mut Ctx, ex: Exchange) {
+    /// A response is fully handed to the kernel (followed by our FIN if `fin_sent`): log it,
+    /// then read the next request or close.
+    fn response_done(&mut self, ctx: &mut Ctx, ex: Exchange, fin_sent: bool) {
         self.log_exchange(ctx, &ex);
         ctx.metrics.response(
             ex.status,
             ex.body_bytes,
             ctx.now.saturating_duration_since(self.request_started),
         );
-        if !ex.keep_alive || ctx.stopping {
-            return self.close_after(ctx, &ex);
+        if fin_sent || ends_connection(&ex, ctx) {
+            return self.close_after(ctx, &ex, fin_sent);
         }
         if self.recv == Recv::Ended && self.inbuf.is_empty() {
             // The client's FIN came after its last request, which is now answered.
@@ -636,7 +678,7 @@ impl Conn {
     /// be on its way already: the common case of a small response, closed at the cost of one
     /// FIONREAD. A large response may still sit unacknowledged in the socket for a long time
     /// (a client that reads slowly), so it always lingers.
-    fn close_after(&mut self, ctx: &mut Ctx, ex: &Exchange) {
+    fn close_after(&mut self, ctx: &mut Ctx, ex: &Exchange, fin_sent: bool) {
         let must_linger = self.recv != Recv::Ended
             && (!self.inbuf.is_empty()
                 || ctx.stopping
@@ -644,14 +686,17 @@ impl Conn {
                 || ex.req.as_ref().is_none_or(|r| r.has_body)
                 || ex.body_bytes > LINGER_ABOVE
                 || sys::has_unread_input(self.fd()));
-        if must_linger { self.linger(ctx) } else { self.abort(ctx) }
+        if must_linger { self.linger(ctx, fin_sent) } else { self.abort(ctx) }
     }
 
-    /// Sends FIN after the last response and waits (briefly) for the client's, so request bytes
-    /// still arriving do not turn our close into a reset that destroys the unread response.
-    fn linger(&mut self, ctx: &mut Ctx) {
-        ctx.ring.shutdown_write(self.fd(), self.token(Op::Shutdown));
-        self.ops_in_flight += 1;
+    /// Sends FIN after the last response (unless it went with the response) and waits (briefly)
+    /// for the client's, so request bytes still arriving do not turn our close into a reset that
+    /// destroys the unread response.
+    fn linger(&mut self, ctx: &mut Ctx, fin_sent: bool) {
+        if !fin_sent {
+            ctx.ring.shutdown_write(self.fd(), self.token(Op::Shutdown));
+            self.ops_in_flight += 1;
+        }
         self.phase = Phase::Lingering;
         self.inbuf = Vec::new();
         self.deadline = ctx.now + LINGER;
