@@ -15,8 +15,7 @@ use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::RawFd;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
@@ -55,6 +54,8 @@ enum OpMemory {
         out: Outgoing,
         _vectors: Option<(Box<[libc::iovec; 2]>, Box<libc::msghdr>)>,
     },
+    /// A socket a linked close will close (see `AfterSend::Close`).
+    Socket(OwnedFd),
 }
 
 /// Bytes shared with the file cache: `len` bytes of `data` from `start`.
@@ -88,17 +89,19 @@ impl Outgoing {
 }
 
 /// What follows a send on its socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum AfterSend {
     /// More of the response (the kernel may hold back a partial segment: `MSG_MORE`).
     More,
-    /// Nothing yet: the response ends here and the connection stays open.
+    /// Nothing yet: the response ends here, and the socket stays open.
     Nothing,
-    /// The connection ends: our FIN (`shutdown(SHUT_WR)`, completing under this token) is
-    /// linked behind the send, which then sends everything or fails. The FIN leaves with the
-    /// response instead of a loop iteration later, so the client never has to close first
-    /// (and hold the TIME_WAIT: its next `connect` pays for every one it holds).
-    Fin(Token),
+    /// The connection ends: the socket is closed by a `close` linked behind the send (which
+    /// then sends everything or fails), completing under this token. The FIN leaves right
+    /// behind the response instead of a loop iteration later, so the client never has to close
+    /// first and hold the TIME_WAIT (its every later `connect` pays for the ones it holds).
+    /// The ring owns the socket from here on: the close's completion hands it back
+    /// (`Completion::take_fd`) only if the close did not run (ECANCELED: the send failed).
+    Close(Token, OwnedFd),
 }
 
 impl Completion {
@@ -314,11 +317,20 @@ impl Ring {
             let (user_data, result, flags) = (c.user_data(), c.result(), c.flags());
             let op = Token::decode(user_data).map(|t| t.op);
             let memory = match op {
-                Some(Op::Open | Op::Delay | Op::Statx | Op::Read | Op::Send | Op::LogWrite) => {
-                    inflight.remove(&user_data)
-                }
+                Some(
+                    Op::Open | Op::Delay | Op::Statx | Op::Read | Op::Send | Op::LogWrite | Op::CloseSocket,
+                ) => inflight.remove(&user_data),
                 _ => None,
             };
+            if let Some(OpMemory::Socket(socket)) = memory {
+                return Completion {
+                    user_data,
+                    result,
+                    flags,
+                    memory: None,
+                    fd: closed_socket(socket, result),
+                };
+            }
             let creates_fd = matches!(op, Some(Op::Accept | Op::AcceptMetrics | Op::Open));
             // SAFETY: a non-negative result of an accept or an open is a new descriptor that
             // nothing else owns; it is adopted here, once.
@@ -397,8 +409,7 @@ impl Ring {
     }
 
     /// Closes a descriptor the caller has given up (nothing else may use the number afterwards).
-    pub fn close(&mut self, fd: std::os::fd::OwnedFd, token: Token) {
-        use std::os::fd::IntoRawFd;
+    pub fn close(&mut self, fd: OwnedFd, token: Token) {
         let e = opcode::Close::new(Fd(fd.into_raw_fd())).build();
         // SAFETY: no memory is referenced; ownership of the descriptor passed to the kernel.
         unsafe { self.push(e.user_data(token.encode())) }
@@ -505,8 +516,8 @@ impl Ring {
             | match after {
                 AfterSend::More => libc::MSG_MORE,
                 AfterSend::Nothing => 0,
-                // All or nothing: the FIN must not follow a partial send.
-                AfterSend::Fin(_) => libc::MSG_WAITALL,
+                // All or nothing: the close must not follow a partial send.
+                AfterSend::Close(..) => libc::MSG_WAITALL,
             };
         let head_left = &out.head[out.sent.min(out.head.len())..];
         let body_left =
@@ -534,9 +545,11 @@ impl Ring {
         let entry = entry.user_data(token.encode());
         let memory = OpMemory::Send { out, _vectors: vectors };
         match after {
-            AfterSend::Fin(fin) => {
-                let shutdown = opcode::Shutdown::new(Fd(fd), libc::SHUT_WR).build().user_data(fin.encode());
-                self.submit_owned_group(&[entry.flags(squeue::Flags::IO_LINK), shutdown], token, memory);
+            AfterSend::Close(close_token, socket) => {
+                let close =
+                    opcode::Close::new(Fd(socket.as_raw_fd())).build().user_data(close_token.encode());
+                self.inflight.insert(close_token.encode(), OpMemory::Socket(socket));
+                self.submit_owned_group(&[entry.flags(squeue::Flags::IO_LINK), close], token, memory);
             }
             AfterSend::More | AfterSend::Nothing => self.submit_owned_group(&[entry], token, memory),
         }
@@ -570,6 +583,17 @@ impl Ring {
     }
 }
 
+/// What is left of a socket a linked close was given: the socket itself if the close did not
+/// run (the send before it failed), otherwise nothing (the kernel removed the descriptor, even
+/// if the close reports an error).
+fn closed_socket(socket: OwnedFd, result: i32) -> Option<OwnedFd> {
+    if result == -libc::ECANCELED {
+        return Some(socket);
+    }
+    let _closed_by_the_kernel = socket.into_raw_fd();
+    None
+}
+
 /// The simulated ring, for driving connections without a kernel (`crate::fuzzing`).
 impl Ring {
     /// A ring whose submissions are recorded instead of submitted (a real, idle io_uring still
@@ -601,6 +625,11 @@ impl Ring {
         fd: Option<OwnedFd>,
     ) -> Completion {
         let memory = self.inflight.remove(&user_data);
+        if let Some(OpMemory::Socket(socket)) = memory {
+            // No kernel closes it here: a close that "ran" drops it instead.
+            let fd = (result == -libc::ECANCELED).then_some(socket);
+            return Completion { user_data, result, flags, memory: None, fd };
+        }
         Completion { user_data, result, flags, memory, fd }
     }
 
@@ -776,7 +805,6 @@ impl Drop for BufRing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
 
     /// A linked file → pipe → socket splice pair must reach the kernel in one submission even
     /// when the SQ has room for only one of them: split, the second would run on its own after

@@ -278,12 +278,14 @@ impl Worker {
         }
     }
 
-    /// Frees a finished connection; the ring closes its socket with the next submission.
+    /// Frees a finished connection; the ring closes its socket with the next submission
+    /// (unless a close linked behind its last send did).
     fn release(&mut self, key: usize) {
         let conn = self.conns.remove(key);
         self.ctx.metrics.closed(conn.close_reason());
-        let socket = conn.into_socket();
-        self.ctx.ring.close(socket, Token::worker(Op::Close));
+        if let Some(socket) = conn.into_socket() {
+            self.ctx.ring.close(socket, Token::worker(Op::Close));
+        }
     }
 
     // ---- accepting ----

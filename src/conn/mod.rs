@@ -15,7 +15,7 @@
 //! | `Stating` | `statx` | `Loading`, `Opening` (next sibling), `Sending` |
 //! | `Loading` | `read` of a small file | `Opening` (next sibling), `Sending` |
 //! | `Listing` | the listing thread (`--autoindex`) | `Sending`, `Opening` (fallback) |
-//! | `Sending` | `send` of a head and cached body (send timeout); when the response ends the connection, also our FIN linked behind its last send | `Splicing`, `Sending` (next multipart piece), `Waiting`, `Lingering`, `Closing` |
+//! | `Sending` | `send` of a head and cached body (send timeout); when the response ends the connection and needs no lingering close, also the socket's `close` linked behind its last send | `Splicing`, `Sending` (next multipart piece), `Waiting`, `Lingering`, `Closing` |
 //! | `Splicing` | file → pipe → socket splices; `poll` for room (send timeout only then) | `Sending` (next piece), `Waiting`, `Lingering`, `Closing` |
 //! | `Lingering` | the client's FIN after ours (2 s) | `Closing` |
 //! | `Closing` | the last completions in flight | freed by the worker (`is_finished`) |
@@ -96,7 +96,8 @@ pub enum Followup {
 }
 
 pub struct Conn {
-    socket: OwnedFd,
+    /// `None` once handed to the ring with a close linked behind the last send.
+    socket: Option<OwnedFd>,
     key: usize,
     generation: u32,
     phase: Phase,
@@ -181,9 +182,10 @@ struct Sending {
     /// A file body to splice once the head is sent.
     then: Option<(BodyFile, Pipe)>,
     ex: Exchange,
-    /// Our FIN is linked behind the send in flight (`AfterSend::Fin`): the response is done
-    /// when the FIN's completion arrives, which the kernel posts after the send's.
-    fin: bool,
+    /// The socket's close is linked behind the send in flight (`AfterSend::Close`): the
+    /// response is done when the close's completion arrives (the kernel posts it after the
+    /// send's).
+    closes: bool,
 }
 
 /// A slice of a cached file's bytes.
@@ -223,7 +225,7 @@ impl Conn {
     pub fn new(socket: OwnedFd, key: usize, generation: u32, serves_metrics: bool, ctx: &mut Ctx) -> Conn {
         let peer = if ctx.log.is_some() { sys::peer_ip(socket.as_raw_fd()) } else { None };
         Conn {
-            socket,
+            socket: Some(socket),
             key,
             generation,
             phase: Phase::Waiting(Wait::Head),
@@ -239,8 +241,9 @@ impl Conn {
         }
     }
 
-    /// The socket, for the worker to close once the connection `is_finished`.
-    pub fn into_socket(self) -> OwnedFd {
+    /// The socket, for the worker to close once the connection `is_finished` (unless a close
+    /// linked behind the last send closed it already).
+    pub fn into_socket(self) -> Option<OwnedFd> {
         self.socket
     }
 
@@ -252,8 +255,10 @@ impl Conn {
         Token::conn(self.key, self.generation, op)
     }
 
+    /// The socket's descriptor (-1 once the socket went to the ring with its close, after
+    /// which nothing is submitted on it).
     fn fd(&self) -> i32 {
-        self.socket.as_raw_fd()
+        self.socket.as_ref().map_or(-1, AsRawFd::as_raw_fd)
     }
 
     /// Nothing is in flight and the connection is done: the worker may free it.
@@ -316,10 +321,12 @@ impl Conn {
             Op::Statx => self.on_statx(result, c.statx().copied(), ctx),
             Op::Read => self.on_read(result, c.take_buffer(), ctx),
             Op::Send => self.on_send(result, c.take_outgoing(), ctx),
+            Op::CloseSocket => self.on_socket_closed(result, c.take_fd(), ctx),
             Op::SpliceIn => self.on_splice_in(result, ctx),
             Op::SpliceOut => self.on_splice_out(result, ctx),
             Op::PollOut => self.on_writable(result, ctx),
-            Op::Shutdown => self.on_fin(result, ctx),
+            // A lingering close's FIN: nothing more to do.
+            Op::Shutdown => {}
             other => unreachable!("{other:?} is not a connection's operation"),
         }
         Followup::None
@@ -463,26 +470,31 @@ impl Conn {
                 }
             },
         };
-        self.phase = Phase::Sending(Box::new(Sending { then, ex, fin: false }));
+        self.phase = Phase::Sending(Box::new(Sending { then, ex, closes: false }));
         self.deadline = ctx.now + ctx.cfg.send_timeout;
         self.send_rest(ctx, Outgoing { head, body: cached, sent: 0 });
     }
 
     /// Hands what is left of `out` to the ring, which owns it until the send completes.
-    /// The last piece of a response that ends the connection carries our FIN behind it.
+    /// The last piece of a response that ends the connection carries the socket's close
+    /// behind it, unless the close must linger (see `needs_linger`) or a receive is in flight.
     fn send_rest(&mut self, ctx: &mut Ctx, out: Outgoing) {
-        let (fd, send, fin) = (self.fd(), self.token(Op::Send), self.token(Op::Shutdown));
-        let Phase::Sending(s) = &mut self.phase else { unreachable!("sending outside the sending phase") };
-        let after = if s.then.is_some() || !s.ex.rest.is_empty() {
-            AfterSend::More
-        } else if ends_connection(&s.ex, ctx) {
-            AfterSend::Fin(fin)
-        } else {
-            AfterSend::Nothing
+        let (fd, send, close) = (self.fd(), self.token(Op::Send), self.token(Op::CloseSocket));
+        let Phase::Sending(s) = &self.phase else { unreachable!("sending outside the sending phase") };
+        let last = s.then.is_none() && s.ex.rest.is_empty();
+        let close_now = last
+            && ends_connection(&s.ex, ctx)
+            && matches!(self.recv, Recv::Off | Recv::Ended)
+            && !self.needs_linger(ctx, &s.ex);
+        let after = match (last, close_now.then(|| self.socket.take()).flatten()) {
+            (false, _) => AfterSend::More,
+            (true, Some(socket)) => AfterSend::Close(close, socket),
+            (true, None) => AfterSend::Nothing,
         };
-        s.fin = after == AfterSend::Fin(fin);
+        let Phase::Sending(s) = &mut self.phase else { unreachable!("checked above") };
+        s.closes = matches!(after, AfterSend::Close(..));
         ctx.ring.send(fd, out, after, send);
-        self.ops_in_flight += if s.fin { 2 } else { 1 };
+        self.ops_in_flight += if s.closes { 2 } else { 1 };
     }
 
     fn on_send(&mut self, result: i32, out: Option<Outgoing>, ctx: &mut Ctx) {
@@ -496,14 +508,18 @@ impl Conn {
         out.sent += result as usize;
         self.deadline = ctx.now + ctx.cfg.send_timeout;
         if out.sent < out.total() {
+            if self.socket.is_none() {
+                // An all-or-nothing send before a close comes up short only on an error.
+                return self.abort(ctx);
+            }
             return self.send_rest(ctx, out);
         }
         ctx.recycle_head_buffer(out.head);
         let Phase::Sending(s) = self.take_phase() else {
             unreachable!("a send completed outside the sending phase");
         };
-        if s.fin {
-            // Done once the FIN linked behind it completes (`on_fin`).
+        if s.closes {
+            // Done once the close linked behind it completes (`on_socket_closed`).
             self.phase = Phase::Sending(s);
             return;
         }
@@ -514,18 +530,18 @@ impl Conn {
         }
     }
 
-    /// The FIN linked behind a response's last send completed: the response is done. (The
-    /// lingering close's own FIN needs nothing more.)
-    fn on_fin(&mut self, result: i32, ctx: &mut Ctx) {
-        if !matches!(&self.phase, Phase::Sending(s) if s.fin) {
-            return;
+    /// The close linked behind a response's last send completed: the response and the
+    /// connection are done. (`socket` is the socket handed back if the close did not run.)
+    fn on_socket_closed(&mut self, result: i32, socket: Option<OwnedFd>, ctx: &mut Ctx) {
+        if socket.is_some() {
+            self.socket = socket;
         }
-        if result == -libc::ECANCELED {
-            // The send came up short: it is sent again, with a new FIN behind it.
-            return;
+        let Phase::Sending(s) = self.take_phase() else {
+            unreachable!("a linked close completed outside the sending phase");
+        };
+        if result < 0 {
+            crate::log_warn!("close: {}", std::io::Error::from_raw_os_error(-result));
         }
-        let Phase::Sending(s) = self.take_phase() else { unreachable!("checked above") };
-        // Any other error means the client is gone, which the close that follows handles.
         self.response_done(ctx, s.ex, true);
     }
 
@@ -630,17 +646,20 @@ impl Conn {
         }
     }
 
-    /// A response is fully handed to the kernel (followed by our FIN if `fin_sent`): log it,
-    /// then read the next request or close.
-    fn response_done(&mut self, ctx: &mut Ctx, ex: Exchange, fin_sent: bool) {
+    /// A response is fully handed to the kernel (and the socket closed behind it if `closed`):
+    /// log it, then read the next request or close.
+    fn response_done(&mut self, ctx: &mut Ctx, ex: Exchange, closed: bool) {
         self.log_exchange(ctx, &ex);
         ctx.metrics.response(
             ex.status,
             ex.body_bytes,
             ctx.now.saturating_duration_since(self.request_started),
         );
-        if fin_sent || ends_connection(&ex, ctx) {
-            return self.close_after(ctx, &ex, fin_sent);
+        if closed {
+            return self.abort(ctx);
+        }
+        if ends_connection(&ex, ctx) {
+            return self.close_after(ctx, &ex);
         }
         if self.recv == Recv::Ended && self.inbuf.is_empty() {
             // The client's FIN came after its last request, which is now answered.
@@ -678,25 +697,27 @@ impl Conn {
     /// be on its way already: the common case of a small response, closed at the cost of one
     /// FIONREAD. A large response may still sit unacknowledged in the socket for a long time
     /// (a client that reads slowly), so it always lingers.
-    fn close_after(&mut self, ctx: &mut Ctx, ex: &Exchange, fin_sent: bool) {
-        let must_linger = self.recv != Recv::Ended
+    fn close_after(&mut self, ctx: &mut Ctx, ex: &Exchange) {
+        if self.needs_linger(ctx, ex) { self.linger(ctx) } else { self.abort(ctx) }
+    }
+
+    /// Whether closing after `ex` must linger (see `close_after`); decided before its last send
+    /// too, to close the socket right behind it when it need not.
+    fn needs_linger(&self, ctx: &Ctx, ex: &Exchange) -> bool {
+        self.recv != Recv::Ended
             && (!self.inbuf.is_empty()
                 || ctx.stopping
                 || ex.status.closes_connection()
                 || ex.req.as_ref().is_none_or(|r| r.has_body)
                 || ex.body_bytes > LINGER_ABOVE
-                || sys::has_unread_input(self.fd()));
-        if must_linger { self.linger(ctx, fin_sent) } else { self.abort(ctx) }
+                || sys::has_unread_input(self.fd()))
     }
 
-    /// Sends FIN after the last response (unless it went with the response) and waits (briefly)
-    /// for the client's, so request bytes still arriving do not turn our close into a reset that
-    /// destroys the unread response.
-    fn linger(&mut self, ctx: &mut Ctx, fin_sent: bool) {
-        if !fin_sent {
-            ctx.ring.shutdown_write(self.fd(), self.token(Op::Shutdown));
-            self.ops_in_flight += 1;
-        }
+    /// Sends FIN after the last response and waits (briefly) for the client's, so request bytes
+    /// still arriving do not turn our close into a reset that destroys the unread response.
+    fn linger(&mut self, ctx: &mut Ctx) {
+        ctx.ring.shutdown_write(self.fd(), self.token(Op::Shutdown));
+        self.ops_in_flight += 1;
         self.phase = Phase::Lingering;
         self.inbuf = Vec::new();
         self.deadline = ctx.now + LINGER;
@@ -743,7 +764,12 @@ impl Conn {
         self.phase = Phase::Closing { _held: held };
         self.inbuf = Vec::new();
         if matches!(self.recv, Recv::Armed | Recv::Pausing) || self.ops_in_flight > 0 {
-            ctx.ring.cancel_fd(self.fd(), self.token(Op::Cancel));
+            match &self.socket {
+                Some(socket) => ctx.ring.cancel_fd(socket.as_raw_fd(), self.token(Op::Cancel)),
+                // The socket went with the send and the close linked behind it (no receive is
+                // in flight then): cancelling the send cancels the close too.
+                None => ctx.ring.cancel_op(self.token(Op::Send), self.token(Op::Cancel)),
+            }
         }
     }
 
