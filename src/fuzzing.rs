@@ -195,13 +195,6 @@ fn complete_oldest(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input) {
             let result = input.pick(&[left, left, left / 2 + 1, 1, -libc::EPIPE, -libc::ECONNRESET]);
             let _sent = ctx.ring.sim_send_bytes(user_data, result.max(0) as usize);
             deliver(conn, ctx, user_data, result, 0, None);
-            if result != left {
-                // A close linked behind a send that came up short is cancelled, as the kernel does.
-                let close = Token { op: Op::CloseSocket, ..token }.encode();
-                if ctx.ring.sim().submitted.contains(&close) {
-                    deliver(conn, ctx, close, -libc::ECANCELED, 0, None);
-                }
-            }
         }
         Op::SpliceIn => complete_splice_in(conn, ctx, input, user_data, token),
         Op::SpliceOut => {
@@ -271,10 +264,7 @@ fn complete_cancel(conn: &mut Conn, ctx: &mut Ctx, user_data: u64) {
         .copied()
         .filter(|&u| {
             Token::decode(u).is_some_and(|t| {
-                matches!(
-                    t.op,
-                    Op::Recv | Op::Send | Op::SpliceOut | Op::PollOut | Op::Shutdown | Op::CloseSocket
-                )
+                matches!(t.op, Op::Recv | Op::Send | Op::SpliceOut | Op::PollOut | Op::Shutdown)
             })
         })
         .collect();

@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
@@ -54,8 +55,6 @@ enum OpMemory {
         out: Outgoing,
         _vectors: Option<(Box<[libc::iovec; 2]>, Box<libc::msghdr>)>,
     },
-    /// A socket a linked close will close (see `AfterSend::Close`).
-    Socket(OwnedFd),
 }
 
 /// Bytes shared with the file cache: `len` bytes of `data` from `start`.
@@ -86,22 +85,14 @@ impl Outgoing {
     pub fn total(&self) -> usize {
         self.head.len() + self.body.as_ref().map_or(0, |b| b.len)
     }
-}
 
-/// What follows a send on its socket.
-#[derive(Debug)]
-pub enum AfterSend {
-    /// More of the response (the kernel may hold back a partial segment: `MSG_MORE`).
-    More,
-    /// Nothing yet: the response ends here, and the socket stays open.
-    Nothing,
-    /// The connection ends: the socket is closed by a `close` linked behind the send (which
-    /// then sends everything or fails), completing under this token. The FIN leaves right
-    /// behind the response instead of a loop iteration later, so the client never has to close
-    /// first and hold the TIME_WAIT (its every later `connect` pays for the ones it holds).
-    /// The ring owns the socket from here on: the close's completion hands it back
-    /// (`Completion::take_fd`) only if the close did not run (ECANCELED: the send failed).
-    Close(Token, OwnedFd),
+    /// What is left to send: the rest of the head, then the rest of the body.
+    pub fn unsent(&self) -> [&[u8]; 2] {
+        let head = &self.head[self.sent.min(self.head.len())..];
+        let body =
+            self.body.as_ref().map_or(&[][..], |b| &b.bytes()[self.sent.saturating_sub(self.head.len())..]);
+        [head, body]
+    }
 }
 
 impl Completion {
@@ -317,20 +308,11 @@ impl Ring {
             let (user_data, result, flags) = (c.user_data(), c.result(), c.flags());
             let op = Token::decode(user_data).map(|t| t.op);
             let memory = match op {
-                Some(
-                    Op::Open | Op::Delay | Op::Statx | Op::Read | Op::Send | Op::LogWrite | Op::CloseSocket,
-                ) => inflight.remove(&user_data),
+                Some(Op::Open | Op::Delay | Op::Statx | Op::Read | Op::Send | Op::LogWrite) => {
+                    inflight.remove(&user_data)
+                }
                 _ => None,
             };
-            if let Some(OpMemory::Socket(socket)) = memory {
-                return Completion {
-                    user_data,
-                    result,
-                    flags,
-                    memory: None,
-                    fd: closed_socket(socket, result),
-                };
-            }
             let creates_fd = matches!(op, Some(Op::Accept | Op::AcceptMetrics | Op::Open));
             // SAFETY: a non-negative result of an accept or an open is a new descriptor that
             // nothing else owns; it is adopted here, once.
@@ -409,7 +391,8 @@ impl Ring {
     }
 
     /// Closes a descriptor the caller has given up (nothing else may use the number afterwards).
-    pub fn close(&mut self, fd: OwnedFd, token: Token) {
+    pub fn close(&mut self, fd: std::os::fd::OwnedFd, token: Token) {
+        use std::os::fd::IntoRawFd;
         let e = opcode::Close::new(Fd(fd.into_raw_fd())).build();
         // SAFETY: no memory is referenced; ownership of the descriptor passed to the kernel.
         unsafe { self.push(e.user_data(token.encode())) }
@@ -508,51 +491,33 @@ impl Ring {
     }
 
     /// Sends what is left of `out` (head, then body) on a socket: one `send` for a head alone,
-    /// one `sendmsg` with two iovecs when body bytes follow (no copy of the body). `after` says
-    /// what follows on the socket (see `AfterSend`). The completion hands `out` back
-    /// (`Completion::take_outgoing`).
-    pub fn send(&mut self, fd: RawFd, out: Outgoing, after: AfterSend, token: Token) {
-        let flags = libc::MSG_NOSIGNAL
-            | match after {
-                AfterSend::More => libc::MSG_MORE,
-                AfterSend::Nothing => 0,
-                // All or nothing: the close must not follow a partial send.
-                AfterSend::Close(..) => libc::MSG_WAITALL,
-            };
-        let head_left = &out.head[out.sent.min(out.head.len())..];
-        let body_left =
-            out.body.as_ref().map_or(&[][..], |b| &b.bytes()[out.sent.saturating_sub(out.head.len())..]);
-        let (entry, vectors) = if body_left.is_empty() {
-            let e =
-                opcode::Send::new(Fd(fd), head_left.as_ptr(), head_left.len() as u32).flags(flags).build();
-            (e, None)
-        } else {
-            let mut iov = Box::new([libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2]);
-            let mut n = 0;
-            for part in [head_left, body_left] {
-                if !part.is_empty() {
-                    iov[n] =
-                        libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
-                    n += 1;
-                }
-            }
-            // SAFETY: msghdr is plain old data; all-zeroes is an empty message.
-            let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = n;
-            (opcode::SendMsg::new(Fd(fd), &*msg).flags(flags as u32).build(), Some((iov, msg)))
-        };
-        let entry = entry.user_data(token.encode());
-        let memory = OpMemory::Send { out, _vectors: vectors };
-        match after {
-            AfterSend::Close(close_token, socket) => {
-                let close =
-                    opcode::Close::new(Fd(socket.as_raw_fd())).build().user_data(close_token.encode());
-                self.inflight.insert(close_token.encode(), OpMemory::Socket(socket));
-                self.submit_owned_group(&[entry.flags(squeue::Flags::IO_LINK), close], token, memory);
-            }
-            AfterSend::More | AfterSend::Nothing => self.submit_owned_group(&[entry], token, memory),
+    /// one `sendmsg` with two iovecs when body bytes follow (no copy of the body). `more` says
+    /// more of the response follows, so the kernel may hold a partial segment. The completion
+    /// hands `out` back (`Completion::take_outgoing`).
+    pub fn send(&mut self, fd: RawFd, out: Outgoing, more: bool, token: Token) {
+        let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+        let [head_left, body_left] = out.unsent();
+        if body_left.is_empty() {
+            let e = opcode::Send::new(Fd(fd), head_left.as_ptr(), head_left.len() as u32)
+                .flags(flags)
+                .build()
+                .user_data(token.encode());
+            return self.submit_owned(e, token, OpMemory::Send { out, _vectors: None });
         }
+        let mut iov = Box::new([libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2]);
+        let mut n = 0;
+        for part in [head_left, body_left] {
+            if !part.is_empty() {
+                iov[n] = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
+                n += 1;
+            }
+        }
+        // SAFETY: msghdr is plain old data; all-zeroes is an empty message.
+        let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = n;
+        let e = opcode::SendMsg::new(Fd(fd), &*msg).flags(flags as u32).build().user_data(token.encode());
+        self.submit_owned(e, token, OpMemory::Send { out, _vectors: Some((iov, msg)) });
     }
 
     /// Appends `buf` to a file (the access log; offset -1 means "current position", O_APPEND);
@@ -569,29 +534,12 @@ impl Ring {
     /// entry's completion is reaped. Heap memory does not move when its owner (a `Vec`, a
     /// `Box`, a `CString`) moves into the map, so the pointers stay valid.
     fn submit_owned(&mut self, entry: squeue::Entry, token: Token, memory: OpMemory) {
-        self.submit_owned_group(&[entry], token, memory);
-    }
-
-    /// `submit_owned` for a linked group whose first entry (submitted under `token`) is the
-    /// only one that points at memory.
-    fn submit_owned_group(&mut self, group: &[squeue::Entry], token: Token, memory: OpMemory) {
         let previous = self.inflight.insert(token.encode(), memory);
         assert!(previous.is_none(), "two operations in flight under one token: {token:?}");
-        // SAFETY: every pointer in the group leads into `memory`, which `inflight` owns until
-        // `drain` reaps the first entry's completion and hands it back.
-        unsafe { self.push_group(group) }
+        // SAFETY: every pointer in `entry` leads into `memory`, which `inflight` owns until
+        // `drain` reaps this entry's completion and hands it back.
+        unsafe { self.push(entry) }
     }
-}
-
-/// What is left of a socket a linked close was given: the socket itself if the close did not
-/// run (the send before it failed), otherwise nothing (the kernel removed the descriptor, even
-/// if the close reports an error).
-fn closed_socket(socket: OwnedFd, result: i32) -> Option<OwnedFd> {
-    if result == -libc::ECANCELED {
-        return Some(socket);
-    }
-    let _closed_by_the_kernel = socket.into_raw_fd();
-    None
 }
 
 /// The simulated ring, for driving connections without a kernel (`crate::fuzzing`).
@@ -625,11 +573,6 @@ impl Ring {
         fd: Option<OwnedFd>,
     ) -> Completion {
         let memory = self.inflight.remove(&user_data);
-        if let Some(OpMemory::Socket(socket)) = memory {
-            // No kernel closes it here: a close that "ran" drops it instead.
-            let fd = (result == -libc::ECANCELED).then_some(socket);
-            return Completion { user_data, result, flags, memory: None, fd };
-        }
         Completion { user_data, result, flags, memory, fd }
     }
 
@@ -805,6 +748,7 @@ impl Drop for BufRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     /// A linked file → pipe → socket splice pair must reach the kernel in one submission even
     /// when the SQ has room for only one of them: split, the second would run on its own after

@@ -217,6 +217,25 @@ pub fn has_unread_input(fd: RawFd) -> bool {
     ret == 0 && n > 0
 }
 
+/// Sends as much of `parts` (in order) as the socket takes now, without waiting: the bytes
+/// sent, or `WouldBlock` when it takes none.
+pub fn send_now(fd: RawFd, parts: [&[u8]; 2]) -> io::Result<usize> {
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2];
+    let mut n = 0;
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        iov[n] = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
+        n += 1;
+    }
+    // SAFETY: msghdr is plain old data; all-zeroes is an empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = n;
+    // SAFETY: the iovecs point into `parts`, live for the whole (synchronous) call, and the
+    // kernel only reads them.
+    let sent = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
+}
+
 /// A pipe used to splice file pages into a socket. Both ends are non-blocking so that a full
 /// socket makes the pipe-to-socket splice return EAGAIN instead of parking a kernel thread.
 pub struct Pipe {

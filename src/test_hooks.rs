@@ -48,8 +48,8 @@ pub fn open_delay(name: &[u8]) -> Option<std::time::Duration> {
 /// Debug builds only: when the send of a response to the target named by
 /// `RINGHTTPD_TEST_STALL_AFTER_SEND=TARGET=MILLISECONDS` completes, the worker thread sleeps
 /// that long before handling it, as a worker busy with other connections would be late, so
-/// tests can tell what the kernel does without the worker (our FIN linked behind a closing
-/// response's send) from what waits for it. Release builds compile this to nothing.
+/// tests can tell what happens at once (a closing response's FIN) from what waits for the
+/// worker. Release builds compile this to nothing.
 pub fn stall_after_send(target: &str) {
     #[cfg(debug_assertions)]
     {

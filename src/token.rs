@@ -28,12 +28,10 @@ pub enum Op {
     Delay,
     /// The multishot accept on the `--metrics` listener.
     AcceptMetrics,
-    /// The close linked behind a connection's last send (`ring::AfterSend::Close`).
-    CloseSocket,
 }
 
 impl Op {
-    const ALL: [Op; 18] = [
+    const ALL: [Op; 17] = [
         Op::Accept,
         Op::Recv,
         Op::Open,
@@ -51,7 +49,6 @@ impl Op {
         Op::Close,
         Op::Delay,
         Op::AcceptMetrics,
-        Op::CloseSocket,
     ];
 
     fn from_u8(v: u8) -> Option<Op> {

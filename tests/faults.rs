@@ -10,7 +10,6 @@ mod common;
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,8 +17,8 @@ use std::time::{Duration, Instant};
 use common::check::{assert_error, assert_serves};
 use common::fixture::BIG_SIZE;
 use common::http::{
-    Client, Response, connect, exchange, get, get_keepalive, get_request, parse_responses, read_to_close,
-    send_lenient, set_linger_zero,
+    Client, Response, connect, connect_small_rcvbuf, exchange, get, get_keepalive, get_request,
+    parse_responses, read_to_close, send_lenient, set_linger_zero,
 };
 use common::server::Server;
 
@@ -151,47 +150,6 @@ fn offset_pattern(len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-/// A connected IPv4 stream whose receive buffer is `bytes` (set before connecting, so the
-/// advertised window is small from the start).
-fn connect_small_rcvbuf(addr: SocketAddr, bytes: libc::c_int) -> TcpStream {
-    let SocketAddr::V4(v4) = addr else { panic!("the tests listen on IPv4") };
-    // SAFETY: a plain syscall without memory arguments.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    // SAFETY: `fd` was just returned by socket() and nothing else owns it.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: the descriptor is open; the option value is a c_int and its exact size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&bytes as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: `sin` is a valid sockaddr_in and its exact size is passed; the descriptor is open.
-    let rc = unsafe {
-        libc::connect(
-            socket.as_raw_fd(),
-            (&sin as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
-    let stream = TcpStream::from(socket);
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream
 }
 
 /// A 64 MiB file truncated to 1 MiB while a slow client downloads it: the client never gets

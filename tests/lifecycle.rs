@@ -6,9 +6,8 @@
 mod common;
 
 use std::ffi::OsString;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::FromRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -17,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::check::parse_http_date;
 use common::fixture::{Fixture, pseudo_random};
 use common::http::{
-    Client, IO_TIMEOUT, Parsed, Response, get_keepalive, get_request, parse_response, parse_responses,
-    read_to_close, request,
+    Client, IO_TIMEOUT, Parsed, Response, connect_small_rcvbuf, get_keepalive, get_request, parse_response,
+    parse_responses, read_to_close, request,
 };
 use common::server::{Exit, Server, run_to_exit};
 
@@ -43,47 +42,6 @@ fn with_access_log(workers: usize) -> (Server, PathBuf) {
 // ---------------------------------------------------------------------------------------------
 // Clients
 // ---------------------------------------------------------------------------------------------
-
-/// A connection whose receive buffer is set small before connecting, so the advertised window
-/// stays small and the server can only send as fast as the test reads.
-fn connect_slow(addr: SocketAddr) -> TcpStream {
-    let SocketAddr::V4(v4) = addr else { panic!("IPv4 expected, got {addr}") };
-    // SAFETY: plain syscall without memory arguments.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
-    // SAFETY: `fd` is a new socket nothing else owns; the stream closes it on every path below.
-    let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    let size = SLOW_RCVBUF;
-    // SAFETY: `size` is a live c_int and the length passed is its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: `sin` is a valid sockaddr_in and the length passed is its exact size.
-    let rc = unsafe {
-        libc::connect(
-            fd,
-            (&sin as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "connect to {addr}: {}", io::Error::last_os_error());
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
 
 /// Reads up to the end of a response head; returns the parsed head and any body bytes that
 /// arrived with it.
@@ -146,7 +104,7 @@ fn idle_client(addr: SocketAddr) -> Client {
 /// A client that asks for `path` (a file far larger than the socket buffers), takes the
 /// response head, and then reads nothing more.
 fn stalled_download(addr: SocketAddr, path: &str) -> TcpStream {
-    let mut stream = connect_slow(addr);
+    let mut stream = connect_small_rcvbuf(addr, SLOW_RCVBUF);
     stream.write_all(get_request(path).as_bytes()).expect("sending the request");
     let (head, _) = read_head(&mut stream);
     assert_eq!(head.status, 200, "{head:#?}");
@@ -186,7 +144,7 @@ fn sigterm_finishes_download_refuses_new_connections_and_closes_idle_ones() {
     let mut server = Server::launch(2).fixture(fixture).start();
     let addr = server.addr;
 
-    let mut download = connect_slow(addr);
+    let mut download = connect_small_rcvbuf(addr, SLOW_RCVBUF);
     download.write_all(get_keepalive("/huge.bin").as_bytes()).expect("sending the request");
     let (head, mut body) = read_head(&mut download);
     assert_eq!((head.status, head.content_length()), (200, HUGE_SIZE), "{head:#?}");
