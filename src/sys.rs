@@ -236,6 +236,49 @@ pub fn send_now(fd: RawFd, parts: [&[u8]; 2]) -> io::Result<usize> {
     if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
 }
 
+/// `cachestat(2)` (Linux 6.5): the same number on every architecture, as syscalls added since
+/// 5.1 share one table.
+const SYS_CACHESTAT: libc::c_long = 451;
+
+/// Whether every page of `file`'s bytes `offset..offset + len` is in the page cache, so that
+/// reading them cannot wait for the disk. False when the kernel cannot tell (before 6.5).
+pub fn pages_cached(file: RawFd, offset: u64, len: u64) -> bool {
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    const PAGE: u64 = 4096;
+    if len == 0 {
+        return true;
+    }
+    let range = Range { off: offset, len };
+    let mut stat = Stat::default();
+    // SAFETY: both pointers refer to live locals of the layouts the syscall reads and writes.
+    let ret = unsafe { libc::syscall(SYS_CACHESTAT, file, &range, &mut stat, 0) };
+    // Pages the range touches (a larger page size only makes this stricter).
+    let pages = (offset + len).div_ceil(PAGE) - offset / PAGE;
+    ret == 0 && stat.nr_cache >= pages
+}
+
+/// `sendfile` of up to `len` bytes of `file` from `offset` into a non-blocking socket: the
+/// bytes sent (0 at the end of the file), or `WouldBlock` when the socket is full.
+pub fn sendfile_now(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
+    let mut off = offset as libc::off_t;
+    // SAFETY: `off` is a live local the kernel updates; no other memory is involved.
+    let sent = unsafe { libc::sendfile(socket, file, &mut off, len) };
+    if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
+}
+
 /// A pipe used to splice file pages into a socket. Both ends are non-blocking so that a full
 /// socket makes the pipe-to-socket splice return EAGAIN instead of parking a kernel thread.
 pub struct Pipe {

@@ -256,3 +256,28 @@ fn single_worker_serves() {
         "httptest/wikipedia_russia.html",
     );
 }
+
+/// Bodies whose pages are in the page cache go out with `sendfile` from the worker, the others
+/// through the ring's splices: both arrive byte-exact. `POSIX_FADV_DONTNEED` after `fsync`
+/// drops the second file's clean pages from the cache, so it takes the splice path.
+#[test]
+fn file_bodies_in_and_out_of_the_page_cache_are_byte_exact() {
+    use std::os::fd::AsRawFd;
+    let server = Server::start();
+    for (name, evict) in [("cached.bin", false), ("evicted.bin", true)] {
+        let body = common::fixture::pseudo_random(if evict { 3 } else { 5 }, 3 * 1024 * 1024 + 17);
+        let path = server.fixture().path(name);
+        std::fs::write(&path, &body).expect("writing the file");
+        if evict {
+            let file = std::fs::File::open(&path).expect("opening the file");
+            file.sync_all().expect("fsync");
+            // SAFETY: a plain syscall on a descriptor the File keeps open.
+            let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            assert_eq!(rc, 0, "posix_fadvise");
+        }
+        let r = get(server.addr, &format!("/{name}"));
+        assert_eq!(r.status, 200, "{name}");
+        assert_eq!(r.body.len(), body.len(), "{name}");
+        assert!(r.body == body, "{name}: the body differs");
+    }
+}

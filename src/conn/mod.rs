@@ -64,6 +64,10 @@ const RECV_HIGH_WATER: usize = 64 * 1024;
 /// Bytes that may still land after a pause is requested; beyond this a client is abusive.
 const RECV_HARD_LIMIT: usize = 1024 * 1024;
 
+/// Bytes of a body `sendfile`d from the worker thread in one go before it turns to its other
+/// connections (nginx's `sendfile_max_chunk` makes the same bound).
+const SENDFILE_CHUNK: u64 = 2 * 1024 * 1024;
+
 /// Receive-buffer capacity an idle keep-alive connection may keep for its next request.
 const KEEP_INBUF: usize = 512;
 
@@ -539,8 +543,10 @@ impl Conn {
         self.splice_step(ctx);
     }
 
-    /// Next splice: drain the pipe into the socket first; otherwise refill it from the file with
-    /// the socket splice linked behind, so a full chunk moves in one round trip.
+    /// Next step of a file body: drain the pipe into the socket first; otherwise, if the next
+    /// chunk is in the page cache, `sendfile` it from this thread (`send_file_now`); otherwise
+    /// refill the pipe from the file with the socket splice linked behind, so a full chunk
+    /// moves in one round trip.
     fn splice_step(&mut self, ctx: &mut Ctx) {
         let socket = self.fd();
         let (tok_in, tok_out) = (self.token(Op::SpliceIn), self.token(Op::SpliceOut));
@@ -557,6 +563,10 @@ impl Conn {
             ctx.ring.splice(drain(sp.in_pipe as u32));
             self.ops_in_flight += 1;
         } else if sp.body.remaining > 0 {
+            let chunk = sp.body.remaining.min(SENDFILE_CHUNK);
+            if sys::pages_cached(sp.body.info.file.as_raw_fd(), sp.body.offset, chunk) {
+                return self.send_file_now(ctx, chunk);
+            }
             let len = sp.body.remaining.min(pipe.capacity as u64) as u32;
             let fill = SpliceLeg {
                 from: sp.body.info.file.as_raw_fd(),
@@ -578,6 +588,64 @@ impl Conn {
         }
     }
 
+    /// Sends up to `chunk` bytes of a body whose pages are all in the page cache with
+    /// `sendfile` on this thread: the io_uring splices run on kernel worker threads (a splice
+    /// from a file is never issued inline), which costs a thread hand-off per chunk. Page-cache
+    /// reads do not wait for the disk (pages evicted in between would make it wait once).
+    /// Stops when the socket is full (then waits for room, like a splice) or after the chunk
+    /// (then lets the worker's other connections go first, through a writability poll).
+    fn send_file_now(&mut self, ctx: &mut Ctx, chunk: u64) {
+        enum Stop {
+            ChunkSent,
+            FileShrank,
+            Failed,
+        }
+        let socket = self.fd();
+        let Phase::Splicing(sp) = &mut self.phase else { return };
+        let mut left = chunk;
+        let stop = loop {
+            if left == 0 {
+                break Stop::ChunkSent;
+            }
+            match sys::sendfile_now(socket, sp.body.info.file.as_raw_fd(), sp.body.offset, left as usize) {
+                Ok(0) => break Stop::FileShrank,
+                Ok(n) => {
+                    let n = (n as u64).min(left);
+                    sp.body.offset += n;
+                    sp.body.remaining -= n.min(sp.body.remaining);
+                    left -= n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return self.wait_for_room(ctx),
+                Err(_) => break Stop::Failed,
+            }
+        };
+        match stop {
+            Stop::ChunkSent if sp.body.remaining == 0 => self.splice_step(ctx),
+            Stop::ChunkSent => {
+                ctx.ring.poll_writable(socket, self.token(Op::PollOut));
+                self.ops_in_flight += 1;
+            }
+            Stop::FileShrank => {
+                crate::log_warn!("file shrank while being sent; closing the connection");
+                self.abort_for(CloseReason::Error, ctx);
+            }
+            Stop::Failed => self.abort(ctx),
+        }
+    }
+
+    /// The socket is full: wait for room instead of parking a kernel thread on it, noting how
+    /// much the client still has to take, to tell slow from stalled. Only now does the send
+    /// timeout run: until here the server was working.
+    fn wait_for_room(&mut self, ctx: &mut Ctx) {
+        let fd = self.fd();
+        let Phase::Splicing(sp) = &mut self.phase else { return };
+        sp.stall = Some(Stall { unacked: sys::unacked_bytes(fd) });
+        self.deadline = ctx.now + ctx.cfg.send_timeout;
+        ctx.ring.poll_writable(fd, self.token(Op::PollOut));
+        self.ops_in_flight += 1;
+    }
+
     fn on_splice_in(&mut self, result: i32, ctx: &mut Ctx) {
         let Phase::Splicing(sp) = &mut self.phase else { return };
         if result <= 0 {
@@ -594,20 +662,11 @@ impl Conn {
     }
 
     fn on_splice_out(&mut self, result: i32, ctx: &mut Ctx) {
-        let fd = self.fd();
         let Phase::Splicing(sp) = &mut self.phase else { return };
         match result {
             // The file splice came up short and broke the link: send what it moved.
             r if r == -libc::ECANCELED => self.splice_step(ctx),
-            r if r == -libc::EAGAIN => {
-                // The socket is full: wait for room instead of parking a kernel thread on it,
-                // noting how much the client still has to take, to tell slow from stalled.
-                // Only now does the send timeout run: until here the server was working.
-                sp.stall = Some(Stall { unacked: sys::unacked_bytes(fd) });
-                self.deadline = ctx.now + ctx.cfg.send_timeout;
-                ctx.ring.poll_writable(fd, self.token(Op::PollOut));
-                self.ops_in_flight += 1;
-            }
+            r if r == -libc::EAGAIN => self.wait_for_room(ctx),
             r if r <= 0 => self.abort(ctx),
             sent => {
                 sp.in_pipe -= (sent as usize).min(sp.in_pipe);
