@@ -130,6 +130,11 @@ impl Completion {
         cqueue::more(self.flags)
     }
 
+    /// A receive left bytes in the socket (`IORING_CQE_F_SOCK_NONEMPTY`).
+    pub fn input_left(&self) -> bool {
+        cqueue::sock_nonempty(self.flags)
+    }
+
     /// The provided buffer this completion filled, if any.
     pub fn buffer_id(&self) -> Option<u16> {
         cqueue::buffer_select(self.flags)

@@ -209,14 +209,6 @@ pub fn random_u64() -> u64 {
     u64::from_ne_bytes(bytes)
 }
 
-/// Whether received bytes are waiting unread in a socket (closing it then would send a reset).
-pub fn has_unread_input(fd: RawFd) -> bool {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which refers to a live local.
-    let ret = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
-    ret == 0 && n > 0
-}
-
 /// Sends as much of `parts` (in order) as the socket takes now, without waiting: the bytes
 /// sent, or `WouldBlock` when it takes none.
 pub fn send_now(fd: RawFd, parts: [&[u8]; 2]) -> io::Result<usize> {

@@ -113,6 +113,8 @@ pub struct Conn {
     ops_in_flight: u8,
     /// Received bytes not yet consumed as requests.
     inbuf: Vec<u8>,
+    /// The last receive left bytes in the socket, as the kernel flags it on the completion.
+    input_left: bool,
     pub deadline: Instant,
     /// When the current request's head was complete (for the duration histogram).
     request_started: Instant,
@@ -233,6 +235,7 @@ impl Conn {
             multishot: false,
             ops_in_flight: 0,
             inbuf: Vec::new(),
+            input_left: false,
             deadline: ctx.now + ctx.cfg.header_timeout,
             request_started: ctx.now,
             peer,
@@ -336,6 +339,9 @@ impl Conn {
         let was_pausing = self.recv == Recv::Pausing;
         if !c.more() {
             self.recv = Recv::Off;
+        }
+        if c.result > 0 {
+            self.input_left = c.input_left();
         }
         if let Some(bid) = c.buffer_id() {
             if c.result > 0 && !matches!(self.phase, Phase::Closing { .. } | Phase::Lingering) {
@@ -740,10 +746,13 @@ impl Conn {
     /// Ends the connection after its last response. Closing a socket that has unread input,
     /// or that receives any later, sends a reset, which destroys whatever of the response the
     /// client has not yet received. So the close lingers (see `linger`) unless the client has
-    /// already closed its side, or has sent nothing more and the response was small enough to
-    /// be on its way already: the common case of a small response, closed at the cost of one
-    /// FIONREAD. A large response may still sit unacknowledged in the socket for a long time
-    /// (a client that reads slowly), so it always lingers.
+    /// already closed its side, or has sent nothing more (none buffered, and the kernel flagged
+    /// no bytes left behind by the last receive) and the response was small enough to be on its
+    /// way already: the common case of a small response, closed at no extra cost. Only bytes a
+    /// client sends after its request, within the few microseconds before the close, can still
+    /// turn it into a reset (nginx closes without any such check). A large response may still
+    /// sit unacknowledged in the socket for a long time (a client that reads slowly), so it
+    /// always lingers.
     fn close_after(&mut self, ctx: &mut Ctx, ex: &Exchange) {
         if self.needs_linger(ctx, ex) { self.linger(ctx) } else { self.abort(ctx) }
     }
@@ -757,7 +766,7 @@ impl Conn {
                 || ex.status.closes_connection()
                 || ex.req.as_ref().is_none_or(|r| r.has_body)
                 || ex.body_bytes > LINGER_ABOVE
-                || sys::has_unread_input(self.fd()))
+                || self.input_left)
     }
 
     /// Sends FIN after the last response and waits (briefly) for the client's, so request bytes
