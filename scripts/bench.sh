@@ -24,6 +24,8 @@ PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LIB="$REPO/scripts/bench_lib"
+# shellcheck source=scripts/bench_lib/servers.sh
+source "$LIB/servers.sh"
 ALL_SERVERS=(ringhttpd nginx lighttpd h2o)
 ALL_WORKLOADS=(ab close small 16k 1m c2000 100m)
 
@@ -617,104 +619,31 @@ start_ringhttpd() {
 }
 
 start_nginx() {
-  local dir="$WORK/nginx" conf
-  mkdir -p "$dir/tmp"
+  local dir="$WORK/nginx"
+  mkdir -p "$dir"
   SERVER_PORT=$(free_port)
-  conf="$dir/nginx.conf"
-  # worker_connections must hold the 10,000 idle connections in one worker
-  # (accepts are not spread evenly); backlog 4096 like the kernel's somaxconn
-  # so the 2,000-connection burst is not throttled by nginx's default of 511.
-  # `user root` keeps root's workers able to read the work dir; as another
-  # user (a tool bundle needs no root) nginx would only warn about it.
-  local user=""
-  if [[ $(id -u) == 0 ]]; then user="user root;"; fi
-  cat >"$conf" <<EOF
-$user
-worker_processes $WORKERS;
-daemon off;
-master_process on;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    keepalive_timeout 75;
-    types { text/html html; application/octet-stream bin; }
-    default_type application/octet-stream;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
-    server {
-        listen 127.0.0.1:$SERVER_PORT backlog=4096;
-        root $ROOT;
-        index index.html;
-    }
-}
-EOF
+  write_nginx_conf "$dir" "$SERVER_PORT" "$WORKERS" "$ROOT"
+  local conf="$dir/nginx.conf"
   "${SERVER_WRAP[@]}" setsid nginx -e "$dir/error.log" -p "$dir" -c "$conf" 2>>"$dir/stderr.log" &
   SERVER_PID=$!
 }
 
 start_lighttpd() {
-  local dir="$WORK/lighttpd" conf
+  local dir="$WORK/lighttpd"
   mkdir -p "$dir"
   SERVER_PORT=$(free_port)
-  conf="$dir/lighttpd.conf"
-  # max-connections is per worker process, like nginx's worker_connections;
-  # lighttpd wants at most max-fds/2 of them.  Idle keep-alive timeout 75 s
-  # (default 5 s) so the idle-memory test is not cut short.
-  cat >"$conf" <<EOF
-server.document-root = "$ROOT"
-server.bind = "127.0.0.1"
-server.port = $SERVER_PORT
-server.max-worker = $WORKERS
-server.network-backend = "sendfile"
-server.max-keep-alive-requests = 100000
-server.max-keep-alive-idle = 75
-server.max-fds = 20000
-server.max-connections = 10000
-server.listen-backlog = 4096
-server.errorlog = "$dir/error.log"
-index-file.names = ( "index.html" )
-mimetype.assign = ( ".html" => "text/html", ".bin" => "application/octet-stream" )
-EOF
+  write_lighttpd_conf "$dir" "$SERVER_PORT" "$WORKERS" "$ROOT"
+  local conf="$dir/lighttpd.conf"
   "${SERVER_WRAP[@]}" setsid lighttpd -D -f "$conf" 2>>"$dir/stderr.log" &
   SERVER_PID=$!
 }
 
 start_h2o() {
-  local dir="$WORK/h2o" conf
+  local dir="$WORK/h2o"
   mkdir -p "$dir"
   SERVER_PORT=$(free_port)
-  conf="$dir/h2o.conf"
-  # max-connections defaults to 1024, too few for the 2,000 and 10,000
-  # connection tests; the idle timeout (http1-request-timeout) defaults to 10 s.
-  # `user: root` because h2o started as root otherwise switches to nobody;
-  # started as anyone else it stays that user.
-  local user="# not root: h2o keeps its user"
-  if [[ $(id -u) == 0 ]]; then user="user: root"; fi
-  cat >"$conf" <<EOF
-$user
-num-threads: $WORKERS
-max-connections: 20000
-http1-request-timeout: 75
-error-log: $dir/error.log
-pid-file: $dir/h2o.pid
-listen:
-  host: 127.0.0.1
-  port: $SERVER_PORT
-hosts:
-  default:
-    paths:
-      /:
-        file.dir: $ROOT
-EOF
+  write_h2o_conf "$dir" "$SERVER_PORT" "$WORKERS" "$ROOT"
+  local conf="$dir/h2o.conf"
   "${SERVER_WRAP[@]}" setsid h2o -c "$conf" 2>>"$dir/stderr.log" &
   SERVER_PID=$!
 }

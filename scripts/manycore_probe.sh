@@ -23,6 +23,8 @@
 # runs from a tool bundle (see ../shared/bench-bundle.sh).
 set -uo pipefail
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+# shellcheck source=scripts/bench_lib/servers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib/servers.sh"
 
 SERVER_CPUS=0-3
 CLIENT_CPUS=4-15
@@ -174,26 +176,9 @@ start_ring_procs() {
 }
 
 start_nginx() { # workers cpus
-  local dir=$WORK/nginx-$PORT user=""
-  mkdir -p "$dir/tmp"
-  [[ $(id -u) == 0 ]] && user="user root;"
-  cat >"$dir/nginx.conf" <<EOF
-$user
-worker_processes $1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-worker_rlimit_nofile 20000;
-events { worker_connections 20000; }
-http {
-    access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
-    open_file_cache max=1000 inactive=60s;
-    types { text/html html; }
-    client_body_temp_path $dir/tmp/body; proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi; uwsgi_temp_path $dir/tmp/uwsgi; scgi_temp_path $dir/tmp/scgi;
-    server { listen 127.0.0.1:$PORT backlog=4096 reuseport; root $ROOT; }
-}
-EOF
+  local dir=$WORK/nginx-$PORT
+  mkdir -p "$dir"
+  write_nginx_conf "$dir" "$PORT" "$1" "$ROOT" reuseport "open_file_cache max=1000 inactive=60s;"
   taskset -c "$2" nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" 2>>"$dir/stderr.log" &
   PIDS+=($!)
 }
@@ -201,38 +186,16 @@ EOF
 start_lighttpd() { # workers cpus
   local dir=$WORK/lighttpd-$PORT
   mkdir -p "$dir"
-  cat >"$dir/lighttpd.conf" <<EOF
-server.document-root = "$ROOT"
-server.bind = "127.0.0.1"
-server.port = $PORT
-server.max-worker = $1
-server.network-backend = "sendfile"
-server.max-keep-alive-requests = 100000
-server.max-fds = 20000
-server.max-connections = 10000
-server.listen-backlog = 4096
-server.errorlog = "$dir/error.log"
-index-file.names = ( "index.html" )
-mimetype.assign = ( ".html" => "text/html", ".bin" => "application/octet-stream" )
-EOF
+  write_lighttpd_conf "$dir" "$PORT" "$1" "$ROOT"
   # Its master stops the workers with kill(0, ...): a session of its own keeps us out of that.
   taskset -c "$2" setsid lighttpd -D -f "$dir/lighttpd.conf" 2>>"$dir/stderr.log" &
   PIDS+=($!)
 }
 
 start_h2o() { # threads cpus
-  local dir=$WORK/h2o-$PORT user="# keep user"
+  local dir=$WORK/h2o-$PORT
   mkdir -p "$dir"
-  [[ $(id -u) == 0 ]] && user="user: root"
-  cat >"$dir/h2o.conf" <<EOF
-$user
-num-threads: $1
-max-connections: 20000
-error-log: $dir/error.log
-pid-file: $dir/h2o.pid
-listen: {host: 127.0.0.1, port: $PORT}
-hosts: {default: {paths: {/: {file.dir: $ROOT}}}}
-EOF
+  write_h2o_conf "$dir" "$PORT" "$1" "$ROOT"
   taskset -c "$2" h2o -c "$dir/h2o.conf" 2>>"$dir/stderr.log" &
   PIDS+=($!)
 }
