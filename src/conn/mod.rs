@@ -599,7 +599,7 @@ impl Conn {
     /// from a file is never issued inline), which costs a thread hand-off per chunk. Page-cache
     /// reads do not wait for the disk (pages evicted in between would make it wait once).
     /// Stops when the socket is full (then waits for room, like a splice) or after the chunk
-    /// (then lets the worker's other connections go first, through a writability poll).
+    /// (then lets the worker's other connections go first, through the same wait for room).
     fn send_file_now(&mut self, ctx: &mut Ctx, chunk: u64) {
         enum Stop {
             ChunkSent,
@@ -628,10 +628,9 @@ impl Conn {
         };
         match stop {
             Stop::ChunkSent if sp.body.remaining == 0 => self.splice_step(ctx),
-            Stop::ChunkSent => {
-                ctx.ring.poll_writable(socket, self.token(Op::PollOut));
-                self.ops_in_flight += 1;
-            }
+            // Room or not, go through a writability poll: it completes at once when there
+            // is room, and if the chunk filled the socket, the send timeout must run.
+            Stop::ChunkSent => self.wait_for_room(ctx),
             Stop::FileShrank => {
                 crate::log_warn!("file shrank while being sent; closing the connection");
                 self.abort_for(CloseReason::Error, ctx);
@@ -640,9 +639,9 @@ impl Conn {
         }
     }
 
-    /// The socket is full: wait for room instead of parking a kernel thread on it, noting how
-    /// much the client still has to take, to tell slow from stalled. Only now does the send
-    /// timeout run: until here the server was working.
+    /// The socket is full (or may be, after a whole chunk): wait for room instead of parking a
+    /// kernel thread on it, noting how much the client still has to take, to tell slow from
+    /// stalled. Only now does the send timeout run: until here the server was working.
     fn wait_for_room(&mut self, ctx: &mut Ctx) {
         let fd = self.fd();
         let Phase::Splicing(sp) = &mut self.phase else { return };
