@@ -6,6 +6,8 @@
 //! can never free memory the kernel uses; a phase that holds a descriptor an operation in
 //! flight uses is kept (inside `Closing`) until that operation completes. `on_completion` does
 //! the bookkeeping once (operations in flight, the closing check) and calls one transition.
+//! The transitions live by concern: receiving and parsing here, finding the file in `lookup`,
+//! deciding the answer in `respond`, sending it in `send`, ending the connection in `close`.
 //!
 //! | phase | waits for | next |
 //! |---|---|---|
@@ -30,43 +32,32 @@
 //! This module must never block and never send a response whose framing it cannot keep: if a
 //! file shrinks mid-body, the connection is closed.
 
+mod close;
 mod lookup;
 mod respond;
+mod send;
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::cache::FileInfo;
 use crate::http::Status;
 use crate::http::request::{self, Method, Parse, Request};
 use crate::metrics::CloseReason;
 use crate::path;
 
 use crate::context::Ctx;
-use crate::ring::{Completion, Outgoing, SharedBytes, SpliceLeg};
-use crate::sys::{self, Pipe};
+use crate::ring::Completion;
+use crate::sys;
 use crate::token::{Op, Token};
 use lookup::{Loading, Lookup, Opening, Purpose, Stating};
+use send::{Body, Sending, Splicing};
 
-/// How long a closing connection waits for the client's FIN after ours, so that a client still
-/// sending does not turn our close into a reset that destroys the response it has not read.
-const LINGER: Duration = Duration::from_secs(2);
-/// Response bodies above this always get a lingering close: they can still be in the socket,
-/// unacknowledged, long after the last byte is handed over. A smaller one is closed at once
-/// unless input is already waiting (nginx's `lingering_close on` makes the same trade): only a
-/// client that sends more bytes within the response's last round trip can still lose its tail.
-const LINGER_ABOVE: u64 = 64 * 1024;
 /// Buffered request bytes above which receiving pauses until requests are answered (the rest
 /// waits in the socket, and TCP flow control slows the client down).
 const RECV_HIGH_WATER: usize = 64 * 1024;
 /// Bytes that may still land after a pause is requested; beyond this a client is abusive.
 const RECV_HARD_LIMIT: usize = 1024 * 1024;
-
-/// Bytes of a body `sendfile`d from the worker thread in one go before it turns to its other
-/// connections (nginx's `sendfile_max_chunk` makes the same bound).
-const SENDFILE_CHUNK: u64 = 2 * 1024 * 1024;
 
 /// Receive-buffer capacity an idle keep-alive connection may keep for its next request.
 const KEEP_INBUF: usize = 512;
@@ -180,47 +171,6 @@ struct Exchange {
     /// Further pieces of the response after the current one (multipart ranges: each part's
     /// head and body, then the closing delimiter); empty, and unallocated, otherwise.
     rest: VecDeque<(Vec<u8>, Body)>,
-}
-
-/// A head (and a body from the cache) going out; the bytes themselves are with the ring while
-/// a send is in flight (`ring::Outgoing`).
-struct Sending {
-    /// A file body to splice once the head is sent.
-    then: Option<(BodyFile, Pipe)>,
-    ex: Exchange,
-}
-
-/// A slice of a cached file's bytes.
-type CachedBody = SharedBytes;
-
-/// What follows a response head.
-enum Body {
-    None,
-    Cached(CachedBody),
-    File(BodyFile),
-}
-
-/// A body range still to be spliced from a file.
-struct BodyFile {
-    info: Rc<FileInfo>,
-    offset: u64,
-    remaining: u64,
-}
-
-struct Splicing {
-    body: BodyFile,
-    pipe: Option<Pipe>,
-    in_pipe: usize,
-    ex: Exchange,
-    /// The socket was full: a writability poll is in flight and the send timeout runs.
-    stall: Option<Stall>,
-}
-
-/// Waiting for the client to make room in the socket.
-struct Stall {
-    /// Bytes the client had not acknowledged when the socket was found full (to tell a slow
-    /// reader, which keeps acknowledging, from a stalled one).
-    unacked: Option<u32>,
 }
 
 impl Conn {
@@ -445,259 +395,6 @@ impl Conn {
         }
     }
 
-    // ---- sending ----
-
-    fn send(&mut self, ctx: &mut Ctx, head: Vec<u8>, body: Body, ex: Exchange) {
-        self.send_piece(ctx, head, body, ex, true);
-    }
-
-    /// Sends one piece of a response: the first (its head), or a later one (a multipart part).
-    fn send_piece(&mut self, ctx: &mut Ctx, head: Vec<u8>, body: Body, ex: Exchange, first: bool) {
-        let (cached, then) = match body {
-            Body::None => (None, None),
-            Body::Cached(c) => (Some(c), None),
-            // The pipe is taken before the head goes out: without one (out of descriptors) the
-            // answer is a 503, not a promised body cut short after its head.
-            Body::File(f) => match ctx.pipes.take() {
-                Some(pipe) => (None, Some((f, pipe))),
-                None if first => {
-                    crate::log_warn!("cannot create a pipe for a file body; answering 503");
-                    ctx.recycle_head_buffer(head);
-                    return self.builtin_error(ctx, ex.req, Status::ServiceUnavailable, false);
-                }
-                // Part of the response is out: its framing can no longer be kept.
-                None => {
-                    crate::log_warn!("cannot create a pipe for a file body; closing the connection");
-                    self.close_reason = CloseReason::Error;
-                    self.log_exchange(ctx, &ex);
-                    return self.abort(ctx);
-                }
-            },
-        };
-        self.phase = Phase::Sending(Box::new(Sending { then, ex }));
-        self.deadline = ctx.now + ctx.cfg.send_timeout;
-        self.send_rest(ctx, Outgoing { head, body: cached, sent: 0 });
-    }
-
-    /// Hands what is left of `out` to the ring, which owns it until the send completes.
-    /// The last piece of a response that ends the connection is sent at once and the socket
-    /// closed behind it (see `sent_and_closed`), unless the close must linger (`needs_linger`),
-    /// a receive is in flight, or the socket does not take it whole.
-    fn send_rest(&mut self, ctx: &mut Ctx, mut out: Outgoing) {
-        let fd = self.fd();
-        let Phase::Sending(s) = &self.phase else { unreachable!("sending outside the sending phase") };
-        let last = s.then.is_none() && s.ex.rest.is_empty();
-        let close_now = last
-            && ends_connection(&s.ex, ctx)
-            && matches!(self.recv, Recv::Off | Recv::Ended)
-            && !self.needs_linger(ctx, &s.ex);
-        if close_now {
-            match sys::send_now(fd, out.unsent()) {
-                Ok(n) => out.sent += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return self.abort(ctx),
-            }
-            if out.sent == out.total() {
-                return self.sent_and_closed(ctx, out);
-            }
-        }
-        ctx.ring.send(fd, out, !last, self.token(Op::Send));
-        self.ops_in_flight += 1;
-    }
-
-    fn on_send(&mut self, result: i32, out: Option<Outgoing>, ctx: &mut Ctx) {
-        let Some(mut out) = out else { unreachable!("a send completion without its buffers") };
-        if let Phase::Sending(s) = &self.phase {
-            crate::test_hooks::stall_after_send(s.ex.req.as_ref().map_or("", |r| &r.target));
-        }
-        if result < 0 {
-            return self.abort(ctx);
-        }
-        out.sent += result as usize;
-        self.deadline = ctx.now + ctx.cfg.send_timeout;
-        if out.sent < out.total() {
-            return self.send_rest(ctx, out);
-        }
-        ctx.recycle_head_buffer(out.head);
-        let Phase::Sending(s) = self.take_phase() else {
-            unreachable!("a send completed outside the sending phase");
-        };
-        let Sending { then, ex } = *s;
-        match then {
-            None => self.next_piece(ctx, ex),
-            Some((body, pipe)) => self.start_splice(ctx, body, pipe, ex),
-        }
-    }
-
-    /// A response that ends the connection went out whole at once: close the socket now (a
-    /// plain `close`), as a blocking server does, so our FIN follows the response within
-    /// microseconds. Were the FIN to wait for the ring (even linked behind the send, it runs
-    /// only after the whole batch of that submission), a fast client would read the response
-    /// and close first, and hold the TIME_WAIT: each later `connect` of that client pays for
-    /// the ones it holds (on 16 cores that held new-connection-per-request to half of nginx's
-    /// rate, with the client's cores saturated and the server's half idle).
-    fn sent_and_closed(&mut self, ctx: &mut Ctx, out: Outgoing) {
-        ctx.recycle_head_buffer(out.head);
-        drop(self.socket.take());
-        let Phase::Sending(s) = self.take_phase() else { unreachable!("sending outside the sending phase") };
-        self.response_done(ctx, s.ex, true);
-    }
-
-    fn start_splice(&mut self, ctx: &mut Ctx, body: BodyFile, pipe: Pipe, ex: Exchange) {
-        self.phase =
-            Phase::Splicing(Box::new(Splicing { body, pipe: Some(pipe), in_pipe: 0, ex, stall: None }));
-        self.splice_step(ctx);
-    }
-
-    /// Next step of a file body: drain the pipe into the socket first; otherwise, if the next
-    /// chunk is in the page cache, `sendfile` it from this thread (`send_file_now`); otherwise
-    /// refill the pipe from the file with the socket splice linked behind, so a full chunk
-    /// moves in one round trip.
-    fn splice_step(&mut self, ctx: &mut Ctx) {
-        let socket = self.fd();
-        let (tok_in, tok_out) = (self.token(Op::SpliceIn), self.token(Op::SpliceOut));
-        let Phase::Splicing(sp) = &mut self.phase else { return };
-        let Some(pipe) = &sp.pipe else { return };
-        let drain = |len: u32| SpliceLeg {
-            from: pipe.read.as_raw_fd(),
-            from_offset: -1,
-            to: socket,
-            len,
-            token: tok_out,
-        };
-        if sp.in_pipe > 0 {
-            ctx.ring.splice(drain(sp.in_pipe as u32));
-            self.ops_in_flight += 1;
-        } else if sp.body.remaining > 0 {
-            let chunk = sp.body.remaining.min(SENDFILE_CHUNK);
-            if sys::pages_cached(sp.body.info.file.as_raw_fd(), sp.body.offset, chunk) {
-                return self.send_file_now(ctx, chunk);
-            }
-            let len = sp.body.remaining.min(pipe.capacity as u64) as u32;
-            let fill = SpliceLeg {
-                from: sp.body.info.file.as_raw_fd(),
-                from_offset: sp.body.offset as i64,
-                to: pipe.write.as_raw_fd(),
-                len,
-                token: tok_in,
-            };
-            // The socket splice runs only if the file splice filled the pipe with all `len`
-            // bytes; otherwise it completes with ECANCELED and what did arrive is sent alone.
-            ctx.ring.splice_linked(fill, drain(len));
-            self.ops_in_flight += 2;
-        } else {
-            let Phase::Splicing(mut sp) = self.take_phase() else { return };
-            if let Some(pipe) = sp.pipe.take() {
-                ctx.pipes.give_back(pipe);
-            }
-            self.next_piece(ctx, sp.ex);
-        }
-    }
-
-    /// Sends up to `chunk` bytes of a body whose pages are all in the page cache with
-    /// `sendfile` on this thread: the io_uring splices run on kernel worker threads (a splice
-    /// from a file is never issued inline), which costs a thread hand-off per chunk. Page-cache
-    /// reads do not wait for the disk (pages evicted in between would make it wait once).
-    /// Stops when the socket is full (then waits for room, like a splice) or after the chunk
-    /// (then lets the worker's other connections go first, through the same wait for room).
-    fn send_file_now(&mut self, ctx: &mut Ctx, chunk: u64) {
-        enum Stop {
-            ChunkSent,
-            FileShrank,
-            Failed,
-        }
-        let socket = self.fd();
-        let Phase::Splicing(sp) = &mut self.phase else { return };
-        let mut left = chunk;
-        let stop = loop {
-            if left == 0 {
-                break Stop::ChunkSent;
-            }
-            match sys::sendfile_now(socket, sp.body.info.file.as_raw_fd(), sp.body.offset, left as usize) {
-                Ok(0) => break Stop::FileShrank,
-                Ok(n) => {
-                    let n = (n as u64).min(left);
-                    sp.body.offset += n;
-                    sp.body.remaining -= n.min(sp.body.remaining);
-                    left -= n;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return self.wait_for_room(ctx),
-                Err(_) => break Stop::Failed,
-            }
-        };
-        match stop {
-            Stop::ChunkSent if sp.body.remaining == 0 => self.splice_step(ctx),
-            // Room or not, go through a writability poll: it completes at once when there
-            // is room, and if the chunk filled the socket, the send timeout must run.
-            Stop::ChunkSent => self.wait_for_room(ctx),
-            Stop::FileShrank => {
-                crate::log_warn!("file shrank while being sent; closing the connection");
-                self.abort_for(CloseReason::Error, ctx);
-            }
-            Stop::Failed => self.abort(ctx),
-        }
-    }
-
-    /// The socket is full (or may be, after a whole chunk): wait for room instead of parking a
-    /// kernel thread on it, noting how much the client still has to take, to tell slow from
-    /// stalled. Only now does the send timeout run: until here the server was working.
-    fn wait_for_room(&mut self, ctx: &mut Ctx) {
-        let fd = self.fd();
-        let Phase::Splicing(sp) = &mut self.phase else { return };
-        sp.stall = Some(Stall { unacked: sys::unacked_bytes(fd) });
-        self.deadline = ctx.now + ctx.cfg.send_timeout;
-        ctx.ring.poll_writable(fd, self.token(Op::PollOut));
-        self.ops_in_flight += 1;
-    }
-
-    fn on_splice_in(&mut self, result: i32, ctx: &mut Ctx) {
-        let Phase::Splicing(sp) = &mut self.phase else { return };
-        if result <= 0 {
-            // The file shrank (0) or failed: the promised length cannot be kept, so close.
-            if result == 0 {
-                crate::log_warn!("file shrank while being sent; closing the connection");
-            }
-            return self.abort_for(CloseReason::Error, ctx);
-        }
-        sp.body.offset += result as u64;
-        sp.body.remaining -= (result as u64).min(sp.body.remaining);
-        sp.in_pipe += result as usize;
-        // The linked socket splice, or its cancellation, follows.
-    }
-
-    fn on_splice_out(&mut self, result: i32, ctx: &mut Ctx) {
-        let Phase::Splicing(sp) = &mut self.phase else { return };
-        match result {
-            // The file splice came up short and broke the link: send what it moved.
-            r if r == -libc::ECANCELED => self.splice_step(ctx),
-            r if r == -libc::EAGAIN => self.wait_for_room(ctx),
-            r if r <= 0 => self.abort(ctx),
-            sent => {
-                sp.in_pipe -= (sent as usize).min(sp.in_pipe);
-                self.splice_step(ctx);
-            }
-        }
-    }
-
-    fn on_writable(&mut self, result: i32, ctx: &mut Ctx) {
-        if result < 0 {
-            return self.abort(ctx);
-        }
-        if let Phase::Splicing(sp) = &mut self.phase {
-            sp.stall = None;
-        }
-        self.splice_step(ctx);
-    }
-
-    /// Sends the next piece of a response in several pieces, or finishes it.
-    fn next_piece(&mut self, ctx: &mut Ctx, mut ex: Exchange) {
-        match ex.rest.pop_front() {
-            Some((bytes, body)) => self.send_piece(ctx, bytes, body, ex, false),
-            None => self.response_done(ctx, ex, false),
-        }
-    }
-
     /// A response is fully handed to the kernel (and the socket closed behind it if `closed`):
     /// log it, then read the next request or close.
     fn response_done(&mut self, ctx: &mut Ctx, ex: Exchange, closed: bool) {
@@ -737,151 +434,6 @@ impl Conn {
     fn log_exchange(&self, ctx: &mut Ctx, ex: &Exchange) {
         if let Some(log) = &mut ctx.log {
             log.record(self.peer, ex.req.as_deref(), ex.status.code(), ex.body_bytes, ctx.unix_now);
-        }
-    }
-
-    // ---- closing ----
-
-    /// Ends the connection after its last response. Closing a socket that has unread input,
-    /// or that receives any later, sends a reset, which destroys whatever of the response the
-    /// client has not yet received. So the close lingers (see `linger`) unless the client has
-    /// already closed its side, or has sent nothing more (none buffered, and the kernel flagged
-    /// no bytes left behind by the last receive) and the response was small enough to be on its
-    /// way already: the common case of a small response, closed at no extra cost. Only bytes a
-    /// client sends after its request, within the few microseconds before the close, can still
-    /// turn it into a reset (nginx closes without any such check). A large response may still
-    /// sit unacknowledged in the socket for a long time (a client that reads slowly), so it
-    /// always lingers.
-    fn close_after(&mut self, ctx: &mut Ctx, ex: &Exchange) {
-        if self.needs_linger(ctx, ex) { self.linger(ctx) } else { self.abort(ctx) }
-    }
-
-    /// Whether closing after `ex` must linger (see `close_after`); decided before its last send
-    /// too, to close the socket right behind it when it need not.
-    fn needs_linger(&self, ctx: &Ctx, ex: &Exchange) -> bool {
-        self.recv != Recv::Ended
-            && (!self.inbuf.is_empty()
-                || ctx.stopping
-                || ex.status.closes_connection()
-                || ex.req.as_ref().is_none_or(|r| r.has_body)
-                || ex.body_bytes > LINGER_ABOVE
-                || self.input_left)
-    }
-
-    /// Sends FIN after the last response and waits (briefly) for the client's, so request bytes
-    /// still arriving do not turn our close into a reset that destroys the unread response.
-    fn linger(&mut self, ctx: &mut Ctx) {
-        ctx.ring.shutdown_write(self.fd(), self.token(Op::Shutdown));
-        self.ops_in_flight += 1;
-        self.phase = Phase::Lingering;
-        self.inbuf = Vec::new();
-        self.deadline = ctx.now + LINGER;
-        self.arm_recv(ctx);
-    }
-
-    /// `abort`, recording why (unless the connection is already closing for another reason).
-    pub fn abort_for(&mut self, reason: CloseReason, ctx: &mut Ctx) {
-        if !self.is_closing() {
-            self.close_reason = reason;
-        }
-        self.abort(ctx);
-    }
-
-    /// Why the connection ended, for the metrics.
-    pub fn close_reason(&self) -> CloseReason {
-        self.close_reason
-    }
-
-    /// Tears the connection down now: operations in flight are cancelled, and the worker closes
-    /// the socket once the last completion has arrived (`is_finished`).
-    pub fn abort(&mut self, ctx: &mut Ctx) {
-        if self.is_closing() {
-            return;
-        }
-        let held = match self.take_phase() {
-            // An unfinished response is still logged.
-            Phase::Sending(s) => {
-                self.log_exchange(ctx, &s.ex);
-                None
-            }
-            Phase::Splicing(sp) => {
-                self.log_exchange(ctx, &sp.ex);
-                Some(Box::new(Phase::Splicing(sp)))
-            }
-            // Their descriptors may still be in use by the operation in flight.
-            previous @ (Phase::Stating(_) | Phase::Loading(_)) => Some(Box::new(previous)),
-            Phase::Waiting(_)
-            | Phase::Opening(_)
-            | Phase::Listing(_)
-            | Phase::Lingering
-            | Phase::Closing { .. } => None,
-        };
-        self.phase = Phase::Closing { _held: held };
-        self.inbuf = Vec::new();
-        if matches!(self.recv, Recv::Armed | Recv::Pausing) || self.ops_in_flight > 0 {
-            // (A socket closed right after its response had nothing in flight.)
-            if let Some(socket) = &self.socket {
-                ctx.ring.cancel_fd(socket.as_raw_fd(), self.token(Op::Cancel));
-            }
-        }
-    }
-
-    /// The deadline passed: 408 for a half-sent head, otherwise just close. Client deadlines
-    /// apply only while waiting for the client: not while the server itself opens, reads or
-    /// splices the file (that work is bounded by the server, and its next wait on the client
-    /// sets a fresh deadline).
-    pub fn on_timeout(&mut self, ctx: &mut Ctx) {
-        if self.server_is_working() || self.client_took_bytes() {
-            self.deadline = ctx.now + ctx.cfg.send_timeout;
-            return;
-        }
-        if matches!(self.phase, Phase::Waiting(_)) && !self.inbuf.is_empty() && self.ops_in_flight == 0 {
-            self.inbuf = Vec::new();
-            self.respond_error(ctx, None, Status::RequestTimeout, false);
-            // The client had its chance; if it does not read the 408 either, drop it.
-            self.deadline = ctx.now + LINGER;
-            self.close_reason = CloseReason::HeaderTimeout;
-            return;
-        }
-        let reason = match self.phase {
-            Phase::Waiting(Wait::NextRequest) => CloseReason::KeepaliveTimeout,
-            Phase::Waiting(Wait::Head) => CloseReason::HeaderTimeout,
-            Phase::Sending(_) | Phase::Splicing(_) => CloseReason::SendTimeout,
-            // A lingering close that ran out, or the 408 path's close: as decided before.
-            _ => self.close_reason,
-        };
-        self.abort_for(reason, ctx);
-    }
-
-    /// While waiting for room in a full socket: has the client acknowledged bytes since the
-    /// last look? (Writability only returns once a third of the buffer is free, which a slow
-    /// but live reader can take longer than the send timeout to free.)
-    fn client_took_bytes(&mut self) -> bool {
-        let fd = self.fd();
-        let Phase::Splicing(sp) = &mut self.phase else { return false };
-        let Some(stall) = &mut sp.stall else { return false };
-        let Some(mark) = stall.unacked else { return false };
-        let now = sys::unacked_bytes(fd);
-        stall.unacked = now;
-        now.is_some_and(|n| n < mark)
-    }
-
-    /// The server, not the client, is what the connection waits for.
-    fn server_is_working(&self) -> bool {
-        match &self.phase {
-            Phase::Opening(_) | Phase::Stating(_) | Phase::Loading(_) | Phase::Listing(_) => true,
-            Phase::Splicing(sp) => sp.stall.is_none(),
-            Phase::Waiting(_) | Phase::Sending(_) | Phase::Lingering | Phase::Closing { .. } => false,
-        }
-    }
-
-    /// Graceful stop: idle keep-alive connections close now; busy ones close after their
-    /// response. A connection still waiting for (the rest of) a request's head gets to send it
-    /// and is answered, as one accepted just before the stop may have its request on the way
-    /// (the header timeout and the shutdown timeout still bound it).
-    pub fn on_stop(&mut self, ctx: &mut Ctx) {
-        if matches!(self.phase, Phase::Waiting(Wait::NextRequest)) && self.inbuf.is_empty() {
-            self.abort_for(CloseReason::Shutdown, ctx);
         }
     }
 }

@@ -1,13 +1,15 @@
 //! Deciding and building the answer to a resolved request: preconditions (412/304, in RFC
 //! 9110 §13.2.2's order), ranges (206, multipart 206, 416), content negotiation between a file
-//! and its precompressed siblings, directory redirects (301) and error pages. The head goes into the send buffer with a small body; a
-//! large body is left for the splice path. This module must never promise a Content-Length
-//! that the body it hands on does not have.
+//! and its precompressed siblings, directory redirects (301) and error pages. The head goes
+//! into the send buffer with a small body; a large body is left to `send` (sendfile or
+//! splices). This module must never promise a Content-Length that the body it hands on does
+//! not have.
 
 use std::rc::Rc;
 
 use super::lookup::Purpose;
-use super::{Body, BodyFile, CachedBody, Conn, Exchange, Phase, may_keep_alive};
+use super::send::{Body, BodyFile, CachedBody};
+use super::{Conn, Exchange, Phase, may_keep_alive};
 use crate::cache::{Entry, FileInfo};
 use crate::context::Ctx;
 use crate::http::date::parse_http_date as http_date;

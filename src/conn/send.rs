@@ -1,0 +1,318 @@
+//! Sending a response: the head with a cached body through the ring, or, for a response that
+//! ends the connection, at once with the socket closed right behind it; file bodies with
+//! `sendfile` from the page cache or spliced file → pipe → socket through the ring; the pieces
+//! of a multipart response one after another. Nothing here blocks: a full socket waits for a
+//! writability poll, and a file not in the page cache is never read on the worker thread.
+
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
+use super::{Conn, Exchange, Phase, Recv, ends_connection};
+use crate::cache::FileInfo;
+use crate::context::Ctx;
+use crate::http::Status;
+use crate::metrics::CloseReason;
+use crate::ring::{Outgoing, SharedBytes, SpliceLeg};
+use crate::sys::{self, Pipe};
+use crate::token::Op;
+
+/// Bytes of a body `sendfile`d from the worker thread in one go before it turns to its other
+/// connections (nginx's `sendfile_max_chunk` makes the same bound).
+const SENDFILE_CHUNK: u64 = 2 * 1024 * 1024;
+
+/// A head (and a body from the cache) going out; the bytes themselves are with the ring while
+/// a send is in flight (`ring::Outgoing`).
+pub(super) struct Sending {
+    /// A file body to splice once the head is sent.
+    pub(super) then: Option<(BodyFile, Pipe)>,
+    pub(super) ex: Exchange,
+}
+
+/// A slice of a cached file's bytes.
+pub(super) type CachedBody = SharedBytes;
+
+/// What follows a response head.
+pub(super) enum Body {
+    None,
+    Cached(CachedBody),
+    File(BodyFile),
+}
+
+/// A body range still to be sent from a file.
+pub(super) struct BodyFile {
+    pub(super) info: Rc<FileInfo>,
+    pub(super) offset: u64,
+    pub(super) remaining: u64,
+}
+
+/// A file body going out: `sendfile` while its pages are cached, else file → pipe → socket
+/// splices (the pipe is held either way, taken before the head went out).
+pub(super) struct Splicing {
+    pub(super) body: BodyFile,
+    pub(super) pipe: Option<Pipe>,
+    pub(super) in_pipe: usize,
+    pub(super) ex: Exchange,
+    /// The socket was full: a writability poll is in flight and the send timeout runs.
+    pub(super) stall: Option<Stall>,
+}
+
+/// Waiting for the client to make room in the socket.
+pub(super) struct Stall {
+    /// Bytes the client had not acknowledged when the socket was found full (to tell a slow
+    /// reader, which keeps acknowledging, from a stalled one).
+    pub(super) unacked: Option<u32>,
+}
+
+impl Conn {
+    /// Sends a response: its head, then `body`.
+    pub(super) fn send(&mut self, ctx: &mut Ctx, head: Vec<u8>, body: Body, ex: Exchange) {
+        self.send_piece(ctx, head, body, ex, true);
+    }
+
+    /// Sends one piece of a response: the first (its head), or a later one (a multipart part).
+    pub(super) fn send_piece(&mut self, ctx: &mut Ctx, head: Vec<u8>, body: Body, ex: Exchange, first: bool) {
+        let (cached, then) = match body {
+            Body::None => (None, None),
+            Body::Cached(c) => (Some(c), None),
+            // The pipe is taken before the head goes out: without one (out of descriptors) the
+            // answer is a 503, not a promised body cut short after its head.
+            Body::File(f) => match ctx.pipes.take() {
+                Some(pipe) => (None, Some((f, pipe))),
+                None if first => {
+                    crate::log_warn!("cannot create a pipe for a file body; answering 503");
+                    ctx.recycle_head_buffer(head);
+                    return self.builtin_error(ctx, ex.req, Status::ServiceUnavailable, false);
+                }
+                // Part of the response is out: its framing can no longer be kept.
+                None => {
+                    crate::log_warn!("cannot create a pipe for a file body; closing the connection");
+                    self.close_reason = CloseReason::Error;
+                    self.log_exchange(ctx, &ex);
+                    return self.abort(ctx);
+                }
+            },
+        };
+        self.phase = Phase::Sending(Box::new(Sending { then, ex }));
+        self.deadline = ctx.now + ctx.cfg.send_timeout;
+        self.send_rest(ctx, Outgoing { head, body: cached, sent: 0 });
+    }
+
+    /// Hands what is left of `out` to the ring, which owns it until the send completes.
+    /// The last piece of a response that ends the connection is sent at once and the socket
+    /// closed behind it (see `sent_and_closed`), unless the close must linger (`needs_linger`),
+    /// a receive is in flight, or the socket does not take it whole.
+    fn send_rest(&mut self, ctx: &mut Ctx, mut out: Outgoing) {
+        let fd = self.fd();
+        let Phase::Sending(s) = &self.phase else { unreachable!("sending outside the sending phase") };
+        let last = s.then.is_none() && s.ex.rest.is_empty();
+        let close_now = last
+            && ends_connection(&s.ex, ctx)
+            && matches!(self.recv, Recv::Off | Recv::Ended)
+            && !self.needs_linger(ctx, &s.ex);
+        if close_now {
+            match sys::send_now(fd, out.unsent()) {
+                Ok(n) => out.sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return self.abort(ctx),
+            }
+            if out.sent == out.total() {
+                return self.sent_and_closed(ctx, out);
+            }
+        }
+        ctx.ring.send(fd, out, !last, self.token(Op::Send));
+        self.ops_in_flight += 1;
+    }
+
+    pub(super) fn on_send(&mut self, result: i32, out: Option<Outgoing>, ctx: &mut Ctx) {
+        let Some(mut out) = out else { unreachable!("a send completion without its buffers") };
+        if let Phase::Sending(s) = &self.phase {
+            crate::test_hooks::stall_after_send(s.ex.req.as_ref().map_or("", |r| &r.target));
+        }
+        if result < 0 {
+            return self.abort(ctx);
+        }
+        out.sent += result as usize;
+        self.deadline = ctx.now + ctx.cfg.send_timeout;
+        if out.sent < out.total() {
+            return self.send_rest(ctx, out);
+        }
+        ctx.recycle_head_buffer(out.head);
+        let Phase::Sending(s) = self.take_phase() else {
+            unreachable!("a send completed outside the sending phase");
+        };
+        let Sending { then, ex } = *s;
+        match then {
+            None => self.next_piece(ctx, ex),
+            Some((body, pipe)) => self.start_splice(ctx, body, pipe, ex),
+        }
+    }
+
+    /// A response that ends the connection went out whole at once: close the socket now (a
+    /// plain `close`), as a blocking server does, so our FIN follows the response within
+    /// microseconds. Were the FIN to wait for the ring (even linked behind the send, it runs
+    /// only after the whole batch of that submission), a fast client would read the response
+    /// and close first, and hold the TIME_WAIT: each later `connect` of that client pays for
+    /// the ones it holds (on 16 cores that held new-connection-per-request to half of nginx's
+    /// rate, with the client's cores saturated and the server's half idle).
+    fn sent_and_closed(&mut self, ctx: &mut Ctx, out: Outgoing) {
+        ctx.recycle_head_buffer(out.head);
+        drop(self.socket.take());
+        let Phase::Sending(s) = self.take_phase() else { unreachable!("sending outside the sending phase") };
+        self.response_done(ctx, s.ex, true);
+    }
+
+    pub(super) fn start_splice(&mut self, ctx: &mut Ctx, body: BodyFile, pipe: Pipe, ex: Exchange) {
+        self.phase =
+            Phase::Splicing(Box::new(Splicing { body, pipe: Some(pipe), in_pipe: 0, ex, stall: None }));
+        self.splice_step(ctx);
+    }
+
+    /// Next step of a file body: drain the pipe into the socket first; otherwise, if the next
+    /// chunk is in the page cache, `sendfile` it from this thread (`send_file_now`); otherwise
+    /// refill the pipe from the file with the socket splice linked behind, so a full chunk
+    /// moves in one round trip.
+    fn splice_step(&mut self, ctx: &mut Ctx) {
+        let socket = self.fd();
+        let (tok_in, tok_out) = (self.token(Op::SpliceIn), self.token(Op::SpliceOut));
+        let Phase::Splicing(sp) = &mut self.phase else { return };
+        let Some(pipe) = &sp.pipe else { return };
+        let drain = |len: u32| SpliceLeg {
+            from: pipe.read.as_raw_fd(),
+            from_offset: -1,
+            to: socket,
+            len,
+            token: tok_out,
+        };
+        if sp.in_pipe > 0 {
+            ctx.ring.splice(drain(sp.in_pipe as u32));
+            self.ops_in_flight += 1;
+        } else if sp.body.remaining > 0 {
+            let chunk = sp.body.remaining.min(SENDFILE_CHUNK);
+            if sys::pages_cached(sp.body.info.file.as_raw_fd(), sp.body.offset, chunk) {
+                return self.send_file_now(ctx, chunk);
+            }
+            let len = sp.body.remaining.min(pipe.capacity as u64) as u32;
+            let fill = SpliceLeg {
+                from: sp.body.info.file.as_raw_fd(),
+                from_offset: sp.body.offset as i64,
+                to: pipe.write.as_raw_fd(),
+                len,
+                token: tok_in,
+            };
+            // The socket splice runs only if the file splice filled the pipe with all `len`
+            // bytes; otherwise it completes with ECANCELED and what did arrive is sent alone.
+            ctx.ring.splice_linked(fill, drain(len));
+            self.ops_in_flight += 2;
+        } else {
+            let Phase::Splicing(mut sp) = self.take_phase() else { return };
+            if let Some(pipe) = sp.pipe.take() {
+                ctx.pipes.give_back(pipe);
+            }
+            self.next_piece(ctx, sp.ex);
+        }
+    }
+
+    /// Sends up to `chunk` bytes of a body whose pages are all in the page cache with
+    /// `sendfile` on this thread: the io_uring splices run on kernel worker threads (a splice
+    /// from a file is never issued inline), which costs a thread hand-off per chunk. Page-cache
+    /// reads do not wait for the disk (pages evicted in between would make it wait once).
+    /// Stops when the socket is full (then waits for room, like a splice) or after the chunk
+    /// (then lets the worker's other connections go first, through the same wait for room).
+    fn send_file_now(&mut self, ctx: &mut Ctx, chunk: u64) {
+        enum Stop {
+            ChunkSent,
+            FileShrank,
+            Failed,
+        }
+        let socket = self.fd();
+        let Phase::Splicing(sp) = &mut self.phase else { return };
+        let mut left = chunk;
+        let stop = loop {
+            if left == 0 {
+                break Stop::ChunkSent;
+            }
+            match sys::sendfile_now(socket, sp.body.info.file.as_raw_fd(), sp.body.offset, left as usize) {
+                Ok(0) => break Stop::FileShrank,
+                Ok(n) => {
+                    let n = (n as u64).min(left);
+                    sp.body.offset += n;
+                    sp.body.remaining -= n.min(sp.body.remaining);
+                    left -= n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return self.wait_for_room(ctx),
+                Err(_) => break Stop::Failed,
+            }
+        };
+        match stop {
+            Stop::ChunkSent if sp.body.remaining == 0 => self.splice_step(ctx),
+            // Room or not, go through a writability poll: it completes at once when there
+            // is room, and if the chunk filled the socket, the send timeout must run.
+            Stop::ChunkSent => self.wait_for_room(ctx),
+            Stop::FileShrank => {
+                crate::log_warn!("file shrank while being sent; closing the connection");
+                self.abort_for(CloseReason::Error, ctx);
+            }
+            Stop::Failed => self.abort(ctx),
+        }
+    }
+
+    /// The socket is full (or may be, after a whole chunk): wait for room instead of parking a
+    /// kernel thread on it, noting how much the client still has to take, to tell slow from
+    /// stalled. Only now does the send timeout run: until here the server was working.
+    fn wait_for_room(&mut self, ctx: &mut Ctx) {
+        let fd = self.fd();
+        let Phase::Splicing(sp) = &mut self.phase else { return };
+        sp.stall = Some(Stall { unacked: sys::unacked_bytes(fd) });
+        self.deadline = ctx.now + ctx.cfg.send_timeout;
+        ctx.ring.poll_writable(fd, self.token(Op::PollOut));
+        self.ops_in_flight += 1;
+    }
+
+    pub(super) fn on_splice_in(&mut self, result: i32, ctx: &mut Ctx) {
+        let Phase::Splicing(sp) = &mut self.phase else { return };
+        if result <= 0 {
+            // The file shrank (0) or failed: the promised length cannot be kept, so close.
+            if result == 0 {
+                crate::log_warn!("file shrank while being sent; closing the connection");
+            }
+            return self.abort_for(CloseReason::Error, ctx);
+        }
+        sp.body.offset += result as u64;
+        sp.body.remaining -= (result as u64).min(sp.body.remaining);
+        sp.in_pipe += result as usize;
+        // The linked socket splice, or its cancellation, follows.
+    }
+
+    pub(super) fn on_splice_out(&mut self, result: i32, ctx: &mut Ctx) {
+        let Phase::Splicing(sp) = &mut self.phase else { return };
+        match result {
+            // The file splice came up short and broke the link: send what it moved.
+            r if r == -libc::ECANCELED => self.splice_step(ctx),
+            r if r == -libc::EAGAIN => self.wait_for_room(ctx),
+            r if r <= 0 => self.abort(ctx),
+            sent => {
+                sp.in_pipe -= (sent as usize).min(sp.in_pipe);
+                self.splice_step(ctx);
+            }
+        }
+    }
+
+    pub(super) fn on_writable(&mut self, result: i32, ctx: &mut Ctx) {
+        if result < 0 {
+            return self.abort(ctx);
+        }
+        if let Phase::Splicing(sp) = &mut self.phase {
+            sp.stall = None;
+        }
+        self.splice_step(ctx);
+    }
+
+    /// Sends the next piece of a response in several pieces, or finishes it.
+    pub(super) fn next_piece(&mut self, ctx: &mut Ctx, mut ex: Exchange) {
+        match ex.rest.pop_front() {
+            Some((bytes, body)) => self.send_piece(ctx, bytes, body, ex, false),
+            None => self.response_done(ctx, ex, false),
+        }
+    }
+}
