@@ -211,7 +211,8 @@ fn request_arriving_during_a_graceful_stop_is_answered() {
     let barrier = request(server.addr, get_request("/index.html").as_bytes());
     assert_eq!(barrier.status, 200);
     server.signal(libc::SIGTERM);
-    server.wait_for_log("stopping (SIGTERM)", PROMPTLY);
+    // Refused means the worker has begun its stop (it closes its listener then).
+    wait_until_refused(server.addr);
     pending.write_all(b"\r\n").expect("the end of the head");
     let received = read_to_close(&mut pending);
     let response = parse_responses(&received, &[false]).pop().expect("a response");
