@@ -105,9 +105,11 @@ impl Conn {
         let fd = self.fd();
         let Phase::Sending(s) = &self.phase else { unreachable!("sending outside the sending phase") };
         let last = s.then.is_none() && s.ex.rest.is_empty();
+        // Nothing else may be in flight on the socket: its number is free once it is closed.
         let close_now = last
             && ends_connection(&s.ex, ctx)
             && matches!(self.recv, Recv::Off | Recv::Ended)
+            && self.ops_in_flight == 0
             && !self.needs_linger(ctx, &s.ex);
         if close_now {
             match sys::send_now(fd, out.unsent()) {
