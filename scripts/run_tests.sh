@@ -87,19 +87,10 @@ run_checks() {
 
 # --- load smoke test -------------------------------------------------------------------------
 
-SERVER_PID=""
-WORK_DIR=""
-
-cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [ -n "$WORK_DIR" ]; then
-        rm -rf "$WORK_DIR"
-    fi
-}
-trap cleanup EXIT
+STOP_GRACE_TENTHS=0
+# SERVER_PID, WORK_DIR and the EXIT trap that stops the server and removes WORK_DIR.
+# shellcheck source-path=SCRIPTDIR source=lib/server_cleanup.sh
+. scripts/lib/server_cleanup.sh
 
 # Starts the server on port 0 over a small document root; sets SERVER_PID and SERVER_ADDR.
 start_server() {

@@ -65,24 +65,10 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$BIN" ] || BIN="$TARGET_DIR/release/ringhttpd"
 
-SERVER_PID=""
-WORK_DIR=""
-
-cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 100); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [ -n "$WORK_DIR" ]; then
-        rm -rf "$WORK_DIR"
-    fi
-}
-trap cleanup EXIT
+STOP_GRACE_TENTHS=100
+# SERVER_PID, WORK_DIR and the EXIT trap that stops the server and removes WORK_DIR.
+# shellcheck source-path=SCRIPTDIR source=lib/server_cleanup.sh
+. "$REPO/scripts/lib/server_cleanup.sh"
 
 # Starts the server on port 0; sets SERVER_PID, SERVER_PORT and METRICS_ADDR.
 start_server() {

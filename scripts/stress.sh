@@ -46,24 +46,9 @@ case "${1:-}" in
     *) die "unknown argument: $1 (see --help)" ;;
 esac
 
-SERVER_PID=""
-WORK_DIR=""
-
-cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-    if [ -n "$WORK_DIR" ]; then
-        rm -rf "$WORK_DIR"
-    fi
-}
-trap cleanup EXIT
+# SERVER_PID, WORK_DIR and the EXIT trap that stops the server and removes WORK_DIR.
+# shellcheck source-path=SCRIPTDIR source=lib/server_cleanup.sh
+. "$REPO/scripts/lib/server_cleanup.sh"
 
 # Every held connection costs a descriptor in the driver and one in the server.
 raise_fd_limit() {
