@@ -279,7 +279,7 @@ impl Worker {
     }
 
     /// Frees a finished connection; the ring closes its socket with the next submission
-    /// (unless a close linked behind its last send did).
+    /// (unless it was closed already, right after its last response).
     fn release(&mut self, key: usize) {
         let conn = self.conns.remove(key);
         self.ctx.metrics.closed(conn.close_reason());
@@ -343,6 +343,9 @@ impl Worker {
         self.next_generation = Token::next_generation(self.next_generation);
         let conn = entry.insert(Conn::new(socket, key, self.next_generation, serves_metrics, &mut self.ctx));
         conn.arm_recv(&mut self.ctx);
+        if self.ctx.stopping {
+            conn.on_stop(&mut self.ctx);
+        }
         if self.conns.len() >= self.ctx.cfg.max_connections && self.listener.accepting {
             self.ctx.metrics.accept_paused(PauseReason::MaxConnections);
             // At the limit: stop the multishot accept; it is re-armed when a connection closes.

@@ -222,6 +222,21 @@ fn request_arriving_during_a_graceful_stop_is_answered() {
     server.expect_exit(0, PROMPTLY);
 }
 
+/// A client that started a request head and went quiet does not hold a graceful stop up for
+/// the whole shutdown timeout (30 s by default): it gets a short grace, then the server exits.
+#[test]
+fn silent_partial_request_does_not_hold_up_a_graceful_stop() {
+    let mut server = Server::launch(1).start();
+    let mut quiet = TcpStream::connect(server.addr).expect("connect");
+    quiet.write_all(b"GET /index.html HT").expect("a partial head");
+    // One worker takes connections in order: once this answer is back, the partial head is in.
+    let barrier = request(server.addr, get_request("/index.html").as_bytes());
+    assert_eq!(barrier.status, 200);
+    server.signal(libc::SIGTERM);
+    server.expect_exit(0, Duration::from_secs(10));
+    drop(quiet);
+}
+
 #[test]
 fn shutdown_timeout_closes_a_stalled_response_and_exits_zero() {
     let fixture = Fixture::create();

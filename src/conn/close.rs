@@ -22,6 +22,8 @@ const LINGER: Duration = Duration::from_secs(2);
 /// unless input is already waiting (nginx's `lingering_close on` makes the same trade): only a
 /// client that sends more bytes within the response's last round trip can still lose its tail.
 const LINGER_ABOVE: u64 = 64 * 1024;
+/// How long a graceful stop waits for a request head that has not arrived (whole) yet.
+const STOP_HEAD_GRACE: Duration = Duration::from_secs(1);
 impl Conn {
     /// Ends the connection after its last response. Closing a socket that has unread input,
     /// or that receives any later, sends a reset, which destroys whatever of the response the
@@ -29,8 +31,9 @@ impl Conn {
     /// already closed its side, or has sent nothing more (none buffered, and the kernel flagged
     /// no bytes left behind by the last receive) and the response was small enough to be on its
     /// way already: the common case of a small response, closed at no extra cost. Only bytes a
-    /// client sends after its request, within the few microseconds before the close, can still
-    /// turn it into a reset (nginx closes without any such check). A large response may still
+    /// client sends after its request, between that receive and the close (microseconds from
+    /// the cache, longer while a file is opened), can still turn it into a reset (nginx closes
+    /// without any such check). A large response may still
     /// sit unacknowledged in the socket for a long time (a client that reads slowly), so it
     /// always lingers.
     pub(super) fn close_after(&mut self, ctx: &mut Ctx, ex: &Exchange) {
@@ -158,11 +161,16 @@ impl Conn {
 
     /// Graceful stop: idle keep-alive connections close now; busy ones close after their
     /// response. A connection still waiting for (the rest of) a request's head gets to send it
-    /// and is answered, as one accepted just before the stop may have its request on the way
-    /// (the header timeout and the shutdown timeout still bound it).
+    /// and is answered, as one accepted just before the stop may have its request on the way,
+    /// but only for `STOP_HEAD_GRACE`: a client that connected and sends nothing does not hold
+    /// the stop up for the whole header timeout.
     pub fn on_stop(&mut self, ctx: &mut Ctx) {
-        if matches!(self.phase, Phase::Waiting(Wait::NextRequest)) && self.inbuf.is_empty() {
-            self.abort_for(CloseReason::Shutdown, ctx);
+        match self.phase {
+            Phase::Waiting(Wait::NextRequest) if self.inbuf.is_empty() => {
+                self.abort_for(CloseReason::Shutdown, ctx);
+            }
+            Phase::Waiting(_) => self.deadline = self.deadline.min(ctx.now + STOP_HEAD_GRACE),
+            _ => {}
         }
     }
 }
