@@ -249,17 +249,30 @@ pub fn pages_cached(file: RawFd, offset: u64, len: u64) -> bool {
         nr_evicted: u64,
         nr_recently_evicted: u64,
     }
-    const PAGE: u64 = 4096;
+    // A kernel without cachestat (before 6.5) is asked once. (Files the server may not write
+    // get EPERM on kernels since about 6.14; those keep the splices.)
+    static MISSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if len == 0 {
         return true;
+    }
+    if MISSING.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
     }
     let range = Range { off: offset, len };
     let mut stat = Stat::default();
     // SAFETY: both pointers refer to live locals of the layouts the syscall reads and writes.
     let ret = unsafe { libc::syscall(SYS_CACHESTAT, file, &range, &mut stat, 0) };
-    // Pages the range touches (a larger page size only makes this stricter).
-    let pages = (offset + len).div_ceil(PAGE) - offset / PAGE;
-    ret == 0 && stat.nr_cache >= pages
+    if ret != 0 {
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            MISSING.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        return false;
+    }
+    // SAFETY: sysconf has no memory arguments.
+    let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as u64;
+    // Pages the range touches.
+    let pages = (offset + len).div_ceil(page) - offset / page;
+    stat.nr_cache >= pages
 }
 
 /// `sendfile` of up to `len` bytes of `file` from `offset` into a non-blocking socket: the

@@ -302,8 +302,12 @@ impl Conn {
         match c.result {
             n if n > 0 => self.on_input(ctx),
             0 => self.on_peer_closed(ctx),
-            e if -e == libc::ENOBUFS && self.recv == Recv::Off => return Followup::RearmRecvLater,
-            e if -e == libc::ENOBUFS => {}
+            // No provided buffer was free: bytes are waiting in the socket.
+            e if -e == libc::ENOBUFS && self.recv == Recv::Off => {
+                self.input_left = true;
+                return Followup::RearmRecvLater;
+            }
+            e if -e == libc::ENOBUFS => self.input_left = true,
             // Paused; resume at once if the requests were answered while the cancel was on its way.
             e if -e == libc::ECANCELED && was_pausing => self.arm_recv(ctx),
             _ => self.abort(ctx),
