@@ -88,9 +88,10 @@ run_checks() {
 # --- load smoke test -------------------------------------------------------------------------
 
 STOP_GRACE_TENTHS=0
-# SERVER_PID, WORK_DIR and the EXIT trap that stops the server and removes WORK_DIR.
-# shellcheck source-path=SCRIPTDIR source=lib/server_cleanup.sh
-. scripts/lib/server_cleanup.sh
+# SERVER_PID, WORK_DIR, the EXIT trap that stops the server and removes WORK_DIR, and
+# await_listening.
+# shellcheck source-path=SCRIPTDIR source=lib/own_server.sh
+. scripts/lib/own_server.sh
 
 # Starts the server on port 0 over a small document root; sets SERVER_PID and SERVER_ADDR.
 start_server() {
@@ -104,17 +105,8 @@ start_server() {
     "$bin" -a 127.0.0.1 -p 0 -r "$WORK_DIR/root" -w 2 </dev/null >/dev/null 2>"$WORK_DIR/stderr" &
     SERVER_PID=$!
 
-    local line="" i
-    for ((i = 0; i < 150; i++)); do
-        line="$(grep -m 1 'listening on ' "$WORK_DIR/stderr" || true)"
-        [ -n "$line" ] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ -z "$line" ]; then
-        cat "$WORK_DIR/stderr" >&2 || true
-        die "server did not report its address within 15 s"
-    fi
+    local line
+    line=$(await_listening "$WORK_DIR/stderr") || exit 1
     SERVER_ADDR="$(printf '%s\n' "$line" | sed -E 's/.*listening on ([^ ]+).*/\1/')"
     printf 'server pid %s listening on %s\n' "$SERVER_PID" "$SERVER_ADDR"
 }

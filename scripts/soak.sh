@@ -66,13 +66,14 @@ done
 [ -n "$BIN" ] || BIN="$TARGET_DIR/release/ringhttpd"
 
 STOP_GRACE_TENTHS=100
-# SERVER_PID, WORK_DIR and the EXIT trap that stops the server and removes WORK_DIR.
-# shellcheck source-path=SCRIPTDIR source=lib/server_cleanup.sh
-. "$REPO/scripts/lib/server_cleanup.sh"
+# SERVER_PID, WORK_DIR, the EXIT trap that stops the server and removes WORK_DIR, and
+# await_listening.
+# shellcheck source-path=SCRIPTDIR source=lib/own_server.sh
+. "$REPO/scripts/lib/own_server.sh"
 
 # Starts the server on port 0; sets SERVER_PID, SERVER_PORT and METRICS_ADDR.
 start_server() {
-    local line="" mline="" i
+    local line mline
     [ -x "$BIN" ] || die "$BIN not built (run without --no-build, or name one with --bin)"
     WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ringhttpd-soak.XXXXXX")
     mkdir -p "$WORK_DIR/root" "$WORK_DIR/tmp"
@@ -82,16 +83,7 @@ start_server() {
         --header-timeout "$TIMEOUT" --keepalive-timeout "$TIMEOUT" --send-timeout "$TIMEOUT" \
         --shutdown-timeout 5 </dev/null >/dev/null 2>"$WORK_DIR/stderr" &
     SERVER_PID=$!
-    for ((i = 0; i < 150; i++)); do
-        line=$(grep -m 1 'listening on ' "$WORK_DIR/stderr" || true)
-        [ -n "$line" ] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ -z "$line" ]; then
-        cat "$WORK_DIR/stderr" >&2 || true
-        die "server did not report its address within 15 s"
-    fi
+    line=$(await_listening "$WORK_DIR/stderr") || exit 1
     mline=$(grep -m 1 'metrics on http://' "$WORK_DIR/stderr" || true)
     [ -n "$mline" ] || die "server did not report a metrics address (a binary without --metrics?)"
     SERVER_PORT=$(printf '%s\n' "$line" | sed -E 's/.*listening on 127\.0\.0\.1:([0-9]+).*/\1/')

@@ -46,9 +46,10 @@ case "${1:-}" in
     *) die "unknown argument: $1 (see --help)" ;;
 esac
 
-# SERVER_PID, WORK_DIR and the EXIT trap that stops the server and removes WORK_DIR.
-# shellcheck source-path=SCRIPTDIR source=lib/server_cleanup.sh
-. "$REPO/scripts/lib/server_cleanup.sh"
+# SERVER_PID, WORK_DIR, the EXIT trap that stops the server and removes WORK_DIR, and
+# await_listening.
+# shellcheck source-path=SCRIPTDIR source=lib/own_server.sh
+. "$REPO/scripts/lib/own_server.sh"
 
 # Every held connection costs a descriptor in the driver and one in the server.
 raise_fd_limit() {
@@ -65,7 +66,7 @@ raise_fd_limit() {
 
 # Starts the server on port 0; sets SERVER_PID and SERVER_PORT.
 start_server() {
-    local bin="$TARGET_DIR/release/ringhttpd" line="" i
+    local bin="$TARGET_DIR/release/ringhttpd" line
     [ -x "$bin" ] || die "$bin not built (run without --no-build)"
     WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ringhttpd-stress.XXXXXX")
     mkdir -p "$WORK_DIR/root"
@@ -75,16 +76,7 @@ start_server() {
         --header-timeout "$HEADER_TIMEOUT" --keepalive-timeout "$KEEPALIVE_TIMEOUT" \
         </dev/null >/dev/null 2>"$WORK_DIR/stderr" &
     SERVER_PID=$!
-    for ((i = 0; i < 150; i++)); do
-        line=$(grep -m 1 'listening on ' "$WORK_DIR/stderr" || true)
-        [ -n "$line" ] && break
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ -z "$line" ]; then
-        cat "$WORK_DIR/stderr" >&2 || true
-        die "server did not report its address within 15 s"
-    fi
+    line=$(await_listening "$WORK_DIR/stderr") || exit 1
     SERVER_PORT=$(printf '%s\n' "$line" | sed -E 's/.*listening on 127\.0\.0\.1:([0-9]+).*/\1/')
     printf 'server pid %s on 127.0.0.1:%s (workers %s, --header-timeout %s, --keepalive-timeout %s)\n' \
         "$SERVER_PID" "$SERVER_PORT" "$WORKERS" "$HEADER_TIMEOUT" "$KEEPALIVE_TIMEOUT"
