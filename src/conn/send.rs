@@ -112,7 +112,7 @@ impl Conn {
             && self.ops_in_flight == 0
             && !self.needs_linger(ctx, &s.ex);
         if close_now {
-            match sys::send_now(fd, out.unsent()) {
+            match sys::send_before_close(fd, out.unsent()) {
                 Ok(n) => out.sent += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => return self.abort(ctx),
@@ -151,7 +151,8 @@ impl Conn {
 
     /// A response that ends the connection went out whole at once: close the socket now (a
     /// plain `close`), as a blocking server does, so our FIN follows the response within
-    /// microseconds. Were the FIN to wait for the ring (even linked behind the send, it runs
+    /// microseconds, in the same segment as the response's last bytes (`send_before_close`
+    /// holds them back for it). Were the FIN to wait for the ring (even linked behind the send, it runs
     /// only after the whole batch of that submission), a fast client would read the response
     /// and close first, and hold the TIME_WAIT: each later `connect` of that client pays for
     /// the ones it holds (on 16 cores that held new-connection-per-request to half of nginx's

@@ -293,6 +293,27 @@ pub fn set_linger_zero(stream: &TcpStream) {
     assert_eq!(rc, 0, "SO_LINGER: {}", io::Error::last_os_error());
 }
 
+/// Segments received so far on `stream` that carried no data (the SYN-ACK, pure ACKs, a FIN
+/// of its own), from TCP_INFO.
+pub fn segments_in_without_data(stream: &TcpStream) -> u32 {
+    // SAFETY: tcp_info is plain old data; all-zeroes is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the fd is open for the lifetime of `stream`; the kernel writes at most `len`
+    // bytes into `info` and stores the length it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", io::Error::last_os_error());
+    info.tcpi_segs_in - info.tcpi_data_segs_in
+}
+
 /// A keep-alive connection: sends requests and reads exactly one response at a time, keeping any
 /// bytes that arrive beyond it for the next read.
 pub struct Client {
