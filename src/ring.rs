@@ -14,6 +14,7 @@ use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::fd::RawFd;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -53,8 +54,39 @@ enum OpMemory {
     },
     Send {
         out: Outgoing,
-        _vectors: Option<(Box<[libc::iovec; 2]>, Box<libc::msghdr>)>,
+        _vectors: Option<Box<SendVectors>>,
     },
+}
+
+/// A `sendmsg`'s header and the iovecs it points to, in one allocation: the header points into
+/// the same heap block, which does not move while the ring holds it.
+#[derive(Debug)]
+struct SendVectors {
+    iov: [libc::iovec; 2],
+    msg: libc::msghdr,
+}
+
+/// Hashes `inflight`'s keys, user_data values the server made itself: a multiply and a fold
+/// spread every bit of them over the bits the map indexes and tags with. SipHash's defence
+/// against keys chosen by an attacker buys nothing here and cost two hashes per operation.
+#[derive(Default)]
+struct UserDataHasher(u64);
+
+impl Hasher for UserDataHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let p = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = p ^ (p >> 32);
+    }
 }
 
 /// Bytes shared with the file cache: `len` bytes of `data` from `start`.
@@ -177,7 +209,7 @@ pub struct Ring {
     /// Groups of entries waiting for room in the SQ, oldest first (see `push_group`).
     backlog: VecDeque<Box<[squeue::Entry]>>,
     /// Memory of the operations in flight, by user_data (see `submit_owned`).
-    inflight: HashMap<u64, OpMemory>,
+    inflight: HashMap<u64, OpMemory, BuildHasherDefault<UserDataHasher>>,
     /// Set only for a simulated ring (`crate::fuzzing`): submissions are recorded, not submitted.
     sim: Option<Box<Simulated>>,
     features: Vec<&'static str>,
@@ -217,7 +249,7 @@ impl Ring {
             timer: Box::new(Timespec::new()),
             wake_counter: Box::new(0),
             backlog: VecDeque::new(),
-            inflight: HashMap::new(),
+            inflight: HashMap::default(),
             sim: None,
             features,
         })
@@ -509,20 +541,19 @@ impl Ring {
                 .user_data(token.encode());
             return self.submit_owned(e, token, OpMemory::Send { out, _vectors: None });
         }
-        let mut iov = Box::new([libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2]);
+        // SAFETY: iovecs and msghdr are plain old data; all-zeroes is an empty message.
+        let mut v: Box<SendVectors> = Box::new(unsafe { std::mem::zeroed() });
         let mut n = 0;
         for part in [head_left, body_left] {
             if !part.is_empty() {
-                iov[n] = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
+                v.iov[n] = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
                 n += 1;
             }
         }
-        // SAFETY: msghdr is plain old data; all-zeroes is an empty message.
-        let mut msg: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = n;
-        let e = opcode::SendMsg::new(Fd(fd), &*msg).flags(flags as u32).build().user_data(token.encode());
-        self.submit_owned(e, token, OpMemory::Send { out, _vectors: Some((iov, msg)) });
+        v.msg.msg_iov = v.iov.as_mut_ptr();
+        v.msg.msg_iovlen = n;
+        let e = opcode::SendMsg::new(Fd(fd), &v.msg).flags(flags as u32).build().user_data(token.encode());
+        self.submit_owned(e, token, OpMemory::Send { out, _vectors: Some(v) });
     }
 
     /// Appends `buf` to a file (the access log; offset -1 means "current position", O_APPEND);
