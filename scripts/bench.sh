@@ -5,6 +5,7 @@
 #   scripts/bench.sh [--workers N] [--rounds R] [--quick] [--only a,b]
 #                    [--workloads a,b] [--idle-conns N] [--no-install]
 #                    [--env FILE] [--keep-tmp] [--ringhttpd-bin PATH]
+#                    [--baseline-bin PATH]
 #                    [--server-cpus LIST] [--client-cpus LIST]
 #                    [--wrk-threads N] [--connections N]
 #
@@ -55,6 +56,7 @@ KEEP_TMP=0
 # ringhttpd unpinned too unless --pin asks for its default placement.
 RING_PIN=0
 RING_PREBUILT=""
+BASE_PREBUILT=""
 WORKLOAD_LIST=""
 TOOLS_ENV=""
 SERVER_CPUS=""
@@ -92,6 +94,11 @@ Options:
   --keep-tmp       keep the work dir (configs, raw tool output, server logs)
   --ringhttpd-bin PATH
                    benchmark this ringhttpd binary instead of building one
+  --baseline-bin PATH
+                   also benchmark this ringhttpd binary (say, a build of an
+                   earlier commit) as the server `baseline`, with the same
+                   flags and in the same rotation: a before/after comparison
+                   interleaved with the peers, its ratios against ringhttpd
   --pin            run ringhttpd with its default core pinning (the default here
                    is --no-pin, since no peer pins its workers; with
                    --server-cpus, pinning stays inside that set)
@@ -144,6 +151,7 @@ parse_args() {
       --env) TOOLS_ENV=${2:?--env needs a file}; shift ;;
       --keep-tmp) KEEP_TMP=1 ;;
       --ringhttpd-bin) RING_PREBUILT=${2:?--ringhttpd-bin needs a path}; shift ;;
+      --baseline-bin) BASE_PREBUILT=${2:?--baseline-bin needs a path}; shift ;;
       --pin) RING_PIN=1 ;;
       --server-cpus) SERVER_CPUS=${2:?--server-cpus needs a CPU list}; shift ;;
       --client-cpus) CLIENT_CPUS=${2:?--client-cpus needs a CPU list}; shift ;;
@@ -193,6 +201,7 @@ parse_args() {
       SERVERS+=("$s")
     done
   fi
+  if [[ -n $BASE_PREBUILT ]]; then SERVERS+=(baseline); fi
 
   local w wanted_wl
   WORKLOADS=("${ALL_WORKLOADS[@]}")
@@ -378,7 +387,7 @@ ensure_tools() {
   if wants_wrk; then required+=(wrk); fi
   if [[ -n $SERVER_CPUS$CLIENT_CPUS ]]; then required+=(taskset); fi
   wanted=("${required[@]}")
-  for s in "${SERVERS[@]}"; do [[ $s == ringhttpd ]] || wanted+=("$s"); done
+  for s in "${SERVERS[@]}"; do [[ $s == ringhttpd || $s == baseline ]] || wanted+=("$s"); done
   for cmd in "${wanted[@]}"; do
     command -v "$cmd" >/dev/null || [[ -z ${pkg_of[$cmd]:-} ]] || missing+=("${pkg_of[$cmd]}")
   done
@@ -401,7 +410,7 @@ ensure_tools() {
   done
   local keep=()
   for s in "${SERVERS[@]}"; do
-    if [[ $s == ringhttpd ]]; then
+    if [[ $s == ringhttpd || $s == baseline ]]; then
       keep+=("$s")
     elif ! command -v "$s" >/dev/null; then
       note "$s is not installed and $why: skipped"
@@ -445,6 +454,14 @@ build_ringhttpd() {
   fi
   note "ringhttpd did not build (cargo build --release failed): skipped"
   SERVERS=("${keep[@]}")
+}
+
+# The --baseline-bin binary, copied like ringhttpd's.
+prepare_baseline() {
+  [[ -n $BASE_PREBUILT ]] || return 0
+  [[ -x $BASE_PREBUILT ]] || { log "FATAL: --baseline-bin $BASE_PREBUILT is not executable"; exit 1; }
+  BASE_BIN="$WORK/baseline"
+  cp "$BASE_PREBUILT" "$BASE_BIN"
 }
 
 # The document root: exact sizes matter, since the sanity check compares
@@ -498,7 +515,7 @@ collect_meta() {
   # Where each tool came from: the system, or a bundle put on PATH (--env).
   for cmd in wrk ab "${SERVERS[@]}"; do
     case $cmd in
-      ringhttpd) continue ;;
+      ringhttpd | baseline) continue ;;
       wrk) wants_wrk || continue ;;
       ab) wants_workload ab || continue ;;
     esac
@@ -563,6 +580,9 @@ collect_meta() {
           fi
           [[ -n $rev ]] && v+=" ($rev)"
         fi ;;
+      baseline)
+        v=$("$BASE_BIN" --version 2>/dev/null | head -1 || true)
+        v="baseline: ${v:-ringhttpd} (prebuilt $BASE_PREBUILT)" ;;
       nginx) v=$(nginx -v 2>&1 | sed 's/.*nginx\//nginx /') ;;
       lighttpd) v=$(lighttpd -v 2>&1 | head -1 | awk '{print $1}' | tr / ' ') ;;
       h2o) v=$(h2o --version 2>&1 | head -1 | sed 's/ version / /') ;;
@@ -601,11 +621,15 @@ collect_meta() {
 SERVER_PID=""
 SERVER_PORT=""
 
-start_ringhttpd() {
-  local log="$WORK/ringhttpd.$1.log" i
+start_ringhttpd() { start_ring_binary ringhttpd "$RING_BIN" "$1"; }
+start_baseline() { start_ring_binary baseline "$BASE_BIN" "$1"; }
+
+# start_ring_binary NAME BINARY ROUND
+start_ring_binary() {
+  local name=$1 bin=$2 log="$WORK/$1.$3.log" i
   local pin=(--no-pin)
   ((RING_PIN)) && pin=()
-  "${SERVER_WRAP[@]}" setsid "$RING_BIN" -a 127.0.0.1 -p 0 -r "$ROOT" -w "$WORKERS" "${pin[@]}" 2>"$log" &
+  "${SERVER_WRAP[@]}" setsid "$bin" -a 127.0.0.1 -p 0 -r "$ROOT" -w "$WORKERS" "${pin[@]}" 2>"$log" &
   SERVER_PID=$!
   # It binds port 0 and reports the port it got on stderr.
   for ((i = 0; i < 200; i++)); do
@@ -614,7 +638,7 @@ start_ringhttpd() {
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.05
   done
-  log "ringhttpd did not report its port; its stderr:"; tail -5 "$log" >&2
+  log "$name did not report its port; its stderr:"; tail -5 "$log" >&2
   return 1
 }
 
@@ -830,6 +854,7 @@ main() {
   ensure_tools
   check_cpu_sets
   build_ringhttpd
+  prepare_baseline
   ((${#SERVERS[@]})) || { log "FATAL: no server left to measure"; exit 1; }
   make_docroot
   collect_meta
