@@ -92,6 +92,18 @@ pub struct WorkerMetrics {
     duration_sum_us: Counter,
     cache_hits: Counter,
     cache_misses: Counter,
+    /// File body bytes by how they went out: `[sendfile, splice]`.
+    file_body_bytes: [Counter; 2],
+}
+
+/// How file body bytes went to the socket, as `ringhttpd_file_body_bytes_total{via=...}`
+/// reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRoute {
+    /// `sendfile` from the worker: the pages were in the page cache.
+    Sendfile,
+    /// File → pipe → socket splices through the ring (and its kernel workers).
+    Splice,
 }
 
 impl WorkerMetrics {
@@ -115,6 +127,10 @@ impl WorkerMetrics {
 
     pub fn accept_paused(&self, reason: PauseReason) {
         self.accept_paused[reason as usize].add(1);
+    }
+
+    pub fn file_body_sent(&self, via: BodyRoute, bytes: u64) {
+        self.file_body_bytes[via as usize].add(bytes);
     }
 
     pub fn cache_lookup(&self, hit: bool) {
@@ -198,6 +214,16 @@ impl Metrics {
             "Response body bytes handed to the kernel.",
         );
         let _ = writeln!(out, "ringhttpd_response_body_bytes_total {bytes}");
+        family(
+            out,
+            "ringhttpd_file_body_bytes_total",
+            "counter",
+            "File body bytes handed to sockets, by how: sendfile from the page cache, or splice.",
+        );
+        for (i, via) in ["sendfile", "splice"].iter().enumerate() {
+            let n = self.sum(|w| w.file_body_bytes[i].get());
+            let _ = writeln!(out, "ringhttpd_file_body_bytes_total{{via=\"{via}\"}} {n}");
+        }
     }
 
     fn render_connections(&self, out: &mut String) {

@@ -1,7 +1,7 @@
 //! Fault injection for the integration tests, read from the environment once. Debug builds
 //! only: release builds compile every hook to nothing. This module never changes what a
-//! request is answered; it only makes the worker panic, stall, or the storage look slow on
-//! demand.
+//! request is answered; it only makes the worker panic, stall, the storage look slow, or the
+//! kernel deny `cachestat`, on demand.
 
 /// Debug builds only: a request for the target named by `RINGHTTPD_TEST_PANIC_PATH` panics
 /// the worker, so tests can check that a panic takes the whole process down (see
@@ -67,4 +67,17 @@ pub fn stall_after_send(target: &str) {
     }
     #[cfg(not(debug_assertions))]
     let _ = target;
+}
+
+/// Debug builds only: with `RINGHTTPD_TEST_CACHESTAT_DENIED` set, the page-cache check takes
+/// the way it takes where the kernel denies `cachestat` (a file the server may not write), so
+/// tests run as root can cover it. Release builds compile this to `false`.
+pub fn cachestat_denied() -> bool {
+    #[cfg(debug_assertions)]
+    {
+        static DENIED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *DENIED.get_or_init(|| std::env::var_os("RINGHTTPD_TEST_CACHESTAT_DENIED").is_some())
+    }
+    #[cfg(not(debug_assertions))]
+    false
 }

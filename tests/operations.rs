@@ -156,3 +156,45 @@ fn metrics_name_why_connections_closed() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// File bodies whose pages are in the page cache go out with `sendfile` from the worker, the
+/// others through the ring's splices, and the metrics say which way took how much. The same
+/// holds where the kernel denies `cachestat` (files the server may not write, as under the
+/// shipped systemd unit; played here with a debug-build hook, since the tests may run as
+/// root): one-byte reads that may not wait then tell. Every body arrives byte-exact.
+#[test]
+fn cached_file_bodies_go_out_by_sendfile_with_or_without_cachestat() {
+    use std::os::fd::AsRawFd;
+    const SIZE: usize = 3 * 1024 * 1024 + 17;
+    for denied in [false, true] {
+        let env: &[(&str, &str)] = if denied { &[("RINGHTTPD_TEST_CACHESTAT_DENIED", "1")] } else { &[] };
+        let server = Server::start_with_env(1, &["--metrics", "127.0.0.1:0"], env);
+        let metrics = metrics_addr(&server);
+        let routes = || {
+            let text = scrape(metrics);
+            let via = |how: &str| sample(&text, &format!("ringhttpd_file_body_bytes_total{{via=\"{how}\"}}"));
+            (via("sendfile") as usize, via("splice") as usize)
+        };
+        let cached = common::fixture::pseudo_random(5, SIZE);
+        std::fs::write(server.fixture().path("cached.bin"), &cached).expect("writing the file");
+        let r = get(server.addr, "/cached.bin");
+        assert_eq!(r.status, 200);
+        assert!(r.body == cached, "cachestat denied: {denied}: the cached body differs");
+        assert_eq!(routes(), (SIZE, 0), "cachestat denied: {denied}: a cached file took the splices");
+
+        let evicted = common::fixture::pseudo_random(3, SIZE);
+        let path = server.fixture().path("evicted.bin");
+        std::fs::write(&path, &evicted).expect("writing the file");
+        let file = std::fs::File::open(&path).expect("opening the file");
+        file.sync_all().expect("fsync");
+        // SAFETY: a plain syscall on a descriptor the File keeps open.
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(rc, 0, "posix_fadvise");
+        let r = get(server.addr, "/evicted.bin");
+        assert_eq!(r.status, 200);
+        assert!(r.body == evicted, "cachestat denied: {denied}: the evicted body differs");
+        let (sendfile, splice) = routes();
+        assert_eq!(sendfile + splice, 2 * SIZE, "cachestat denied: {denied}");
+        assert!(splice > 0, "cachestat denied: {denied}: a file out of the page cache was sendfile'd whole");
+    }
+}

@@ -11,7 +11,7 @@ use super::{Conn, Exchange, Phase, Recv, ends_connection};
 use crate::cache::FileInfo;
 use crate::context::Ctx;
 use crate::http::Status;
-use crate::metrics::CloseReason;
+use crate::metrics::{BodyRoute, CloseReason};
 use crate::ring::{Outgoing, SharedBytes, SpliceLeg};
 use crate::sys::{self, Pipe};
 use crate::token::Op;
@@ -238,6 +238,7 @@ impl Conn {
                 Ok(0) => break Stop::FileShrank,
                 Ok(n) => {
                     let n = (n as u64).min(left);
+                    ctx.metrics.file_body_sent(BodyRoute::Sendfile, n);
                     sp.body.offset += n;
                     sp.body.remaining -= n.min(sp.body.remaining);
                     left -= n;
@@ -295,6 +296,7 @@ impl Conn {
             r if r == -libc::EAGAIN => self.wait_for_room(ctx),
             r if r <= 0 => self.abort(ctx),
             sent => {
+                ctx.metrics.file_body_sent(BodyRoute::Splice, sent as u64);
                 sp.in_pipe -= (sent as usize).min(sp.in_pipe);
                 self.splice_step(ctx);
             }
