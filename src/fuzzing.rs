@@ -263,9 +263,8 @@ fn complete_cancel(conn: &mut Conn, ctx: &mut Ctx, user_data: u64) {
         .iter()
         .copied()
         .filter(|&u| {
-            Token::decode(u).is_some_and(|t| {
-                matches!(t.op, Op::Recv | Op::Send | Op::SpliceOut | Op::PollOut | Op::Shutdown)
-            })
+            Token::decode(u)
+                .is_some_and(|t| matches!(t.op, Op::Recv | Op::Send | Op::SpliceOut | Op::PollOut))
         })
         .collect();
     for target in on_socket {

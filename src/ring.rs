@@ -420,13 +420,6 @@ impl Ring {
         unsafe { self.push(e.user_data(token.encode())) }
     }
 
-    /// Shuts down the sending side of a socket (our FIN), queued behind what was sent.
-    pub fn shutdown_write(&mut self, fd: RawFd, token: Token) {
-        let e = opcode::Shutdown::new(Fd(fd), libc::SHUT_WR).build();
-        // SAFETY: no memory is referenced.
-        unsafe { self.push(e.user_data(token.encode())) }
-    }
-
     /// Closes a descriptor the caller has given up (nothing else may use the number afterwards).
     pub fn close(&mut self, fd: std::os::fd::OwnedFd, token: Token) {
         use std::os::fd::IntoRawFd;

@@ -302,6 +302,12 @@ fn bytes_cached(file: RawFd, offsets: [u64; 3]) -> bool {
     })
 }
 
+/// Shuts down the sending side of a socket: our FIN, queued behind the bytes already sent.
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    // SAFETY: a plain syscall without memory arguments.
+    if unsafe { libc::shutdown(fd, libc::SHUT_WR) } < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
 /// `sendfile` of up to `len` bytes of `file` from `offset` into a non-blocking socket: the
 /// bytes sent (0 at the end of the file), or `WouldBlock` when the socket is full.
 pub fn sendfile_now(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {

@@ -22,7 +22,6 @@ pub enum Op {
     Wake,
     LogWrite,
     Cancel,
-    Shutdown,
     Close,
     /// A test-only delay in front of an open; its completion is ignored.
     Delay,
@@ -31,7 +30,7 @@ pub enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 17] = [
+    const ALL: [Op; 16] = [
         Op::Accept,
         Op::Recv,
         Op::Open,
@@ -45,7 +44,6 @@ impl Op {
         Op::Wake,
         Op::LogWrite,
         Op::Cancel,
-        Op::Shutdown,
         Op::Close,
         Op::Delay,
         Op::AcceptMetrics,

@@ -54,9 +54,13 @@ impl Conn {
 
     /// Sends FIN after the last response and waits (briefly) for the client's, so request bytes
     /// still arriving do not turn our close into a reset that destroys the unread response.
+    /// The FIN goes out with a plain `shutdown`, which never blocks: io_uring would hand its
+    /// shutdown to a kernel worker thread every time.
     pub(super) fn linger(&mut self, ctx: &mut Ctx) {
-        ctx.ring.shutdown_write(self.fd(), self.token(Op::Shutdown));
-        self.ops_in_flight += 1;
+        if sys::shutdown_write(self.fd()).is_err() {
+            // Not connected any more (the client reset it): nothing to wait for.
+            return self.abort(ctx);
+        }
         self.phase = Phase::Lingering;
         self.inbuf = Vec::new();
         self.deadline = ctx.now + LINGER;

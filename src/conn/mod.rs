@@ -276,8 +276,6 @@ impl Conn {
             Op::SpliceIn => self.on_splice_in(result, ctx),
             Op::SpliceOut => self.on_splice_out(result, ctx),
             Op::PollOut => self.on_writable(result, ctx),
-            // A lingering close's FIN: nothing more to do.
-            Op::Shutdown => {}
             other => unreachable!("{other:?} is not a connection's operation"),
         }
         Followup::None
