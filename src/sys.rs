@@ -263,8 +263,9 @@ pub fn pages_cached(file: RawFd, offset: u64, len: u64) -> bool {
     if MISSING.load(std::sync::atomic::Ordering::Relaxed) {
         return false;
     }
+    let probes = [offset, offset + len / 2, offset + len - 1];
     if crate::test_hooks::cachestat_denied() {
-        return bytes_cached(file, [offset, offset + len / 2, offset + len - 1]);
+        return bytes_cached(file, probes);
     }
     let range = Range { off: offset, len };
     let mut stat = Stat::default();
@@ -272,7 +273,7 @@ pub fn pages_cached(file: RawFd, offset: u64, len: u64) -> bool {
     let ret = unsafe { libc::syscall(SYS_CACHESTAT, file, &range, &mut stat, 0) };
     if ret != 0 {
         return match io::Error::last_os_error().raw_os_error() {
-            Some(libc::EPERM) => bytes_cached(file, [offset, offset + len / 2, offset + len - 1]),
+            Some(libc::EPERM) => bytes_cached(file, probes),
             Some(libc::ENOSYS) => {
                 MISSING.store(true, std::sync::atomic::Ordering::Relaxed);
                 false

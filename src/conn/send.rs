@@ -154,9 +154,9 @@ impl Conn {
     /// microseconds, in the same segment as the response's last bytes (`send_before_close`
     /// holds them back for it). Were the FIN to wait for the ring (even linked behind the send,
     /// it runs only after the whole batch of that submission), a fast client would read the
-    /// response and close first, and hold the TIME_WAIT: each later `connect` of that client pays for
-    /// the ones it holds (on 16 cores that held new-connection-per-request to half of nginx's
-    /// rate, with the client's cores saturated and the server's half idle).
+    /// response and close first, and hold the TIME_WAIT: each later `connect` of that client
+    /// pays for the ones it holds (on 16 cores that held new-connection-per-request to half of
+    /// nginx's rate, with the client's cores saturated and the server's half idle).
     fn sent_and_closed(&mut self, ctx: &mut Ctx, out: Outgoing) {
         ctx.recycle_head_buffer(out.head);
         drop(self.socket.take());
