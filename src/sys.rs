@@ -212,8 +212,8 @@ pub fn random_u64() -> u64 {
 /// Sends as much of `parts` (in order) as the socket takes now, without waiting: the bytes
 /// sent, or `WouldBlock` when it takes none. For the last bytes before a `close`: `MSG_MORE`
 /// keeps their final partial segment queued, so the close's FIN rides on it (one packet, and
-/// one acknowledgement, fewer per connection). Were the close not to follow, the next
-/// acknowledgement or send would still push the segment out.
+/// one acknowledgement, fewer per connection). When the socket takes only part, the caller
+/// hands the rest to the ring's send without `MSG_MORE`, which pushes everything out.
 pub fn send_before_close(fd: RawFd, parts: [&[u8]; 2]) -> io::Result<usize> {
     let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2];
     let mut n = 0;
