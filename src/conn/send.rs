@@ -177,8 +177,8 @@ impl Conn {
     fn splice_step(&mut self, ctx: &mut Ctx) {
         let socket = self.fd();
         let (tok_in, tok_out) = (self.token(Op::SpliceIn), self.token(Op::SpliceOut));
-        let Phase::Splicing(sp) = &mut self.phase else { return };
-        let Some(pipe) = &sp.pipe else { return };
+        let Phase::Splicing(sp) = &mut self.phase else { unreachable!("a splice step outside splicing") };
+        let Some(pipe) = &sp.pipe else { unreachable!("splicing without its pipe") };
         let drain = |len: u32| SpliceLeg {
             from: pipe.read.as_raw_fd(),
             from_offset: -1,
@@ -207,7 +207,7 @@ impl Conn {
             ctx.ring.splice_linked(fill, drain(len));
             self.ops_in_flight += 2;
         } else {
-            let Phase::Splicing(mut sp) = self.take_phase() else { return };
+            let Phase::Splicing(mut sp) = self.take_phase() else { unreachable!("checked above") };
             if let Some(pipe) = sp.pipe.take() {
                 ctx.pipes.give_back(pipe);
             }
@@ -228,7 +228,7 @@ impl Conn {
             Failed,
         }
         let socket = self.fd();
-        let Phase::Splicing(sp) = &mut self.phase else { return };
+        let Phase::Splicing(sp) = &mut self.phase else { unreachable!("a file body step outside splicing") };
         let mut left = chunk;
         let stop = loop {
             if left == 0 {
@@ -266,7 +266,7 @@ impl Conn {
     /// stalled. Only now does the send timeout run: until here the server was working.
     fn wait_for_room(&mut self, ctx: &mut Ctx) {
         let fd = self.fd();
-        let Phase::Splicing(sp) = &mut self.phase else { return };
+        let Phase::Splicing(sp) = &mut self.phase else { unreachable!("a file body step outside splicing") };
         sp.stall = Some(Stall { unacked: sys::unacked_bytes(fd) });
         self.deadline = ctx.now + ctx.cfg.send_timeout;
         ctx.ring.poll_writable(fd, self.token(Op::PollOut));
@@ -274,7 +274,7 @@ impl Conn {
     }
 
     pub(super) fn on_splice_in(&mut self, result: i32, ctx: &mut Ctx) {
-        let Phase::Splicing(sp) = &mut self.phase else { return };
+        let Phase::Splicing(sp) = &mut self.phase else { unreachable!("a file body step outside splicing") };
         if result <= 0 {
             // The file shrank (0) or failed: the promised length cannot be kept, so close.
             if result == 0 {
@@ -289,7 +289,7 @@ impl Conn {
     }
 
     pub(super) fn on_splice_out(&mut self, result: i32, ctx: &mut Ctx) {
-        let Phase::Splicing(sp) = &mut self.phase else { return };
+        let Phase::Splicing(sp) = &mut self.phase else { unreachable!("a file body step outside splicing") };
         match result {
             // The file splice came up short and broke the link: send what it moved.
             r if r == -libc::ECANCELED => self.splice_step(ctx),
