@@ -51,10 +51,9 @@ ONLY=""
 IDLE_CONNS=""
 INSTALL=1
 KEEP_TMP=0
-# ringhttpd pins each worker to a core by default; the peers' defaults do not pin, and
-# on a 2-core machine the load generator shares those cores, so the comparison runs
-# ringhttpd unpinned too unless --pin asks for its default placement.
-RING_PIN=0
+# ringhttpd runs with its default placement (auto: pinned only when the workers are fewer
+# than the CPUs it may use) unless --pin or --no-pin forces one, as a user gets it.
+RING_PLACEMENT=()
 RING_PREBUILT=""
 BASE_PREBUILT=""
 WORKLOAD_LIST=""
@@ -99,9 +98,9 @@ Options:
                    earlier commit) as the server `baseline`, with the same
                    flags and in the same rotation: a before/after comparison
                    interleaved with the peers, its ratios against ringhttpd
-  --pin            run ringhttpd with its default core pinning (the default here
-                   is --no-pin, since no peer pins its workers; with
-                   --server-cpus, pinning stays inside that set)
+  --pin, --no-pin  force ringhttpd's worker placement (default: its own `auto`,
+                   which pins only when the workers are fewer than the CPUs it
+                   may use; with --server-cpus, those CPUs are the set)
 
 Many cores:
   --server-cpus LIST
@@ -152,7 +151,7 @@ parse_args() {
       --keep-tmp) KEEP_TMP=1 ;;
       --ringhttpd-bin) RING_PREBUILT=${2:?--ringhttpd-bin needs a path}; shift ;;
       --baseline-bin) BASE_PREBUILT=${2:?--baseline-bin needs a path}; shift ;;
-      --pin) RING_PIN=1 ;;
+      --pin | --no-pin) RING_PLACEMENT=("$1") ;;
       --server-cpus) SERVER_CPUS=${2:?--server-cpus needs a CPU list}; shift ;;
       --client-cpus) CLIENT_CPUS=${2:?--client-cpus needs a CPU list}; shift ;;
       --wrk-threads) WRK_THREADS=${2:?--wrk-threads needs a number}; shift ;;
@@ -497,10 +496,10 @@ collect_meta() {
   local load
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   meta loadavg "$load"
-  if ((RING_PIN)); then
-    note "ringhttpd ran with its default core pinning (--pin)${SERVER_CPUS:+, which pins inside --server-cpus $SERVER_CPUS}"
+  if ((${#RING_PLACEMENT[@]})); then
+    note "ringhttpd ran with ${RING_PLACEMENT[0]}${SERVER_CPUS:+ inside --server-cpus $SERVER_CPUS}"
   else
-    note "ringhttpd ran with --no-pin, like the peers, which do not pin their workers (--pin measures the default)"
+    note "ringhttpd ran with its default worker placement (auto)${SERVER_CPUS:+ inside --server-cpus $SERVER_CPUS}"
   fi
   if awk -v l="${load%% *}" 'BEGIN { exit !(l > 0.5) }'; then
     note "the machine was not idle at the start (load average $load): figures may be skewed"
@@ -627,9 +626,7 @@ start_baseline() { start_ring_binary baseline "$BASE_BIN" "$1"; }
 # start_ring_binary NAME BINARY ROUND
 start_ring_binary() {
   local name=$1 bin=$2 log="$WORK/$1.$3.log" i
-  local pin=(--no-pin)
-  ((RING_PIN)) && pin=()
-  "${SERVER_WRAP[@]}" setsid "$bin" -a 127.0.0.1 -p 0 -r "$ROOT" -w "$WORKERS" "${pin[@]}" 2>"$log" &
+  "${SERVER_WRAP[@]}" setsid "$bin" -a 127.0.0.1 -p 0 -r "$ROOT" -w "$WORKERS" "${RING_PLACEMENT[@]}" 2>"$log" &
   SERVER_PID=$!
   # It binds port 0 and reports the port it got on stderr.
   for ((i = 0; i < 200; i++)); do

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::log::Level;
+use crate::placement::Placement;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -99,8 +100,13 @@ pub struct Args {
     #[arg(short = 't', long)]
     pub check: bool,
 
-    /// Do not pin workers to cores; let the scheduler place them (better when the same cores
-    /// also run other busy processes, such as a load generator).
+    /// Pin worker i to allowed CPU i mod n, even when the workers cover every CPU [default:
+    /// pin only when there are fewer workers than CPUs the process may use].
+    #[arg(long, conflicts_with = "no_pin")]
+    pub pin: bool,
+
+    /// Never pin workers; let the scheduler place them (better when the same cores also run
+    /// other busy processes, such as a load generator).
     #[arg(long)]
     pub no_pin: bool,
 }
@@ -166,7 +172,7 @@ pub struct Config {
     pub access_log: Option<PathBuf>,
     pub log_level: Level,
     pub cache_control: Option<String>,
-    pub pin_workers: bool,
+    pub placement: Placement,
     pub fallback: Option<UrlPath>,
     pub error_pages: Vec<(u16, UrlPath)>,
     pub hide_dotfiles: bool,
@@ -201,7 +207,11 @@ impl Config {
             access_log: args.access_log,
             log_level: args.log_level,
             cache_control: args.cache_control,
-            pin_workers: !args.no_pin,
+            placement: match (args.pin, args.no_pin) {
+                (true, _) => Placement::Pin,
+                (_, true) => Placement::Unpinned,
+                _ => Placement::Auto,
+            },
             fallback: args.fallback,
             error_pages: args.error_pages,
             hide_dotfiles: args.dotfiles == Dotfiles::Deny,

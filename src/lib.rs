@@ -1,11 +1,13 @@
 //! ringhttpd: a static-file HTTP/1.1 server for Linux, driven by io_uring.
 //!
-//! `server` starts one `worker` per core; each worker's ring drives accept, receive, open,
-//! statx, read, send and splice for the connections (`conn`) in its slab. `http` and `path` are
-//! pure parsing and formatting; `ring` and `sys` hold the code that talks to the kernel.
+//! `server` starts one `worker` per core, placed as `placement` decides; each worker's ring
+//! drives accept, receive, open, statx, read, send and splice for the connections (`conn`) in
+//! its slab. `http` and `path` are pure parsing and formatting; `ring` and `sys` hold the code
+//! that talks to the kernel.
 //!
-//! Public are only what the binary uses (`config`, `server`, `log`) and what the property
-//! tests and fuzz targets exercise directly (`http`, `path`); everything else is crate-private.
+//! Public are only what the binary uses (`config`, `placement`, `server`, `log`) and what the
+//! property tests and fuzz targets exercise directly (`http`, `path`); everything else is
+//! crate-private.
 
 pub(crate) mod access_log;
 pub(crate) mod cache;
@@ -20,6 +22,7 @@ pub mod log;
 pub(crate) mod metrics;
 pub mod path;
 pub(crate) mod pipe_pool;
+pub mod placement;
 pub(crate) mod ring;
 pub mod server;
 pub(crate) mod sys;

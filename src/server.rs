@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use crate::config::Config;
+use crate::placement::{self, Decision};
 use crate::sys;
 use crate::worker::{self, Setup, Shared};
 use crate::{log_error, log_info, log_warn};
@@ -137,8 +138,9 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
 
     let cfg = Arc::new(cfg);
     let shared = Arc::new(Shared { access_log_path: cfg.access_log.clone(), ..Shared::default() });
+    let placement = placement::decide(cfg.placement, listeners.len(), placement::allowed_cpus());
     let (workers, features) =
-        start_workers(&cfg, listeners, metrics_listener, Arc::new(root), &shared, &done_fd)?;
+        start_workers(&cfg, &placement, listeners, metrics_listener, Arc::new(root), &shared, &done_fd)?;
     let max_conns = cfg.max_connections * cfg.workers;
     if (max_conns as u64) > nofile {
         log_warn!(
@@ -150,7 +152,7 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
     }
     let how = if activated { ", socket activation" } else { "" };
     log_info!(
-        "listening on {bound} (workers: {}, io_uring: {}{how})",
+        "listening on {bound} (workers: {}, placement: {placement}, io_uring: {}{how})",
         workers.handles.len(),
         features.join(",")
     );
@@ -246,6 +248,7 @@ struct Running {
 
 fn start_workers(
     cfg: &Arc<Config>,
+    placement: &Decision,
     listeners: Vec<OwnedFd>,
     mut metrics_listener: Option<OwnedFd>,
     root: Arc<OwnedFd>,
@@ -253,7 +256,6 @@ fn start_workers(
     done_fd: &OwnedFd,
 ) -> Result<(Running, Vec<&'static str>), StartError> {
     let metrics = Arc::new(crate::metrics::Metrics::new(listeners.len(), sys::unix_time()));
-    let cores = if cfg.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     let (ready_tx, ready_rx) = mpsc::channel();
     let listing_jobs = if cfg.autoindex {
         Some(crate::listing::spawn(root.clone()).map_err(StartError::Worker)?)
@@ -266,7 +268,7 @@ fn start_workers(
         running.wakes.push(wake.clone());
         let setup = Setup {
             index,
-            core: (!cores.is_empty()).then(|| cores[index % cores.len()]),
+            core: placement.core_for(index),
             listener,
             wake,
             root: root.clone(),

@@ -1,6 +1,6 @@
-//! One worker thread: pinned to a core, it owns an io_uring ring, a SO_REUSEPORT listening
-//! socket and a slab of connections, and runs the loop: submit and wait once, drain every
-//! completion, dispatch each to its owner.
+//! One worker thread (pinned to a core or placed by the scheduler, as `placement` decides): it
+//! owns an io_uring ring, a SO_REUSEPORT listening socket and a slab of connections, and runs
+//! the loop: submit and wait once, drain every completion, dispatch each to its owner.
 //!
 //! Worker-wide operations (multishot accept, the one-second timer, the wake-up eventfd, access
 //! log writes) are handled here; everything per connection is in `conn`. A connection is removed

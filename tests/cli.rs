@@ -140,3 +140,81 @@ fn port_in_use_is_refused() {
     assert_clean_startup_error(&exit, &[&port]);
     drop(taken);
 }
+
+/// The CPUs a thread of `pid` may run on, from `/proc` (`Cpus_allowed_list`, e.g. `0-3,8`).
+fn allowed_cpus(pid: u32, tid: Option<&str>) -> Vec<usize> {
+    let path = match tid {
+        Some(tid) => format!("/proc/{pid}/task/{tid}/status"),
+        None => format!("/proc/{pid}/status"),
+    };
+    let status = std::fs::read_to_string(&path).expect("read the thread's status");
+    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("Cpus_allowed_list");
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(lo.parse::<usize>().unwrap()..=hi.parse::<usize>().unwrap());
+    }
+    cpus
+}
+
+/// The CPU sets of the server's worker threads (named `ringhttpd-wN`), by worker index.
+fn worker_cpus(server: &Server) -> Vec<Vec<usize>> {
+    let pid = server.pid();
+    let mut workers = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("list the server's threads") {
+        let tid = task.expect("thread entry").file_name().into_string().expect("numeric tid");
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default();
+        if let Some(index) = comm.trim().strip_prefix("ringhttpd-w") {
+            workers.push((index.parse::<usize>().expect("worker index"), allowed_cpus(pid, Some(&tid))));
+        }
+    }
+    workers.sort();
+    workers.into_iter().map(|(_, cpus)| cpus).collect()
+}
+
+fn startup_line(server: &Server) -> String {
+    server.log().lines().find(|l| l.contains("listening on ")).expect("listening line").to_owned()
+}
+
+#[test]
+fn workers_that_cover_every_cpu_are_left_to_the_scheduler() {
+    let probe = Server::start_with(1, &[]);
+    let cpus = allowed_cpus(probe.pid(), None);
+    drop(probe);
+    let server = Server::start_with(cpus.len(), &[]);
+    let line = startup_line(&server);
+    assert!(line.contains("placement: unpinned (auto:"), "{line:?}");
+    let workers = worker_cpus(&server);
+    assert_eq!(workers.len(), cpus.len(), "one thread per worker: {workers:?}");
+    assert!(workers.iter().all(|w| *w == cpus), "every worker may run on every CPU {cpus:?}: {workers:?}");
+}
+
+#[test]
+fn fewer_workers_than_cpus_are_pinned_one_per_cpu() {
+    let server = Server::start_with(1, &[]);
+    let cpus = allowed_cpus(server.pid(), None);
+    if cpus.len() < 2 {
+        println!("skipped: one CPU allowed, so one worker covers it");
+        return;
+    }
+    let line = startup_line(&server);
+    assert!(line.contains("placement: pinned (auto:"), "{line:?}");
+    assert_eq!(worker_cpus(&server), vec![vec![cpus[0]]]);
+}
+
+#[test]
+fn pin_and_no_pin_force_the_placement() {
+    let probe = Server::start_with(1, &[]);
+    let cpus = allowed_cpus(probe.pid(), None);
+    drop(probe);
+    let pinned = Server::start_with(cpus.len() + 1, &["--pin"]);
+    assert!(startup_line(&pinned).contains("placement: pinned (--pin)"), "{}", startup_line(&pinned));
+    let expected: Vec<Vec<usize>> = (0..=cpus.len()).map(|i| vec![cpus[i % cpus.len()]]).collect();
+    assert_eq!(worker_cpus(&pinned), expected);
+    let free = Server::start_with(1, &["--no-pin"]);
+    assert!(startup_line(&free).contains("placement: unpinned (--no-pin)"), "{}", startup_line(&free));
+    assert_eq!(worker_cpus(&free), vec![cpus]);
+    let both = run_to_exit(&["--pin", "--no-pin"]);
+    assert_eq!(both.code(), Some(2), "{both:#?}");
+    assert_no_panic(&both);
+}
