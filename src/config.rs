@@ -56,7 +56,7 @@ pub struct Args {
     pub max_connections: u64,
 
     /// Seconds a graceful stop waits for in-flight responses before closing them.
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    #[arg(long, default_value_t = 30, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub shutdown_timeout: u64,
 
     /// Access log in Combined Log Format ("-" for stdout); reopened on SIGHUP/SIGUSR1.

@@ -32,6 +32,14 @@ pub enum StartError {
     Worker(io::Error),
     Signals(io::Error),
     Activation(io::Error),
+    /// `--metrics` failed to bind, or would share the public listener's port.
+    Metrics(Box<StartError>),
+    /// The metrics address and the public one are the same port on overlapping addresses, so
+    /// the kernel would split connections between the two.
+    MetricsOverlap {
+        metrics: SocketAddr,
+        public: SocketAddr,
+    },
 }
 
 impl fmt::Display for StartError {
@@ -56,6 +64,11 @@ impl fmt::Display for StartError {
             StartError::Worker(e) => write!(f, "cannot start a worker: {}", describe(e)),
             StartError::Signals(e) => write!(f, "cannot set up signal handling: {}", describe(e)),
             StartError::Activation(e) => write!(f, "socket activation: {}", describe(e)),
+            StartError::Metrics(e) => write!(f, "--metrics: {e}"),
+            StartError::MetricsOverlap { metrics, public } => write!(
+                f,
+                "--metrics {metrics} overlaps the public listener {public}: give the metrics a port of their own"
+            ),
         }
     }
 }
@@ -123,13 +136,12 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
         None => bind_listeners(cfg.addr, cfg.workers)?,
     };
     let bound = sys::local_addr(listeners[0].as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?;
-    let metrics_listener = match cfg.metrics {
-        Some(addr) => Some(bind_listeners(addr, 1)?.remove(0)),
-        None => None,
-    };
-    let metrics_bound = match &metrics_listener {
-        Some(l) => Some(sys::local_addr(l.as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?),
-        None => None,
+    let (metrics_listener, metrics_bound) = match cfg.metrics {
+        Some(addr) => {
+            let (socket, metrics_bound) = bind_metrics(addr, bound)?;
+            (Some(socket), Some(metrics_bound))
+        }
+        None => (None, None),
     };
     let signals = sys::handled_signals();
     sys::block_signals(&signals).map_err(StartError::Signals)?;
@@ -152,7 +164,7 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
     }
     let how = if activated { ", socket activation" } else { "" };
     log_info!(
-        "listening on {bound} (workers: {}, placement: {placement}, io_uring: {}{how})",
+        "listening on {bound} (workers: {}, io_uring: {}{how}), placement: {placement}",
         workers.handles.len(),
         features.join(",")
     );
@@ -204,21 +216,57 @@ pub fn check(cfg: &Config) -> Vec<String> {
     if let Err(e) = worker::probe_ring() {
         problems.push(StartError::IoUring(e).to_string());
     }
-    match sys::listen_fds() {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            if let Err(e) = bind_listeners(cfg.addr, 1) {
-                problems.push(e.to_string());
+    // Bound only, never listening: a check must not join (and then reset connections from)
+    // the listening group of a server already running on the same port.
+    let (public, probe) = match sys::listen_fds() {
+        Ok(Some(passed)) => (sys::local_addr(passed[0].as_raw_fd()).ok(), None),
+        Ok(None) => match sys::probe_listen_addr(cfg.addr) {
+            Ok(socket) => (Some(cfg.addr), Some(socket)),
+            Err(e) => {
+                problems.push(StartError::Listen(cfg.addr, e).to_string());
+                (None, None)
             }
+        },
+        Err(e) => {
+            problems.push(StartError::Activation(e).to_string());
+            (None, None)
         }
-        Err(e) => problems.push(StartError::Activation(e).to_string()),
-    }
-    if let Some(addr) = cfg.metrics {
-        if let Err(e) = bind_listeners(addr, 1) {
-            problems.push(format!("--metrics: {e}"));
-        }
+    };
+    crate::test_hooks::hold_check();
+    drop(probe);
+    if let Some(metrics) = cfg.metrics {
+        let error = match public.filter(|p| overlaps(metrics, *p)) {
+            Some(public) => Some(StartError::MetricsOverlap { metrics, public }),
+            None => sys::probe_listen_addr(metrics)
+                .err()
+                .map(|e| StartError::Metrics(Box::new(StartError::Listen(metrics, e)))),
+        };
+        problems.extend(error.map(|e| e.to_string()));
     }
     problems
+}
+
+/// Whether two listening addresses would share connections: the same port (not 0, which
+/// picks a free one) on the same address, or where either is a wildcard.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// The `--metrics` listener, refused if it would share the public listener's port (both are
+/// SO_REUSEPORT, so the kernel would accept the bind and split connections between them).
+fn bind_metrics(addr: SocketAddr, public: SocketAddr) -> Result<(OwnedFd, SocketAddr), StartError> {
+    if overlaps(addr, public) {
+        return Err(StartError::MetricsOverlap { metrics: addr, public });
+    }
+    let socket = bind_listeners(addr, 1).map_err(|e| StartError::Metrics(Box::new(e)))?.remove(0);
+    let bound = sys::local_addr(socket.as_raw_fd())
+        .map_err(|e| StartError::Metrics(Box::new(StartError::Listen(addr, e))))?;
+    if overlaps(bound, public) {
+        return Err(StartError::MetricsOverlap { metrics: bound, public });
+    }
+    Ok((socket, bound))
 }
 
 /// Listening sockets passed by a service manager, spread over the workers: each worker gets

@@ -38,6 +38,14 @@ fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_
     .map(drop)
 }
 
+fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the option is one c_int, written into the live local whose size `len` gives.
+    cvt(unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut libc::c_int).cast(), &mut len) })?;
+    Ok(value)
+}
+
 fn to_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain old data; all-zeroes is a valid (unspecified) address.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
@@ -92,6 +100,21 @@ fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
 /// Opens a listening TCP socket with SO_REUSEPORT set before `bind`, so every worker can bind its
 /// own socket to the same address and get its own accept queue.
 pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    let fd = reuseport_bound(addr)?;
+    // SAFETY: plain syscall on a descriptor we own.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), backlog) })?;
+    Ok(fd)
+}
+
+/// Tells whether `reuseport_listener(addr)` could bind, without listening: a socket that is
+/// only bound never joins the port's SO_REUSEPORT group, so a running server on the same port
+/// is not handed (and then reset) a single connection. Returns that bound socket.
+pub fn probe_listen_addr(addr: SocketAddr) -> io::Result<OwnedFd> {
+    reuseport_bound(addr)
+}
+
+/// A TCP socket with the listening options set, bound to `addr`, not yet listening.
+fn reuseport_bound(addr: SocketAddr) -> io::Result<OwnedFd> {
     let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: plain syscall with constant arguments.
     let fd = owned(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
@@ -111,8 +134,6 @@ pub fn reuseport_listener(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd>
     let (storage, len) = to_sockaddr(&addr);
     // SAFETY: storage/len describe a valid sockaddr that outlives the call.
     cvt(unsafe { libc::bind(raw, (&storage as *const libc::sockaddr_storage).cast(), len) })?;
-    // SAFETY: plain syscall on a descriptor we own.
-    cvt(unsafe { libc::listen(raw, backlog) })?;
     Ok(fd)
 }
 
@@ -128,22 +149,10 @@ pub fn listen_fds() -> io::Result<Option<Vec<OwnedFd>>> {
     }
     (3..3 + count)
         .map(|fd| {
-            let mut listening: libc::c_int = 0;
-            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: SO_ACCEPTCONN writes one c_int into the live local, `len` is its size.
-            let ret = unsafe {
-                libc::getsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_ACCEPTCONN,
-                    (&mut listening as *mut libc::c_int).cast(),
-                    &mut len,
-                )
-            };
-            if ret != 0 || listening == 0 {
+            if let Some(problem) = not_a_tcp_listener(fd) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("descriptor {fd} passed in LISTEN_FDS is not a listening socket"),
+                    format!("descriptor {fd} passed in LISTEN_FDS is {problem}, not a listening TCP socket"),
                 ));
             }
             // SAFETY: the service manager handed this descriptor to this process (LISTEN_PID
@@ -157,10 +166,46 @@ pub fn listen_fds() -> io::Result<Option<Vec<OwnedFd>>> {
         .map(Some)
 }
 
+/// What a passed descriptor is instead of a listening IPv4/IPv6 TCP socket, if it is not one.
+fn not_a_tcp_listener(fd: RawFd) -> Option<&'static str> {
+    let Ok(domain) = get_int_opt(fd, libc::SOL_SOCKET, libc::SO_DOMAIN) else {
+        return Some("not a socket");
+    };
+    if domain != libc::AF_INET && domain != libc::AF_INET6 {
+        return Some(if domain == libc::AF_UNIX { "a Unix socket" } else { "a socket of another family" });
+    }
+    match get_int_opt(fd, libc::SOL_SOCKET, libc::SO_TYPE) {
+        Ok(libc::SOCK_STREAM) => {}
+        Ok(libc::SOCK_DGRAM) => return Some("a UDP socket"),
+        _ => return Some("a socket of another type"),
+    }
+    match get_int_opt(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) {
+        Ok(0) | Err(_) => Some("a TCP socket that is not listening"),
+        Ok(_) => None,
+    }
+}
+
 /// Whether `path` beneath `root` is a regular file this process can open for reading.
+/// "Readable" is the workers' own rule: a regular file with a read bit set for someone, so a
+/// file the server would answer 403 fails here too, even for root.
 pub fn readable_file_beneath(root: RawFd, path: &[u8]) -> io::Result<()> {
-    let file = std::fs::File::from(open_beneath(root, path, libc::O_RDONLY)?);
-    if file.metadata()?.is_file() { Ok(()) } else { Err(io::Error::from_raw_os_error(libc::EISDIR)) }
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::File::from(open_beneath(root, path, libc::O_RDONLY)?).metadata()?;
+    let kind = meta.file_type();
+    let problem = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if meta.permissions().mode() & 0o444 == 0 {
+        "readable by nobody (mode has no read bit)"
+    } else {
+        return Ok(());
+    };
+    Err(io::Error::other(problem))
 }
 
 /// The address a socket is bound to (resolves port 0 to the port the kernel picked).
@@ -491,10 +536,17 @@ pub fn raise_nofile_limit() -> u64 {
 pub fn open_append(path: &Path) -> io::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // Non-blocking, so a FIFO nobody reads fails at once (ENXIO) instead of blocking start-up.
+    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NONBLOCK;
     // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    owned(unsafe {
-        libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC, 0o644)
-    })
+    let fd = owned(unsafe { libc::open(c.as_ptr(), flags, 0o644) }).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENXIO) => io::Error::other("a FIFO that no process reads"),
+        _ => e,
+    })?;
+    // Writes block as they would on any log (a full pipe holds the writer back, never drops).
+    // SAFETY: plain fcntl on the descriptor just opened.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_WRONLY | libc::O_APPEND) })?;
+    Ok(fd)
 }
 
 /// Duplicates a descriptor (used to give each worker its own handle on stdout).

@@ -1,7 +1,7 @@
 //! Fault injection for the integration tests, read from the environment once. Debug builds
 //! only: release builds compile every hook to nothing. This module never changes what a
-//! request is answered; it only makes the worker panic, stall, the storage look slow, or the
-//! kernel deny `cachestat`, on demand.
+//! request is answered; it only makes the worker panic, stall, the storage look slow, the
+//! kernel deny `cachestat`, or `-t` hold its probe, on demand.
 
 /// Debug builds only: a request for the target named by `RINGHTTPD_TEST_PANIC_PATH` panics
 /// the worker, so tests can check that a panic takes the whole process down (see
@@ -80,4 +80,14 @@ pub fn cachestat_denied() -> bool {
     }
     #[cfg(not(debug_assertions))]
     false
+}
+
+/// Debug builds only: with `RINGHTTPD_TEST_CHECK_HOLD_MS=N`, `-t` waits N ms after probing the
+/// listening address, so tests can tell whether that probe takes connections meant for a
+/// running server. Release builds compile this to nothing.
+pub fn hold_check() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("RINGHTTPD_TEST_CHECK_HOLD_MS").ok().and_then(|v| v.parse().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }

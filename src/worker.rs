@@ -32,6 +32,9 @@ const RECV_BUFFERS: RecvBuffers = RecvBuffers { count: 2048, size: 2048 };
 const TICK: Duration = Duration::from_secs(1);
 /// Pause before accepting again after the process ran out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(500);
+/// Open connections on the `--metrics` listener, counted apart from `--max-connections`: a
+/// few scrapers need no more, and the public port never waits for them.
+const METRICS_MAX_CONNECTIONS: usize = 16;
 
 /// State shared between the main thread and the workers.
 #[derive(Default)]
@@ -120,6 +123,8 @@ struct Worker {
     listener: Listener,
     /// The `--metrics` listener (worker 0 only).
     metrics_listener: Listener,
+    /// Connections in `conns` accepted on the metrics listener.
+    metrics_conns: usize,
     accept_paused_until: Option<Instant>,
     wake: Arc<OwnedFd>,
     shared: Arc<Shared>,
@@ -171,6 +176,7 @@ pub fn prepare(
         conns: Slab::new(),
         listener: Listener::new(Some(setup.listener), Op::Accept),
         metrics_listener: Listener::new(setup.metrics_listener, Op::AcceptMetrics),
+        metrics_conns: 0,
         accept_paused_until: None,
         wake: setup.wake,
         shared: setup.shared,
@@ -257,7 +263,6 @@ impl Worker {
         let followup = conn.on_completion(token.op, c, &mut self.ctx);
         if conn.is_finished() {
             self.release(key);
-            self.arm_accept();
             return None;
         }
         (followup == Followup::RearmRecvLater).then_some(key)
@@ -280,19 +285,32 @@ impl Worker {
 
     /// Frees a finished connection; the ring closes its socket with the next submission
     /// (unless it was closed already, right after its last response).
+    /// Room was made on the connection's listener: its accept is armed again if it was paused.
     fn release(&mut self, key: usize) {
         let conn = self.conns.remove(key);
         self.ctx.metrics.closed(conn.close_reason());
+        let serves_metrics = conn.serves_metrics();
         if let Some(socket) = conn.into_socket() {
             self.ctx.ring.close(socket, Token::worker(Op::Close));
         }
+        if serves_metrics {
+            self.metrics_conns -= 1;
+            self.arm_metrics_accept();
+        } else {
+            self.arm_accept();
+        }
+    }
+
+    /// Open connections that count against `--max-connections`.
+    fn public_conns(&self) -> usize {
+        self.conns.len() - self.metrics_conns
     }
 
     // ---- accepting ----
 
     fn arm_accept(&mut self) {
         let paused = self.accept_paused_until.is_some_and(|t| t > self.ctx.now);
-        if self.ctx.stopping || paused || self.conns.len() >= self.ctx.cfg.max_connections {
+        if self.ctx.stopping || paused || self.public_conns() >= self.ctx.cfg.max_connections {
             return;
         }
         if self.listener.arm(&mut self.ctx.ring) {
@@ -300,9 +318,9 @@ impl Worker {
         }
     }
 
-    /// Worker 0's accept on the `--metrics` listener (scrapes are few: no connection limit).
+    /// Worker 0's accept on the `--metrics` listener, below its own connection limit.
     fn arm_metrics_accept(&mut self) {
-        if !self.ctx.stopping {
+        if !self.ctx.stopping && self.metrics_conns < METRICS_MAX_CONNECTIONS {
             self.metrics_listener.arm(&mut self.ctx.ring);
         }
     }
@@ -346,9 +364,15 @@ impl Worker {
         if self.ctx.stopping {
             conn.on_stop(&mut self.ctx);
         }
-        if self.conns.len() >= self.ctx.cfg.max_connections && self.listener.accepting {
+        // At a limit: stop that listener's multishot accept; it is re-armed when one of its
+        // connections closes.
+        if serves_metrics {
+            self.metrics_conns += 1;
+            if self.metrics_conns >= METRICS_MAX_CONNECTIONS && self.metrics_listener.accepting {
+                self.metrics_listener.cancel(&mut self.ctx.ring);
+            }
+        } else if self.public_conns() >= self.ctx.cfg.max_connections && self.listener.accepting {
             self.ctx.metrics.accept_paused(PauseReason::MaxConnections);
-            // At the limit: stop the multishot accept; it is re-armed when a connection closes.
             self.listener.cancel(&mut self.ctx.ring);
         }
     }

@@ -312,3 +312,30 @@ fn large_request_body_gets_an_answer() {
         assert_error_shape(&r);
     }
 }
+
+/// RFC 9112 §6.3: the answer to HEAD has no body, even when the request is refused before it is
+/// understood; its Content-Length still says what a GET would have got.
+#[test]
+fn refusals_of_head_requests_carry_no_body() {
+    let server = Server::start();
+    let cases: [(&[u8], u16); 4] = [
+        (b"HEAD / HTTP/1.1\r\n\r\n", 400),
+        (b"HEAD / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"\r\nHEAD /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"HEAD / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    ];
+    for (raw, status) in cases {
+        let bytes = exchange(server.addr, raw);
+        let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+        let Some(head_end) = head_end else { panic!("no response head to {raw:?}: {bytes:?}") };
+        let r = &parse_responses(&bytes[..head_end], &[true])[0];
+        assert_eq!(r.status, status, "{:?}: {r:#?}", String::from_utf8_lossy(raw));
+        assert_ne!(r.content_length(), 0, "the length a GET would have got: {r:#?}");
+        assert_eq!(
+            &bytes[head_end..],
+            b"",
+            "body bytes after the head of the answer to {:?}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+}

@@ -120,7 +120,7 @@ impl Conn {
     /// sets a fresh deadline).
     pub fn on_timeout(&mut self, ctx: &mut Ctx) {
         if self.server_is_working() || self.client_took_bytes() {
-            self.deadline = ctx.now + ctx.cfg.send_timeout;
+            self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
             return;
         }
         if matches!(self.phase, Phase::Waiting(_)) && !self.inbuf.is_empty() && self.ops_in_flight == 0 {

@@ -59,6 +59,10 @@ const RECV_HIGH_WATER: usize = 64 * 1024;
 /// Bytes that may still land after a pause is requested; beyond this a client is abusive.
 const RECV_HARD_LIMIT: usize = 1024 * 1024;
 
+/// The longest any deadline runs on the `--metrics` listener: a scrape is quick, and nobody
+/// may park connections there.
+const METRICS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Receive-buffer capacity an idle keep-alive connection may keep for its next request.
 const KEEP_INBUF: usize = 512;
 
@@ -176,7 +180,7 @@ struct Exchange {
 impl Conn {
     pub fn new(socket: OwnedFd, key: usize, generation: u32, serves_metrics: bool, ctx: &mut Ctx) -> Conn {
         let peer = if ctx.log.is_some() { sys::peer_ip(socket.as_raw_fd()) } else { None };
-        Conn {
+        let mut conn = Conn {
             socket: Some(socket),
             key,
             generation,
@@ -186,12 +190,14 @@ impl Conn {
             ops_in_flight: 0,
             inbuf: Vec::new(),
             input_left: false,
-            deadline: ctx.now + ctx.cfg.header_timeout,
+            deadline: ctx.now,
             request_started: ctx.now,
             peer,
             serves_metrics,
             close_reason: CloseReason::Client,
-        }
+        };
+        conn.deadline = ctx.now + conn.timeout(ctx.cfg.header_timeout);
+        conn
     }
 
     /// The socket, for the worker to close once the connection `is_finished` (unless it was
@@ -202,6 +208,16 @@ impl Conn {
 
     pub fn generation(&self) -> u32 {
         self.generation
+    }
+
+    /// Accepted on the `--metrics` listener.
+    pub fn serves_metrics(&self) -> bool {
+        self.serves_metrics
+    }
+
+    /// A configured timeout as it applies to this connection.
+    fn timeout(&self, configured: std::time::Duration) -> std::time::Duration {
+        if self.serves_metrics { configured.min(METRICS_TIMEOUT) } else { configured }
     }
 
     fn token(&self, op: Op) -> Token {
@@ -330,7 +346,7 @@ impl Conn {
         if let Phase::Waiting(wait) = &mut self.phase {
             if *wait == Wait::NextRequest {
                 *wait = Wait::Head;
-                self.deadline = ctx.now + ctx.cfg.header_timeout;
+                self.deadline = ctx.now + self.timeout(ctx.cfg.header_timeout);
             }
             self.process_input(ctx);
         } else if self.inbuf.len() > high_water(ctx) + RECV_HARD_LIMIT {
@@ -352,8 +368,9 @@ impl Conn {
                 }
             }
             Parse::Invalid(status) => {
+                let head_only = request::asks_head(&self.inbuf);
                 self.inbuf = Vec::new();
-                self.respond_error(ctx, None, status, false);
+                self.respond_unparsable(ctx, status, head_only);
             }
             Parse::Complete(req, len) => {
                 self.inbuf.drain(..len);
@@ -424,10 +441,10 @@ impl Conn {
                 self.inbuf = Vec::new();
             }
             self.phase = Phase::Waiting(Wait::NextRequest);
-            self.deadline = ctx.now + ctx.cfg.keepalive_timeout;
+            self.deadline = ctx.now + self.timeout(ctx.cfg.keepalive_timeout);
         } else {
             self.phase = Phase::Waiting(Wait::Head);
-            self.deadline = ctx.now + ctx.cfg.header_timeout;
+            self.deadline = ctx.now + self.timeout(ctx.cfg.header_timeout);
         }
         self.arm_recv(ctx);
         self.process_input(ctx);

@@ -192,8 +192,8 @@ impl Conn {
         if req.method() == Method::Other {
             return self.builtin_error(ctx, Some(req), Status::MethodNotAllowed, keep_alive);
         }
-        let path = req.target.split('?').next().unwrap_or("");
-        if path != "/metrics" {
+        // Origin or absolute form (`GET http://host/metrics`), as on the public port.
+        if path::resolve(&req.target).map(|t| t.raw_path) != Ok("/metrics") {
             return self.builtin_error(ctx, Some(req), Status::NotFound, keep_alive);
         }
         let page = ctx.registry.render().into_bytes();
@@ -360,6 +360,23 @@ impl Conn {
         keep_alive: bool,
     ) {
         let head_only = req.as_ref().is_some_and(|r| r.method() == Method::Head);
+        self.builtin_page(ctx, req, status, keep_alive, head_only);
+    }
+
+    /// The answer to bytes that are no valid request: the built-in page, without its body
+    /// when the request line asked for HEAD (RFC 9112 §6.3), and the connection closes.
+    pub(super) fn respond_unparsable(&mut self, ctx: &mut Ctx, status: Status, head_only: bool) {
+        self.builtin_page(ctx, None, status, false, head_only);
+    }
+
+    fn builtin_page(
+        &mut self,
+        ctx: &mut Ctx,
+        req: Option<Box<Request>>,
+        status: Status,
+        keep_alive: bool,
+        head_only: bool,
+    ) {
         let mut buf = ctx.head_buffer();
         let body_bytes = response::page(&mut buf, status, &ctx.date_line, keep_alive, head_only, &[]);
         self.send(ctx, buf, Body::None, Exchange::new(req, status, keep_alive, body_bytes));

@@ -93,7 +93,7 @@ impl Conn {
             },
         };
         self.phase = Phase::Sending(Box::new(Sending { then, ex }));
-        self.deadline = ctx.now + ctx.cfg.send_timeout;
+        self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
         self.send_rest(ctx, Outgoing { head, body: cached, sent: 0 });
     }
 
@@ -134,7 +134,7 @@ impl Conn {
             return self.abort(ctx);
         }
         out.sent += result as usize;
-        self.deadline = ctx.now + ctx.cfg.send_timeout;
+        self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
         if out.sent < out.total() {
             return self.send_rest(ctx, out);
         }
@@ -268,7 +268,7 @@ impl Conn {
         let fd = self.fd();
         let Phase::Splicing(sp) = &mut self.phase else { unreachable!("a file body step outside splicing") };
         sp.stall = Some(Stall { unacked: sys::unacked_bytes(fd) });
-        self.deadline = ctx.now + ctx.cfg.send_timeout;
+        self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
         ctx.ring.poll_writable(fd, self.token(Op::PollOut));
         self.ops_in_flight += 1;
     }

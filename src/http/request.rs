@@ -61,6 +61,14 @@ pub enum Parse {
     Invalid(Status),
 }
 
+/// Whether the request line in `buf` names the HEAD method, even when the rest of the head is
+/// invalid: the answer to it then carries no body either.
+pub fn asks_head(buf: &[u8]) -> bool {
+    // Empty lines before the request line are ignored (RFC 9112 §2.2), as the parser does.
+    let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(buf.len());
+    buf[start..].starts_with(b"HEAD ")
+}
+
 /// Parses the head at the start of `buf`; `max_head` bounds how large it may be.
 pub fn parse(buf: &[u8], max_head: usize) -> Parse {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];

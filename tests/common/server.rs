@@ -5,6 +5,8 @@
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -359,8 +361,19 @@ impl Exit {
 /// Runs the binary with `args` and waits for it to exit; kills it and panics if it is still
 /// running after [`START_TIMEOUT`] (e.g. it started serving when it should have refused).
 pub fn run_to_exit<S: AsRef<OsStr>>(args: &[S]) -> Exit {
-    let child = Command::new(BIN)
+    run_to_exit_with(args, &[], None)
+}
+
+/// [`run_to_exit`] with extra environment variables and, when `fd3` is given, that descriptor
+/// passed as descriptor 3 with `LISTEN_PID`/`LISTEN_FDS=1` (the sd_listen_fds protocol).
+pub fn run_to_exit_with<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)], fd3: Option<RawFd>) -> Exit {
+    let mut command = match fd3 {
+        Some(fd) => passing_fd3(fd),
+        None => Command::new(BIN),
+    };
+    let child = command
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -382,6 +395,25 @@ pub fn run_to_exit<S: AsRef<OsStr>>(args: &[S]) -> Exit {
             );
         }
     }
+}
+
+/// A command that runs the binary with `fd` as its descriptor 3 and `LISTEN_PID` naming the
+/// binary's own pid (a shell sets it, then execs the binary with the arguments added later).
+fn passing_fd3(fd: RawFd) -> Command {
+    let mut command = Command::new("sh");
+    command.arg("-c").arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"").arg(BIN);
+    // SAFETY: dup2 and fcntl are async-signal-safe; they run in the child between fork and exec
+    // and only duplicate a descriptor the caller keeps open until the child has exited.
+    unsafe {
+        command.pre_exec(move || {
+            // dup2 onto itself keeps close-on-exec set: clear it explicitly.
+            if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
 }
 
 fn to_exit(output: Output) -> Exit {
