@@ -6,7 +6,7 @@
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 #   SECONDS  how long each target runs (default 60)
 #   TARGET   request, path, range, date, encoding, connection (default: all of them, one after
-#            another; connection drives the whole connection state machine, see src/fuzzing.rs)
+#            another; connection drives the whole connection state machine, see src/testing/fuzzing.rs)
 #
 # Environment:
 #   FUZZ_RUNS  also stop a target after this many executions (libFuzzer -runs)

@@ -1,31 +1,25 @@
 //! ringhttpd: a static-file HTTP/1.1 server for Linux, driven by io_uring.
 //!
-//! `server` starts one `worker` per core, placed as `placement` decides; each worker's ring
-//! drives accept, receive, open, statx, read, send and splice for the connections (`conn`) in
-//! its slab. `http` and `path` are pure parsing and formatting; `ring` and `sys` hold the code
-//! that talks to the kernel.
+//! The layers, from the kernel up:
 //!
-//! Public are only what the binary uses (`config`, `placement`, `server`, `log`) and what the
-//! property tests and fuzz targets exercise directly (`http`, `path`); everything else is
-//! crate-private.
+//! - `kernel`: the io_uring ring and the memory it owns, the provided-buffer ring, `user_data`
+//!   tokens, pipes, and the few plain syscalls; the only home of `unsafe`.
+//! - `server`: flags and configuration, start-up, listening sockets, worker placement, and the
+//!   workers, each driving its own ring and slab of connections.
+//! - `conn`: one connection's state machine, from a receive to the last send or close.
+//! - `http`: request parsing, request targets, response heads, dates, ranges, encodings, MIME;
+//!   pure functions, no I/O.
+//! - `files`: the per-worker file cache and directory listings.
+//! - `ops`: what operators see: metrics, the access log, the error log.
+//! - `testing`: fault hooks for the integration tests and the connection fuzzer's driver.
+//!
+//! Public are only what the binary uses (`server`, `ops::log`) and what the property tests and
+//! fuzz targets exercise directly (`http`, `testing::fuzzing`); everything else is crate-private.
 
-pub(crate) mod access_log;
-pub(crate) mod cache;
-pub mod config;
 pub(crate) mod conn;
-pub(crate) mod context;
-#[doc(hidden)]
-pub mod fuzzing;
+pub(crate) mod files;
 pub mod http;
-pub(crate) mod listing;
-pub mod log;
-pub(crate) mod metrics;
-pub mod path;
-pub(crate) mod pipe_pool;
-pub mod placement;
-pub(crate) mod ring;
+pub(crate) mod kernel;
+pub mod ops;
 pub mod server;
-pub(crate) mod sys;
-pub(crate) mod test_hooks;
-pub(crate) mod token;
-pub(crate) mod worker;
+pub mod testing;

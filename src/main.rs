@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-use ringhttpd::config::{Args, Config};
+use ringhttpd::server::config::{Args, Config};
 use ringhttpd::{log_error, server};
 
 fn main() {

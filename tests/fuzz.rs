@@ -10,7 +10,7 @@ use proptest::test_runner::Config;
 
 use ringhttpd::http::Status;
 use ringhttpd::http::request::{Parse, parse};
-use ringhttpd::path::{PathError, resolve};
+use ringhttpd::http::target::{PathError, resolve};
 
 /// Proptest's defaults (including `PROPTEST_CASES`), without regression files in the tree: a
 /// failure prints its minimal input, which belongs in a table-driven test.
@@ -414,11 +414,11 @@ proptest! {
     /// nothing is accounted twice, and an aborted connection always finishes.
     #[test]
     fn connection_state_machine_survives_any_events(events in connection_events()) {
-        ringhttpd::fuzzing::drive_connection(&events);
+        ringhttpd::testing::fuzzing::drive_connection(&events);
     }
 
     #[test]
     fn connection_state_machine_survives_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
-        ringhttpd::fuzzing::drive_connection(&bytes);
+        ringhttpd::testing::fuzzing::drive_connection(&bytes);
     }
 }

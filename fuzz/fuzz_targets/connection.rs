@@ -1,4 +1,4 @@
-//! Fuzzes the connection state machine itself, `ringhttpd::fuzzing::drive_connection`: the
+//! Fuzzes the connection state machine itself, `ringhttpd::testing::fuzzing::drive_connection`: the
 //! input is read as events (request bytes split at arbitrary boundaries and pipelined, FIN and
 //! resets, and a made-up result for each operation in flight: short and failed sends, short or
 //! failed splices and reads, missing files, cancellations, timeouts, a graceful stop) over a
@@ -11,5 +11,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    ringhttpd::fuzzing::drive_connection(data);
+    ringhttpd::testing::fuzzing::drive_connection(data);
 });

@@ -1,5 +1,5 @@
-//! Fuzzes the request-target resolver, `ringhttpd::path::resolve`, and the dotfile test,
-//! `ringhttpd::path::is_hidden`.
+//! Fuzzes the request-target resolver, `ringhttpd::http::target::resolve`, and the dotfile test,
+//! `ringhttpd::http::target::is_hidden`.
 //!
 //! Input: a request target (bytes that are not UTF-8 are replaced, as only a `&str` can reach
 //! `resolve`). Checked on every input:
@@ -18,7 +18,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringhttpd::path::{PathError, Target, is_hidden, resolve};
+use ringhttpd::http::target::{PathError, Target, is_hidden, resolve};
 
 fuzz_target!(|data: &[u8]| {
     assert_eq!(is_hidden(data), reference_hidden(data), "is_hidden({:?})", String::from_utf8_lossy(data));

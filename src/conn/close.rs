@@ -8,11 +8,11 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use super::{Conn, Exchange, Phase, Recv, Wait};
-use crate::context::Ctx;
 use crate::http::Status;
-use crate::metrics::CloseReason;
-use crate::sys;
-use crate::token::Op;
+use crate::kernel::direct;
+use crate::kernel::token::Op;
+use crate::ops::metrics::CloseReason;
+use crate::server::context::Ctx;
 
 /// How long a closing connection waits for the client's FIN after ours, so that a client still
 /// sending does not turn our close into a reset that destroys the response it has not read.
@@ -57,7 +57,7 @@ impl Conn {
     /// The FIN goes out with a plain `shutdown`, which never blocks: io_uring would hand its
     /// shutdown to a kernel worker thread every time.
     pub(super) fn linger(&mut self, ctx: &mut Ctx) {
-        if sys::shutdown_write(self.fd()).is_err() {
+        if direct::shutdown_write(self.fd()).is_err() {
             // Not connected any more (the client reset it): nothing to wait for.
             return self.abort(ctx);
         }
@@ -149,7 +149,7 @@ impl Conn {
         let Phase::Splicing(sp) = &mut self.phase else { return false };
         let Some(stall) = &mut sp.stall else { return false };
         let Some(mark) = stall.unacked else { return false };
-        let now = sys::unacked_bytes(fd);
+        let now = direct::unacked_bytes(fd);
         stall.unacked = now;
         now.is_some_and(|n| n < mark)
     }

@@ -11,12 +11,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 
 use super::{Conn, Phase};
-use crate::cache::{Entry, FileInfo, Identity, SMALL_FILE};
-use crate::context::Ctx;
+use crate::files::cache::{Entry, FileInfo, Identity, SMALL_FILE};
 use crate::http::Status;
 use crate::http::encoding::Coding;
 use crate::http::request::Request;
-use crate::token::Op;
+use crate::kernel::token::Op;
+use crate::server::context::Ctx;
 
 /// Why a path is being looked up, which decides what its answer becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +99,7 @@ impl Conn {
             return self.lookup_failed(ctx, lookup, Status::BadRequest);
         };
         let flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
-        let delay = crate::test_hooks::open_delay(c_path.as_bytes()).map(|d| (d, self.token(Op::Delay)));
+        let delay = crate::testing::hooks::open_delay(c_path.as_bytes()).map(|d| (d, self.token(Op::Delay)));
         ctx.ring.open_beneath(ctx.root, c_path, flags, delay, self.token(Op::Open));
         self.phase = Phase::Opening(Box::new(Opening { lookup }));
         self.ops_in_flight += 1;

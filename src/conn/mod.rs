@@ -43,13 +43,13 @@ use std::time::Instant;
 
 use crate::http::Status;
 use crate::http::request::{self, Method, Parse, Request};
-use crate::metrics::CloseReason;
-use crate::path;
+use crate::http::target;
+use crate::ops::metrics::CloseReason;
 
-use crate::context::Ctx;
-use crate::ring::Completion;
-use crate::sys;
-use crate::token::{Op, Token};
+use crate::kernel::ring::Completion;
+use crate::kernel::sys;
+use crate::kernel::token::{Op, Token};
+use crate::server::context::Ctx;
 use lookup::{Loading, Lookup, Opening, Purpose, Stating};
 use send::{Body, Sending, Splicing};
 
@@ -385,7 +385,7 @@ impl Conn {
     }
 
     fn start_request(&mut self, ctx: &mut Ctx, req: Box<Request>) {
-        crate::test_hooks::panic_if_requested(&req.target);
+        crate::testing::hooks::panic_if_requested(&req.target);
         let keep_alive = may_keep_alive(&req, ctx);
         if self.serves_metrics {
             return self.respond_metrics(ctx, req, keep_alive);
@@ -393,11 +393,11 @@ impl Conn {
         if req.method() == Method::Other {
             return self.respond_error(ctx, Some(req), Status::MethodNotAllowed, keep_alive);
         }
-        let (file, is_index) = match path::resolve(&req.target) {
+        let (file, is_index) = match target::resolve(&req.target) {
             Ok(t) => (t.file, t.is_index),
             Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
         };
-        if ctx.cfg.hide_dotfiles && path::is_hidden(&file) {
+        if ctx.cfg.hide_dotfiles && target::is_hidden(&file) {
             // 404, not 403: whether such a file exists is nobody's business.
             return self.respond_error(ctx, Some(req), Status::NotFound, keep_alive);
         }
@@ -414,8 +414,9 @@ impl Conn {
         }
     }
 
-    /// A response is fully handed to the kernel (and the socket closed behind it if `closed`):
-    /// log it, then read the next request or close.
+    /// A response is fully handed to the kernel (and the socket is to be closed behind it at
+    /// once if `closed`): log and count it, then read the next request or close. The close comes
+    /// after the counting, so a client that sees it and asks the metrics finds its response.
     fn response_done(&mut self, ctx: &mut Ctx, ex: Exchange, closed: bool) {
         self.log_exchange(ctx, &ex);
         ctx.metrics.response(
@@ -424,6 +425,10 @@ impl Conn {
             ctx.now.saturating_duration_since(self.request_started),
         );
         if closed {
+            // Counted here, not when the worker frees the connection: the client may ask the
+            // metrics the moment it sees the close.
+            ctx.metrics.closed(self.close_reason);
+            drop(self.socket.take());
             return self.abort(ctx);
         }
         if ends_connection(&ex, ctx) {

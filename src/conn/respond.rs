@@ -10,14 +10,14 @@ use std::rc::Rc;
 use super::lookup::Purpose;
 use super::send::{Body, BodyFile, CachedBody};
 use super::{Conn, Exchange, Phase, may_keep_alive};
-use crate::cache::{Entry, FileInfo};
-use crate::context::Ctx;
+use crate::files::cache::{Entry, FileInfo};
 use crate::http::date::parse_http_date as http_date;
 use crate::http::encoding::{self, Coding};
 use crate::http::range::{self, Selection};
 use crate::http::request::{Method, Request};
+use crate::http::target;
 use crate::http::{Status, response};
-use crate::path;
+use crate::server::context::Ctx;
 
 /// Cached bodies up to this size are copied into the head's buffer and sent with one `send`.
 const COPY_BODY_BELOW: usize = 2048;
@@ -73,7 +73,7 @@ impl Conn {
     /// Asks the listing thread for the directory the request names (its path without the
     /// `index.html` the resolver appended).
     fn start_listing(&mut self, ctx: &mut Ctx, req: Box<Request>) {
-        let dir = match path::resolve(&req.target) {
+        let dir = match target::resolve(&req.target) {
             Ok(t) => t.file[..t.file.len() - b"index.html".len()].to_vec(),
             Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
         };
@@ -193,7 +193,7 @@ impl Conn {
             return self.builtin_error(ctx, Some(req), Status::MethodNotAllowed, keep_alive);
         }
         // Origin or absolute form (`GET http://host/metrics`), as on the public port.
-        if path::resolve(&req.target).map(|t| t.raw_path) != Ok("/metrics") {
+        if target::resolve(&req.target).map(|t| t.raw_path) != Ok("/metrics") {
             return self.builtin_error(ctx, Some(req), Status::NotFound, keep_alive);
         }
         let page = ctx.registry.render().into_bytes();
@@ -254,7 +254,8 @@ impl Conn {
         ranges: &[(u64, u64)],
         keep_alive: bool,
     ) {
-        let boundary = format!("{:016x}{:016x}", crate::sys::random_u64(), crate::sys::random_u64());
+        let boundary =
+            format!("{:016x}{:016x}", crate::kernel::sys::random_u64(), crate::kernel::sys::random_u64());
         let size = rep.info.id.size;
         let part_heads: Vec<Vec<u8>> = ranges
             .iter()
@@ -302,9 +303,9 @@ impl Conn {
 
     /// `GET /dir` → 301 to `/dir/`, keeping the query string.
     fn redirect_to_dir(&mut self, ctx: &mut Ctx, req: Box<Request>) {
-        let location = match path::resolve(&req.target) {
-            Ok(path::Target { raw_path, query: Some(q), .. }) => format!("{raw_path}/?{q}"),
-            Ok(path::Target { raw_path, .. }) => format!("{raw_path}/"),
+        let location = match target::resolve(&req.target) {
+            Ok(target::Target { raw_path, query: Some(q), .. }) => format!("{raw_path}/?{q}"),
+            Ok(target::Target { raw_path, .. }) => format!("{raw_path}/"),
             Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
         };
         let keep_alive = may_keep_alive(&req, ctx);

@@ -8,13 +8,14 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use super::{Conn, Exchange, Phase, Recv, ends_connection};
-use crate::cache::FileInfo;
-use crate::context::Ctx;
+use crate::files::cache::FileInfo;
 use crate::http::Status;
-use crate::metrics::{BodyRoute, CloseReason};
-use crate::ring::{Outgoing, SharedBytes, SpliceLeg};
-use crate::sys::{self, Pipe};
-use crate::token::Op;
+use crate::kernel::direct;
+use crate::kernel::ring::{Outgoing, SharedBytes, SpliceLeg};
+use crate::kernel::sys::Pipe;
+use crate::kernel::token::Op;
+use crate::ops::metrics::{BodyRoute, CloseReason};
+use crate::server::context::Ctx;
 
 /// Bytes of a body `sendfile`d from the worker thread in one go before it turns to its other
 /// connections (nginx's `sendfile_max_chunk` makes the same bound).
@@ -112,7 +113,7 @@ impl Conn {
             && self.ops_in_flight == 0
             && !self.needs_linger(ctx, &s.ex);
         if close_now {
-            match sys::send_before_close(fd, out.unsent()) {
+            match direct::send_before_close(fd, out.unsent()) {
                 Ok(n) => out.sent += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => return self.abort(ctx),
@@ -128,7 +129,7 @@ impl Conn {
     pub(super) fn on_send(&mut self, result: i32, out: Option<Outgoing>, ctx: &mut Ctx) {
         let Some(mut out) = out else { unreachable!("a send completion without its buffers") };
         if let Phase::Sending(s) = &self.phase {
-            crate::test_hooks::stall_after_send(s.ex.req.as_ref().map_or("", |r| &r.target));
+            crate::testing::hooks::stall_after_send(s.ex.req.as_ref().map_or("", |r| &r.target));
         }
         if result < 0 {
             return self.abort(ctx);
@@ -159,7 +160,6 @@ impl Conn {
     /// nginx's rate, with the client's cores saturated and the server's half idle).
     fn sent_and_closed(&mut self, ctx: &mut Ctx, out: Outgoing) {
         ctx.recycle_head_buffer(out.head);
-        drop(self.socket.take());
         let Phase::Sending(s) = self.take_phase() else { unreachable!("sending outside the sending phase") };
         self.response_done(ctx, s.ex, true);
     }
@@ -191,7 +191,7 @@ impl Conn {
             self.ops_in_flight += 1;
         } else if sp.body.remaining > 0 {
             let chunk = sp.body.remaining.min(SENDFILE_CHUNK);
-            if sys::pages_cached(sp.body.info.file.as_raw_fd(), sp.body.offset, chunk) {
+            if direct::pages_cached(sp.body.info.file.as_raw_fd(), sp.body.offset, chunk) {
                 return self.send_file_now(ctx, chunk);
             }
             let len = sp.body.remaining.min(pipe.capacity as u64) as u32;
@@ -234,7 +234,7 @@ impl Conn {
             if left == 0 {
                 break Stop::ChunkSent;
             }
-            match sys::sendfile_now(socket, sp.body.info.file.as_raw_fd(), sp.body.offset, left as usize) {
+            match direct::sendfile_now(socket, sp.body.info.file.as_raw_fd(), sp.body.offset, left as usize) {
                 Ok(0) => break Stop::FileShrank,
                 Ok(n) => {
                     let n = (n as u64).min(left);
@@ -267,7 +267,7 @@ impl Conn {
     fn wait_for_room(&mut self, ctx: &mut Ctx) {
         let fd = self.fd();
         let Phase::Splicing(sp) = &mut self.phase else { unreachable!("a file body step outside splicing") };
-        sp.stall = Some(Stall { unacked: sys::unacked_bytes(fd) });
+        sp.stall = Some(Stall { unacked: direct::unacked_bytes(fd) });
         self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
         ctx.ring.poll_writable(fd, self.token(Op::PollOut));
         self.ops_in_flight += 1;

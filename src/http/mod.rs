@@ -7,6 +7,7 @@ pub mod mime;
 pub mod range;
 pub mod request;
 pub mod response;
+pub mod target;
 
 /// The statuses this server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 
 use crate::http::Status;
 use crate::http::date::imf_fixdate;
-use crate::sys;
+use crate::kernel::sys;
 
 /// Entries listed at most; a directory with more says how many were left out.
 pub const MAX_ENTRIES: usize = 10_000;

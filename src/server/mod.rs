@@ -5,129 +5,38 @@
 //! Signals are blocked in all threads and read here from a signalfd; workers learn of them
 //! through their own eventfd, which their ring is reading.
 
-use std::fmt;
+pub mod config;
+pub(crate) mod context;
+mod listeners;
+pub mod placement;
+mod start_error;
+pub(crate) mod worker;
+
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use crate::config::Config;
-use crate::placement::{self, Decision};
-use crate::sys;
-use crate::worker::{self, Setup, Shared};
+use crate::kernel::sys;
 use crate::{log_error, log_info, log_warn};
-
-const LISTEN_BACKLOG: i32 = 4096;
-
-/// Why the server could not start; printed as one line.
-#[derive(Debug)]
-pub enum StartError {
-    DocumentRoot(std::path::PathBuf, io::Error),
-    AccessLog(std::path::PathBuf, io::Error),
-    Listen(SocketAddr, io::Error),
-    IoUring(io::Error),
-    Worker(io::Error),
-    Signals(io::Error),
-    Activation(io::Error),
-    /// `--metrics` failed to bind, or would share the public listener's port.
-    Metrics(Box<StartError>),
-    /// The metrics address and the public one are the same port on overlapping addresses, so
-    /// the kernel would split connections between the two.
-    MetricsOverlap {
-        metrics: SocketAddr,
-        public: SocketAddr,
-    },
-}
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StartError::DocumentRoot(p, e) => {
-                write!(f, "document root {}: {}", p.display(), describe(e))
-            }
-            StartError::AccessLog(p, e) => write!(f, "access log {}: {}", p.display(), describe(e)),
-            StartError::Listen(a, e) => match e.raw_os_error() {
-                Some(libc::EADDRINUSE) => write!(f, "cannot listen on {a}: address already in use"),
-                Some(libc::EADDRNOTAVAIL) => {
-                    write!(f, "cannot listen on {a}: no such address on this machine")
-                }
-                Some(libc::EACCES) => write!(
-                    f,
-                    "cannot listen on {a}: permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)"
-                ),
-                _ => write!(f, "cannot listen on {a}: {}", describe(e)),
-            },
-            StartError::IoUring(e) => f.write_str(&io_uring_refusal(e)),
-            StartError::Worker(e) => write!(f, "cannot start a worker: {}", describe(e)),
-            StartError::Signals(e) => write!(f, "cannot set up signal handling: {}", describe(e)),
-            StartError::Activation(e) => write!(f, "socket activation: {}", describe(e)),
-            StartError::Metrics(e) => write!(f, "--metrics: {e}"),
-            StartError::MetricsOverlap { metrics, public } => write!(
-                f,
-                "--metrics {metrics} overlaps the public listener {public}: give the metrics a port of their own"
-            ),
-        }
-    }
-}
-
-/// `io::Error`'s Display without the "(os error N)" noise.
-fn describe(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
-    }
-}
-
-/// Names the likely cause when the kernel refuses io_uring.
-fn io_uring_refusal(e: &io::Error) -> String {
-    let sysctl =
-        std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok().map(|s| s.trim().to_owned());
-    match e.raw_os_error() {
-        Some(libc::EPERM | libc::EACCES | libc::ENOSYS) if sysctl.as_deref().is_some_and(|v| v != "0") => {
-            format!(
-                "io_uring is disabled on this host (sysctl kernel.io_uring_disabled={}); enable it with: sysctl -w kernel.io_uring_disabled=0",
-                sysctl.unwrap_or_default()
-            )
-        }
-        Some(libc::EPERM | libc::ENOSYS) => format!(
-            "io_uring is blocked ({}): a seccomp profile forbids io_uring_setup; Docker's default profile does — run the container with --security-opt seccomp=deploy/seccomp-io_uring.json",
-            describe(e)
-        ),
-        Some(libc::ENOMEM) => format!(
-            "cannot set up io_uring: out of locked memory ({}); raise it: ulimit -l, systemd LimitMEMLOCK=, docker --ulimit memlock=-1",
-            memlock_limit()
-        ),
-        _ => format!(
-            "cannot set up io_uring: {} (kernel 5.19+ with provided buffer rings is required)",
-            describe(e)
-        ),
-    }
-}
-
-fn memlock_limit() -> String {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|l| {
-            l.lines()
-                .find(|l| l.starts_with("Max locked memory"))
-                .map(|l| l.split_whitespace().nth(3).unwrap_or("?").to_owned())
-        })
-        .map_or_else(|| "unknown".to_owned(), |soft| format!("RLIMIT_MEMLOCK soft limit {soft} bytes"))
-}
+use config::Config;
+use listeners::{bind_listeners, bind_metrics, overlaps, share_passed};
+use placement::Decision;
+pub use start_error::StartError;
+use start_error::describe;
+use worker::{Setup, Shared};
 
 /// Runs the server until it is stopped; returns the process exit code.
 pub fn run(cfg: Config) -> Result<i32, StartError> {
-    crate::log::set_level(cfg.log_level);
+    crate::ops::log::set_level(cfg.log_level);
     install_panic_abort();
     let nofile = sys::raise_nofile_limit();
     let root = sys::open_dir(&cfg.document_root)
         .map_err(|e| StartError::DocumentRoot(cfg.document_root.clone(), e))?;
     if let Some(path) = &cfg.access_log {
-        crate::access_log::open(path).map_err(|e| StartError::AccessLog(path.clone(), e))?;
+        crate::ops::access_log::open(path).map_err(|e| StartError::AccessLog(path.clone(), e))?;
     }
     let passed = sys::listen_fds().map_err(StartError::Activation)?;
     let activated = passed.is_some();
@@ -196,7 +105,7 @@ pub fn check(cfg: &Config) -> Vec<String> {
         .map_err(|e| problems.push(StartError::DocumentRoot(cfg.document_root.clone(), e).to_string()))
         .ok();
     if let Some(path) = &cfg.access_log {
-        if let Err(e) = crate::access_log::open(path) {
+        if let Err(e) = crate::ops::access_log::open(path) {
             problems.push(StartError::AccessLog(path.clone(), e).to_string());
         }
     }
@@ -232,7 +141,7 @@ pub fn check(cfg: &Config) -> Vec<String> {
             (None, None)
         }
     };
-    crate::test_hooks::hold_check();
+    crate::testing::hooks::hold_check();
     drop(probe);
     if let Some(metrics) = cfg.metrics {
         let error = match public.filter(|p| overlaps(metrics, *p)) {
@@ -244,49 +153,6 @@ pub fn check(cfg: &Config) -> Vec<String> {
         problems.extend(error.map(|e| e.to_string()));
     }
     problems
-}
-
-/// Whether two listening addresses would share connections: the same port (not 0, which
-/// picks a free one) on the same address, or where either is a wildcard.
-fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port()
-        && a.port() != 0
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
-}
-
-/// The `--metrics` listener, refused if it would share the public listener's port (both are
-/// SO_REUSEPORT, so the kernel would accept the bind and split connections between them).
-fn bind_metrics(addr: SocketAddr, public: SocketAddr) -> Result<(OwnedFd, SocketAddr), StartError> {
-    if overlaps(addr, public) {
-        return Err(StartError::MetricsOverlap { metrics: addr, public });
-    }
-    let socket = bind_listeners(addr, 1).map_err(|e| StartError::Metrics(Box::new(e)))?.remove(0);
-    let bound = sys::local_addr(socket.as_raw_fd())
-        .map_err(|e| StartError::Metrics(Box::new(StartError::Listen(addr, e))))?;
-    if overlaps(bound, public) {
-        return Err(StartError::MetricsOverlap { metrics: bound, public });
-    }
-    Ok((socket, bound))
-}
-
-/// Listening sockets passed by a service manager, spread over the workers: each worker gets
-/// its own descriptor (a duplicate) of one of them, so every worker's ring accepts from a
-/// passed socket, and there are at least as many workers as sockets.
-fn share_passed(sockets: Vec<OwnedFd>, workers: usize) -> io::Result<Vec<OwnedFd>> {
-    (0..workers.max(sockets.len())).map(|i| sys::dup(sockets[i % sockets.len()].as_raw_fd())).collect()
-}
-
-/// Binds one SO_REUSEPORT socket per worker; with port 0 the first picks the port for all.
-fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<OwnedFd>, StartError> {
-    let first = sys::reuseport_listener(addr, LISTEN_BACKLOG).map_err(|e| StartError::Listen(addr, e))?;
-    let actual = sys::local_addr(first.as_raw_fd()).map_err(|e| StartError::Listen(addr, e))?;
-    let mut listeners = vec![first];
-    for _ in 1..count {
-        listeners.push(
-            sys::reuseport_listener(actual, LISTEN_BACKLOG).map_err(|e| StartError::Listen(actual, e))?,
-        );
-    }
-    Ok(listeners)
 }
 
 struct Running {
@@ -303,10 +169,10 @@ fn start_workers(
     shared: &Arc<Shared>,
     done_fd: &OwnedFd,
 ) -> Result<(Running, Vec<&'static str>), StartError> {
-    let metrics = Arc::new(crate::metrics::Metrics::new(listeners.len(), sys::unix_time()));
+    let metrics = Arc::new(crate::ops::metrics::Metrics::new(listeners.len(), sys::unix_time()));
     let (ready_tx, ready_rx) = mpsc::channel();
     let listing_jobs = if cfg.autoindex {
-        Some(crate::listing::spawn(root.clone()).map_err(StartError::Worker)?)
+        Some(crate::files::listing::spawn(root.clone()).map_err(StartError::Worker)?)
     } else {
         None
     };
@@ -419,7 +285,7 @@ fn supervise(signal_fd: &OwnedFd, done_fd: &OwnedFd, running: Running, shared: &
 /// and offers the new descriptor to every worker, which switches to it between writes.
 fn reopen_access_log(shared: &Shared) {
     let Some(path) = &shared.access_log_path else { return };
-    match crate::access_log::open(path) {
+    match crate::ops::access_log::open(path) {
         Ok(fd) => {
             *shared.access_log_fd.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 Some(Arc::new(fd));

@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::access_log::AccessLog;
-use crate::cache::FileCache;
-use crate::config::Config;
-use crate::listing::Lister;
-use crate::metrics::{Metrics, WorkerMetrics};
-use crate::pipe_pool::PipePool;
-use crate::ring::Ring;
+use crate::files::cache::FileCache;
+use crate::files::listing::Lister;
+use crate::kernel::pipe_pool::PipePool;
+use crate::kernel::ring::Ring;
+use crate::ops::access_log::AccessLog;
+use crate::ops::metrics::{Metrics, WorkerMetrics};
+use crate::server::config::Config;
 
 /// What connections need from their worker while handling a completion.
 pub struct Ctx {

@@ -13,15 +13,16 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
-use crate::cache::FileCache;
-use crate::config::{Args, Config};
 use crate::conn::{Conn, Followup};
-use crate::context::Ctx;
+use crate::files::cache::FileCache;
 use crate::http::response;
-use crate::metrics::Metrics;
-use crate::pipe_pool::PipePool;
-use crate::ring::{Ring, cqueue_flags};
-use crate::token::{Op, Token};
+use crate::kernel::pipe_pool::PipePool;
+use crate::kernel::ring::Ring;
+use crate::kernel::sim::cqueue_flags;
+use crate::kernel::token::{Op, Token};
+use crate::ops::metrics::Metrics;
+use crate::server::config::{Args, Config};
+use crate::server::context::Ctx;
 
 /// Steps one input may take (each consumes at least one byte, so this is a backstop).
 const MAX_STEPS: usize = 4096;

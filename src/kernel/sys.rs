@@ -1,9 +1,11 @@
-//! Thin, safe wrappers over the few plain syscalls the server makes outside the ring: listening
-//! sockets, pipes, eventfds, the document-root descriptor, signal masks and resource limits.
+//! Thin, safe wrappers over the plain syscalls the server makes outside the ring, at start-up
+//! and for control: listening sockets, passed descriptors, pipes, eventfds, the document root
+//! and the files flags name, signal masks and resource limits. (The hot path's direct calls are
+//! `direct`'s.)
 //!
 //! Every raw fd becomes an `OwnedFd` the moment the kernel returns it, so nothing here can leak a
-//! descriptor. This module must never block on the network or the disk: it runs at start-up, or
-//! on the hot path only for calls that complete immediately (shutdown, getpeername, close).
+//! descriptor. This module must never block on the network; it touches the disk only at
+//! start-up, for `-t`, or when a signal asks (reopening the access log, off the workers).
 
 use std::ffi::CString;
 use std::io;
@@ -13,7 +15,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 /// Converts a libc return value into `io::Result`, reading `errno` on -1.
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+pub(super) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
@@ -232,14 +234,6 @@ pub fn peer_ip(fd: RawFd) -> Option<IpAddr> {
     from_sockaddr(&storage).map(|a| a.ip())
 }
 
-/// Bytes queued on a socket that the peer has not acknowledged yet (SIOCOUTQ).
-pub fn unacked_bytes(fd: RawFd) -> Option<u32> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: TIOCOUTQ writes one c_int through the pointer, which refers to a live local.
-    let ret = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
-    (ret == 0).then_some(n as u32)
-}
-
 /// 64 random bits from the kernel (for multipart boundaries; never blocks once the pool is
 /// initialised, which it is long before a server takes requests).
 pub fn random_u64() -> u64 {
@@ -252,115 +246,6 @@ pub fn random_u64() -> u64 {
         return unix_time() as u64 ^ 0x9e37_79b9_7f4a_7c15;
     }
     u64::from_ne_bytes(bytes)
-}
-
-/// Sends as much of `parts` (in order) as the socket takes now, without waiting: the bytes
-/// sent, or `WouldBlock` when it takes none. For the last bytes before a `close`: `MSG_MORE`
-/// keeps their final partial segment queued, so the close's FIN rides on it (one packet, and
-/// one acknowledgement, fewer per connection). When the socket takes only part, the caller
-/// hands the rest to the ring's send without `MSG_MORE`, which pushes everything out.
-pub fn send_before_close(fd: RawFd, parts: [&[u8]; 2]) -> io::Result<usize> {
-    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 2];
-    let mut n = 0;
-    for part in parts.iter().filter(|p| !p.is_empty()) {
-        iov[n] = libc::iovec { iov_base: part.as_ptr() as *mut libc::c_void, iov_len: part.len() };
-        n += 1;
-    }
-    // SAFETY: msghdr is plain old data; all-zeroes is an empty message.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = n;
-    // SAFETY: the iovecs point into `parts`, live for the whole (synchronous) call, and the
-    // kernel only reads them.
-    let sent = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE) };
-    if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
-}
-
-/// `cachestat(2)` (Linux 6.5): the same number on every architecture, as syscalls added since
-/// 5.1 share one table.
-const SYS_CACHESTAT: libc::c_long = 451;
-
-/// Whether every page of `file`'s bytes `offset..offset + len` is in the page cache, so that
-/// reading them cannot wait for the disk. False when the kernel cannot tell (before 6.5).
-/// Where `cachestat` is denied (since about 6.14, for files this process may not write: the
-/// usual case for a server running as its own user over a read-only site), the first, middle
-/// and last byte are probed instead (`bytes_cached`).
-pub fn pages_cached(file: RawFd, offset: u64, len: u64) -> bool {
-    #[repr(C)]
-    struct Range {
-        off: u64,
-        len: u64,
-    }
-    #[repr(C)]
-    #[derive(Default)]
-    struct Stat {
-        nr_cache: u64,
-        nr_dirty: u64,
-        nr_writeback: u64,
-        nr_evicted: u64,
-        nr_recently_evicted: u64,
-    }
-    // A kernel without cachestat (before 6.5) is asked once.
-    static MISSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if len == 0 {
-        return true;
-    }
-    if MISSING.load(std::sync::atomic::Ordering::Relaxed) {
-        return false;
-    }
-    let probes = [offset, offset + len / 2, offset + len - 1];
-    if crate::test_hooks::cachestat_denied() {
-        return bytes_cached(file, probes);
-    }
-    let range = Range { off: offset, len };
-    let mut stat = Stat::default();
-    // SAFETY: both pointers refer to live locals of the layouts the syscall reads and writes.
-    let ret = unsafe { libc::syscall(SYS_CACHESTAT, file, &range, &mut stat, 0) };
-    if ret != 0 {
-        return match io::Error::last_os_error().raw_os_error() {
-            Some(libc::EPERM) => bytes_cached(file, probes),
-            Some(libc::ENOSYS) => {
-                MISSING.store(true, std::sync::atomic::Ordering::Relaxed);
-                false
-            }
-            _ => false,
-        };
-    }
-    // SAFETY: sysconf has no memory arguments.
-    let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as u64;
-    // Pages the range touches.
-    let pages = (offset + len).div_ceil(page) - offset / page;
-    stat.nr_cache >= pages
-}
-
-/// Whether the bytes of `file` at `offsets` are in the page cache: one-byte reads that may not
-/// wait for the disk (`RWF_NOWAIT`), which a reader of the file may always make. A miss also
-/// starts readahead there. Pages between the probes are not seen: a hole among them makes one
-/// later `sendfile` wait for the disk (as every read of nginx or lighttpd may), where readahead
-/// brings a served file in whole, so holes are rare.
-fn bytes_cached(file: RawFd, offsets: [u64; 3]) -> bool {
-    offsets.iter().all(|&at| {
-        let mut byte = 0u8;
-        let iov = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
-        // SAFETY: the iovec points at a live local byte, written during this synchronous call.
-        let n = unsafe { libc::preadv2(file, &iov, 1, at as libc::off_t, libc::RWF_NOWAIT) };
-        n == 1
-    })
-}
-
-/// Shuts down the sending side of a socket: our FIN, queued behind the bytes already sent.
-pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
-    // SAFETY: a plain syscall without memory arguments.
-    if unsafe { libc::shutdown(fd, libc::SHUT_WR) } < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-}
-
-/// `sendfile` of up to `len` bytes of `file` from `offset` into a non-blocking socket: the
-/// bytes sent (0 at the end of the file), or `WouldBlock` when the socket is full.
-pub fn sendfile_now(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
-    let mut off = offset as libc::off_t;
-    // SAFETY: `off` is a live local the kernel updates; no other memory is involved.
-    let sent = unsafe { libc::sendfile(socket, file, &mut off, len) };
-    if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
 }
 
 /// A pipe used to splice file pages into a socket. Both ends are non-blocking so that a full

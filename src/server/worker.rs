@@ -14,18 +14,19 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::access_log::AccessLog;
-use crate::cache::FileCache;
-use crate::config::Config;
 use crate::conn::{Conn, Followup};
-pub use crate::context::Ctx;
+use crate::files::cache::FileCache;
+use crate::files::listing::Lister;
 use crate::http::response;
-use crate::listing::Lister;
-use crate::metrics::{CloseReason, Metrics, PauseReason};
-use crate::pipe_pool::PipePool;
-use crate::ring::{Completion, RecvBuffers, Ring};
-use crate::sys;
-use crate::token::{Op, Token, WORKER_KEY};
+use crate::kernel::buf_ring::RecvBuffers;
+use crate::kernel::pipe_pool::PipePool;
+use crate::kernel::ring::{Completion, Ring};
+use crate::kernel::sys;
+use crate::kernel::token::{Op, Token, WORKER_KEY};
+use crate::ops::access_log::AccessLog;
+use crate::ops::metrics::{CloseReason, Metrics, PauseReason};
+use crate::server::config::Config;
+use crate::server::context::Ctx;
 
 const RING_ENTRIES: u32 = 1024;
 const RECV_BUFFERS: RecvBuffers = RecvBuffers { count: 2048, size: 2048 };
@@ -58,7 +59,7 @@ pub struct Setup {
     pub cfg: Arc<Config>,
     pub shared: Arc<Shared>,
     /// The listing thread's queue, with `--autoindex`.
-    pub listing_jobs: Option<std::sync::mpsc::Sender<crate::listing::Job>>,
+    pub listing_jobs: Option<std::sync::mpsc::Sender<crate::files::listing::Job>>,
     /// The `--metrics` listener, for the one worker that serves it.
     pub metrics_listener: Option<OwnedFd>,
     pub metrics: Arc<Metrics>,
@@ -288,9 +289,10 @@ impl Worker {
     /// Room was made on the connection's listener: its accept is armed again if it was paused.
     fn release(&mut self, key: usize) {
         let conn = self.conns.remove(key);
-        self.ctx.metrics.closed(conn.close_reason());
-        let serves_metrics = conn.serves_metrics();
+        let (reason, serves_metrics) = (conn.close_reason(), conn.serves_metrics());
+        // A socket closed right behind its last response was counted then.
         if let Some(socket) = conn.into_socket() {
+            self.ctx.metrics.closed(reason);
             self.ctx.ring.close(socket, Token::worker(Op::Close));
         }
         if serves_metrics {

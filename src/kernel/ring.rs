@@ -1,5 +1,5 @@
-//! The io_uring wrapper: ring setup with feature fallbacks, submission, completion draining, and
-//! the provided-buffer ring that multishot receives fill.
+//! The io_uring wrapper: ring setup with feature fallbacks, submission, and completion draining;
+//! the provided-buffer ring that receives fill is `buf_ring`'s.
 //!
 //! This module owns all memory the kernel reads or writes: the receive buffers, the timer's
 //! timespec and the wake-up counter for as long as the ring lives, and, for each operation that
@@ -10,7 +10,6 @@
 //! Descriptors a completion creates (accept, open) become `OwnedFd` here too. It must never block
 //! except in `submit_and_wait`.
 
-use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
@@ -19,13 +18,13 @@ use std::io;
 use std::os::fd::RawFd;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use io_uring::types::{BufRingEntry, Fd, OpenHow, Timespec};
+use io_uring::types::{Fd, OpenHow, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
-use crate::token::{Op, Token};
+use super::buf_ring::{BUF_GROUP, BufRing, RecvBuffers};
+use crate::kernel::token::{Op, Token};
 
 /// One completion, copied out of the CQ so the ring can be borrowed again while handling it,
 /// with what the operation owned while it was in flight.
@@ -34,13 +33,13 @@ pub struct Completion {
     pub user_data: u64,
     pub result: i32,
     pub flags: u32,
-    memory: Option<OpMemory>,
-    fd: Option<OwnedFd>,
+    pub(super) memory: Option<OpMemory>,
+    pub(super) fd: Option<OwnedFd>,
 }
 
 /// Memory the kernel reads or writes for one operation, owned by the ring while it is in flight.
 #[derive(Debug)]
-enum OpMemory {
+pub(super) enum OpMemory {
     Open {
         _path: CString,
         _how: Box<OpenHow>,
@@ -61,7 +60,7 @@ enum OpMemory {
 /// A `sendmsg`'s header and the iovecs it points to, in one allocation: the header points into
 /// the same heap block, which does not move while the ring holds it.
 #[derive(Debug)]
-struct SendVectors {
+pub(super) struct SendVectors {
     iov: [libc::iovec; 2],
     msg: libc::msghdr,
 }
@@ -70,7 +69,7 @@ struct SendVectors {
 /// spread every bit of them over the bits the map indexes and tags with. SipHash's defence
 /// against keys chosen by an attacker buys nothing here and cost two hashes per operation.
 #[derive(Default)]
-struct UserDataHasher(u64);
+pub(super) struct UserDataHasher(u64);
 
 impl Hasher for UserDataHasher {
     fn finish(&self) -> u64 {
@@ -192,36 +191,20 @@ impl SpliceLeg {
     }
 }
 
-/// Sizes of the receive buffer ring: `count` buffers of `size` bytes each.
-pub struct RecvBuffers {
-    pub count: u16,
-    pub size: u32,
-}
-
-const BUF_GROUP: u16 = 0;
-
 pub struct Ring {
     // Declared first so it is dropped (and the kernel stops using our memory) before the buffers.
     ring: IoUring,
-    bufs: BufRing,
+    pub(super) bufs: BufRing,
     timer: Box<Timespec>,
     wake_counter: Box<u64>,
     /// Groups of entries waiting for room in the SQ, oldest first (see `push_group`).
     backlog: VecDeque<Box<[squeue::Entry]>>,
     /// Memory of the operations in flight, by user_data (see `submit_owned`).
-    inflight: HashMap<u64, OpMemory, BuildHasherDefault<UserDataHasher>>,
-    /// Set only for a simulated ring (`crate::fuzzing`): submissions are recorded, not submitted.
-    sim: Option<Box<Simulated>>,
+    pub(super) inflight: HashMap<u64, OpMemory, BuildHasherDefault<UserDataHasher>>,
+    /// Set only for a simulated ring (`kernel::sim`): submissions are recorded, not submitted.
+    #[cfg(feature = "fuzzing")]
+    pub(super) sim: Option<Box<super::sim::Simulated>>,
     features: Vec<&'static str>,
-}
-
-/// What a simulated ring recorded: the user_data of every submission in order, and the length
-/// each splice asked for.
-#[derive(Default)]
-pub(crate) struct Simulated {
-    pub submitted: VecDeque<u64>,
-    pub splice_len: HashMap<u64, u32>,
-    next_bid: u16,
 }
 
 impl Ring {
@@ -250,6 +233,7 @@ impl Ring {
             wake_counter: Box::new(0),
             backlog: VecDeque::new(),
             inflight: HashMap::default(),
+            #[cfg(feature = "fuzzing")]
             sim: None,
             features,
         })
@@ -277,6 +261,7 @@ impl Ring {
     /// Every pointer inside the entries must stay valid and unmoved until their completions
     /// are reaped.
     unsafe fn push_group(&mut self, group: &[squeue::Entry]) {
+        #[cfg(feature = "fuzzing")]
         if let Some(sim) = &mut self.sim {
             sim.submitted.extend(group.iter().map(squeue::Entry::get_user_data));
             return;
@@ -407,9 +392,10 @@ impl Ring {
         unsafe { self.push_group(&[first, then.entry()]) }
     }
 
-    fn note_splice(&mut self, leg: &SpliceLeg) {
+    fn note_splice(&mut self, _leg: &SpliceLeg) {
+        #[cfg(feature = "fuzzing")]
         if let Some(sim) = &mut self.sim {
-            sim.splice_len.insert(leg.token.encode(), leg.len);
+            sim.splice_len.insert(_leg.token.encode(), _leg.len);
         }
     }
 
@@ -571,91 +557,6 @@ impl Ring {
     }
 }
 
-/// The simulated ring, for driving connections without a kernel (`crate::fuzzing`).
-impl Ring {
-    /// A ring whose submissions are recorded instead of submitted (a real, idle io_uring still
-    /// backs the provided-buffer ring, whose memory receives are simulated into).
-    pub(crate) fn simulated() -> io::Result<Ring> {
-        let mut ring = Ring::new(64, RecvBuffers { count: 16, size: 2048 }, None)?;
-        ring.sim = Some(Box::default());
-        Ok(ring)
-    }
-
-    /// Forgets everything a previous simulated run left (recorded submissions, owned memory),
-    /// so one simulated ring can serve many runs.
-    pub(crate) fn sim_reset(&mut self) {
-        self.inflight.clear();
-        *self.sim() = Simulated::default();
-    }
-
-    pub(crate) fn sim(&mut self) -> &mut Simulated {
-        self.sim.as_mut().expect("a simulated ring")
-    }
-
-    /// A completion for `user_data` with `result`, handing back what the operation owned;
-    /// `fd` stands for the descriptor an open or accept would have created.
-    pub(crate) fn sim_complete(
-        &mut self,
-        user_data: u64,
-        result: i32,
-        flags: u32,
-        fd: Option<OwnedFd>,
-    ) -> Completion {
-        let memory = self.inflight.remove(&user_data);
-        Completion { user_data, result, flags, memory, fd }
-    }
-
-    /// Puts `bytes` (at most one buffer's worth) into the next provided buffer, as a receive
-    /// would; returns the completion flags that name it.
-    pub(crate) fn sim_receive(&mut self, bytes: &[u8]) -> u32 {
-        let bid = self.sim().next_bid;
-        self.sim().next_bid = (bid + 1) % 16;
-        let start = bid as usize * self.bufs.size;
-        let len = bytes.len().min(self.bufs.size);
-        self.bufs.data[start..start + len].copy_from_slice(&bytes[..len]);
-        cqueue_flags::BUFFER | (u32::from(bid) << cqueue_flags::BUFFER_SHIFT)
-    }
-
-    /// Lets `fill` write what a `statx` or a read in flight under `user_data` would have written.
-    pub(crate) fn sim_statx(&mut self, user_data: u64, fill: impl FnOnce(&mut libc::statx)) {
-        if let Some(OpMemory::Statx(out)) = self.inflight.get_mut(&user_data) {
-            fill(out);
-        }
-    }
-
-    /// The bytes a send in flight under `user_data` would take first (`n` at most).
-    pub(crate) fn sim_send_bytes(&self, user_data: u64, n: usize) -> Vec<u8> {
-        let Some(OpMemory::Send { out, .. }) = self.inflight.get(&user_data) else { return Vec::new() };
-        let head = &out.head[out.sent.min(out.head.len())..];
-        let body =
-            out.body.as_ref().map_or(&[][..], |b| &b.bytes()[out.sent.saturating_sub(out.head.len())..]);
-        head.iter().chain(body).copied().take(n).collect()
-    }
-
-    /// Bytes left to send in the send in flight under `user_data`.
-    pub(crate) fn sim_send_left(&self, user_data: u64) -> usize {
-        match self.inflight.get(&user_data) {
-            Some(OpMemory::Send { out, .. }) => out.total() - out.sent,
-            _ => 0,
-        }
-    }
-
-    /// Room left in the read in flight under `user_data`.
-    pub(crate) fn sim_read_room(&self, user_data: u64) -> usize {
-        match self.inflight.get(&user_data) {
-            Some(OpMemory::Buffer { buf, at }) => buf.len() - at,
-            _ => 0,
-        }
-    }
-}
-
-/// CQE flag bits the simulation sets (as the kernel's `IORING_CQE_F_*`).
-pub(crate) mod cqueue_flags {
-    pub const BUFFER: u32 = 1;
-    pub const MORE: u32 = 2;
-    pub const BUFFER_SHIFT: u32 = 16;
-}
-
 /// A submit error that only means "reap completions first, then try again".
 fn is_transient(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN))
@@ -704,76 +605,6 @@ fn bound_kernel_workers(ring: &IoUring, cpu: Option<usize>) {
     let _ = submitter.register_iowq_max_workers(&mut max);
 }
 
-/// The provided-buffer ring: `count` buffers of `size` bytes the kernel picks from for receives.
-struct BufRing {
-    entries: *mut BufRingEntry,
-    entries_layout: Layout,
-    data: Box<[u8]>,
-    size: usize,
-    mask: u16,
-    tail: u16,
-}
-
-impl BufRing {
-    fn new(ring: &IoUring, recv: &RecvBuffers) -> io::Result<BufRing> {
-        let count = recv.count;
-        assert!(count.is_power_of_two(), "buffer ring size must be a power of two");
-        let entries_layout =
-            Layout::from_size_align(count as usize * std::mem::size_of::<BufRingEntry>(), 4096)
-                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: the layout has a non-zero size.
-        let entries = unsafe { alloc_zeroed(entries_layout) }.cast::<BufRingEntry>();
-        if entries.is_null() {
-            return Err(io::Error::from_raw_os_error(libc::ENOMEM));
-        }
-        let mut data = vec![0u8; count as usize * recv.size as usize].into_boxed_slice();
-        // The kernel cycles through every buffer in turn, so all of them become resident within
-        // the first few thousand receives; fault them in now, as the fixed per-worker cost they
-        // are, rather than have them show up later as if connections cost them.
-        for page in data.chunks_mut(4096) {
-            // SAFETY: `page` is a valid, exclusive reference into `data`.
-            unsafe { std::ptr::write_volatile(page.as_mut_ptr(), 0) };
-        }
-        let mut bufs =
-            BufRing { entries, entries_layout, data, size: recv.size as usize, mask: count - 1, tail: 0 };
-        // SAFETY: `entries` is page aligned, sized for `count` entries, and lives (with `data`)
-        // until this BufRing is dropped, which happens after the ring (field order in `Ring`).
-        unsafe { ring.submitter().register_buf_ring_with_flags(entries as u64, count, BUF_GROUP, 0) }?;
-        for bid in 0..count {
-            bufs.recycle(bid);
-        }
-        Ok(bufs)
-    }
-
-    fn slice(&self, bid: u16, len: usize) -> &[u8] {
-        let start = bid as usize * self.size;
-        &self.data[start..start + len.min(self.size)]
-    }
-
-    fn recycle(&mut self, bid: u16) {
-        let addr = self.data.as_ptr() as u64 + (bid as u64 * self.size as u64);
-        let index = (self.tail & self.mask) as usize;
-        // SAFETY: `index` is masked below `count`, so the entry lies inside the allocation; the
-        // kernel only reads entries between head and the published tail, and this one is past it.
-        let entry = unsafe { &mut *self.entries.add(index) };
-        entry.set_addr(addr);
-        entry.set_len(self.size as u32);
-        entry.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-        // SAFETY: the tail field overlays entry 0's reserved field, inside the allocation; the
-        // kernel reads it concurrently, hence the atomic release store that publishes the entry.
-        let tail = unsafe { &*(BufRingEntry::tail(self.entries).cast::<AtomicU16>()) };
-        tail.store(self.tail, Ordering::Release);
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with exactly this layout; the ring is already gone.
-        unsafe { dealloc(self.entries.cast(), self.entries_layout) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -794,10 +625,12 @@ mod tests {
         std::fs::write(&path, b"ten bytes!").expect("temp file");
         let file = std::fs::File::open(&path).expect("open");
         std::fs::remove_file(&path).expect("unlink");
-        let first = crate::sys::Pipe::new(4096).expect("pipe");
-        let second = crate::sys::Pipe::new(4096).expect("pipe");
-        let (tok_in, tok_out) =
-            (Token::conn(1, 1, crate::token::Op::SpliceIn), Token::conn(1, 1, crate::token::Op::SpliceOut));
+        let first = crate::kernel::sys::Pipe::new(4096).expect("pipe");
+        let second = crate::kernel::sys::Pipe::new(4096).expect("pipe");
+        let (tok_in, tok_out) = (
+            Token::conn(1, 1, crate::kernel::token::Op::SpliceIn),
+            Token::conn(1, 1, crate::kernel::token::Op::SpliceOut),
+        );
         // Asks for more than the file holds: the first splice comes up short and breaks the link.
         let fill = SpliceLeg {
             from: file.as_raw_fd(),

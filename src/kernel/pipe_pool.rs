@@ -2,7 +2,7 @@
 //! flight and returned empty, so idle connections hold no pipe pages (the per-user pipe page
 //! limit would otherwise shrink new pipes after about a thousand connections).
 
-use crate::sys::Pipe;
+use crate::kernel::sys::Pipe;
 
 /// Bytes each pipe is asked to hold: fewer, larger splices per body.
 const PIPE_SIZE: usize = 1024 * 1024;

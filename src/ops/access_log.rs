@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use crate::http::date::clf_date;
 use crate::http::request::Request;
-use crate::ring::Ring;
-use crate::sys;
-use crate::token::{Op, Token};
+use crate::kernel::ring::Ring;
+use crate::kernel::sys;
+use crate::kernel::token::{Op, Token};
 
 /// Buffered bytes that trigger a write before the next tick.
 const FLUSH_AT: usize = 64 * 1024;

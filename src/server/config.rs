@@ -1,6 +1,6 @@
 //! Command-line flags (clap) and their validation into a `Config` the workers share.
 //!
-//! Everything a user can get wrong on the command line is caught here or in `server::start`,
+//! Everything a user can get wrong on the command line is caught here or in `server::run`,
 //! before any worker starts, and reported as one line.
 
 use std::net::{IpAddr, SocketAddr};
@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::log::Level;
-use crate::placement::Placement;
+use crate::ops::log::Level;
+use crate::server::placement::Placement;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -134,7 +134,7 @@ fn parse_url_path(s: &str) -> Result<UrlPath, String> {
         return Err(format!("'{s}' is not a URL path (it must start with / and have no query)"));
     }
     let target =
-        crate::path::resolve(s).map_err(|_| format!("'{s}' is not a valid path beneath the root"))?;
+        crate::http::target::resolve(s).map_err(|_| format!("'{s}' is not a valid path beneath the root"))?;
     Ok(UrlPath { text: s.to_owned(), file: target.file, is_index: target.is_index })
 }
 
@@ -197,7 +197,7 @@ impl Config {
         Ok(Config {
             addr: SocketAddr::new(args.address, args.port),
             document_root: args.document_root,
-            workers: args.workers.map(usize::from).unwrap_or_else(crate::sys::online_cpus),
+            workers: args.workers.map(usize::from).unwrap_or_else(crate::kernel::sys::online_cpus),
             header_timeout: Duration::from_secs(args.header_timeout),
             keepalive_timeout: Duration::from_secs(args.keepalive_timeout),
             send_timeout: Duration::from_secs(args.send_timeout),
