@@ -3,7 +3,8 @@
 //!
 //! Every start-up failure becomes one `StartError` line before any worker serves a request.
 //! Signals are blocked in all threads and read here from a signalfd; workers learn of them
-//! through their own eventfd, which their ring is reading.
+//! through their own eventfd, which their ring is reading. SIGUSR2 starts a successor that
+//! inherits the listening sockets (`handover`); this process stops once the successor serves.
 
 use std::fmt;
 use std::io;
@@ -15,6 +16,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use crate::config::Config;
+use crate::handover::{self, Handover, Inherited};
 use crate::sys;
 use crate::worker::{self, Setup, Shared};
 use crate::{log_error, log_info, log_warn};
@@ -31,6 +33,7 @@ pub enum StartError {
     Worker(io::Error),
     Signals(io::Error),
     Activation(io::Error),
+    Inherited(io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -55,12 +58,13 @@ impl fmt::Display for StartError {
             StartError::Worker(e) => write!(f, "cannot start a worker: {}", describe(e)),
             StartError::Signals(e) => write!(f, "cannot set up signal handling: {}", describe(e)),
             StartError::Activation(e) => write!(f, "socket activation: {}", describe(e)),
+            StartError::Inherited(e) => write!(f, "sockets handed over: {}", describe(e)),
         }
     }
 }
 
 /// `io::Error`'s Display without the "(os error N)" noise.
-fn describe(e: &io::Error) -> String {
+pub(crate) fn describe(e: &io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error") {
         Some(i) => s[..i].to_owned(),
@@ -109,23 +113,18 @@ fn memlock_limit() -> String {
 pub fn run(cfg: Config) -> Result<i32, StartError> {
     crate::log::set_level(cfg.log_level);
     install_panic_abort();
+    // Before anything opens a descriptor, which could take the number of an inherited one.
+    let mut inherited = handover::inherited().map_err(StartError::Inherited)?;
+    sys::close_on_exec_above_stdio();
     let nofile = sys::raise_nofile_limit();
     let root = sys::open_dir(&cfg.document_root)
         .map_err(|e| StartError::DocumentRoot(cfg.document_root.clone(), e))?;
     if let Some(path) = &cfg.access_log {
         crate::access_log::open(path).map_err(|e| StartError::AccessLog(path.clone(), e))?;
     }
-    let passed = sys::listen_fds().map_err(StartError::Activation)?;
-    let activated = passed.is_some();
-    let listeners = match passed {
-        Some(sockets) => share_passed(sockets, cfg.workers).map_err(StartError::Activation)?,
-        None => bind_listeners(cfg.addr, cfg.workers)?,
-    };
+    let Sockets { listeners, metrics_listener, handover, passed: activated } =
+        open_sockets(&cfg, inherited.as_mut())?;
     let bound = sys::local_addr(listeners[0].as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?;
-    let metrics_listener = match cfg.metrics {
-        Some(addr) => Some(bind_listeners(addr, 1)?.remove(0)),
-        None => None,
-    };
     let metrics_bound = match &metrics_listener {
         Some(l) => Some(sys::local_addr(l.as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?),
         None => None,
@@ -148,13 +147,20 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
     if let Some(addr) = metrics_bound {
         log_info!("metrics on http://{addr}/metrics");
     }
-    let how = if activated { ", socket activation" } else { "" };
+    let how = match &inherited {
+        Some(from) => format!(", sockets inherited from pid {}", from.from),
+        None if activated => ", socket activation".to_owned(),
+        None => String::new(),
+    };
     log_info!(
         "listening on {bound} (workers: {}, io_uring: {}{how})",
         workers.handles.len(),
         features.join(",")
     );
-    Ok(supervise(&signal_fd, &done_fd, workers, &shared))
+    if let Some(from) = inherited {
+        from.report_ready();
+    }
+    Ok(supervise(&signal_fd, &done_fd, workers, &shared, handover))
 }
 
 /// A panic would leave a ring with operations pointing at memory the unwinding frees, and a
@@ -219,11 +225,59 @@ pub fn check(cfg: &Config) -> Vec<String> {
     problems
 }
 
+/// The listening sockets the workers accept from, and what a successor will get.
+struct Sockets {
+    /// One per worker.
+    listeners: Vec<OwnedFd>,
+    metrics_listener: Option<OwnedFd>,
+    /// Another descriptor for each distinct socket, kept for a successor (SIGUSR2).
+    handover: Handover,
+    /// The sockets were passed in (by a service manager or a predecessor), not bound here.
+    passed: bool,
+}
+
+/// Takes the sockets a predecessor handed over, else those a service manager passed, else
+/// binds new ones; the `--metrics` socket likewise comes from a predecessor or is bound.
+fn open_sockets(cfg: &Config, mut inherited: Option<&mut Inherited>) -> Result<Sockets, StartError> {
+    let passed = match inherited.as_deref_mut() {
+        Some(from) => Some(std::mem::take(&mut from.listeners)),
+        None => sys::listen_fds().map_err(StartError::Activation)?,
+    };
+    let duplicate = |sockets: &[OwnedFd]| duplicates(sockets).map_err(|e| StartError::Listen(cfg.addr, e));
+    let (listeners, kept) = match &passed {
+        Some(sockets) => (share_passed(sockets, cfg.workers).map_err(StartError::Activation)?, None),
+        None => {
+            let listeners = bind_listeners(cfg.addr, cfg.workers)?;
+            let kept = duplicate(&listeners)?;
+            (listeners, Some(kept))
+        }
+    };
+    let metrics_listener = match (cfg.metrics, inherited.and_then(|from| from.metrics.take())) {
+        (Some(_), Some(socket)) => Some(socket),
+        (Some(addr), None) => Some(bind_listeners(addr, 1)?.remove(0)),
+        (None, _) => None,
+    };
+    let kept_metrics = duplicate(metrics_listener.as_slice())?.pop();
+    let is_passed = passed.is_some();
+    let kept = kept.or(passed).unwrap_or_default();
+    Ok(Sockets {
+        listeners,
+        metrics_listener,
+        handover: Handover::new(kept, kept_metrics),
+        passed: is_passed,
+    })
+}
+
 /// Listening sockets passed by a service manager, spread over the workers: each worker gets
 /// its own descriptor (a duplicate) of one of them, so every worker's ring accepts from a
 /// passed socket, and there are at least as many workers as sockets.
-fn share_passed(sockets: Vec<OwnedFd>, workers: usize) -> io::Result<Vec<OwnedFd>> {
+fn share_passed(sockets: &[OwnedFd], workers: usize) -> io::Result<Vec<OwnedFd>> {
     (0..workers.max(sockets.len())).map(|i| sys::dup(sockets[i % sockets.len()].as_raw_fd())).collect()
+}
+
+/// A second descriptor for each socket (close-on-exec, as every descriptor of the process).
+fn duplicates(sockets: &[OwnedFd]) -> io::Result<Vec<OwnedFd>> {
+    sockets.iter().map(|s| sys::dup(s.as_raw_fd())).collect()
 }
 
 /// Binds one SO_REUSEPORT socket per worker; with port 0 the first picks the port for all.
@@ -315,19 +369,37 @@ fn worker_thread(setup: Setup, ready: mpsc::Sender<io::Result<Vec<&'static str>>
     sys::eventfd_signal(done);
 }
 
-/// Waits for signals and for workers to finish; returns the exit code.
-fn supervise(signal_fd: &OwnedFd, done_fd: &OwnedFd, running: Running, shared: &Shared) -> i32 {
+/// Waits for signals, for a successor's readiness and for workers to finish; returns the exit
+/// code.
+fn supervise(
+    signal_fd: &OwnedFd,
+    done_fd: &OwnedFd,
+    running: Running,
+    shared: &Shared,
+    mut handover: Handover,
+) -> i32 {
     let wake_all = || running.wakes.iter().for_each(|w| sys::eventfd_signal(w.as_raw_fd()));
+    let stop = |why: &str, handover: &mut Handover| {
+        log_info!("stopping ({why}): no new connections; finishing responses in flight");
+        // Unless a successor holds them, the sockets close (and the port refuses) as soon as
+        // the workers have closed theirs too.
+        handover.close_sockets();
+        shared.stop.store(true, Ordering::Release);
+        wake_all();
+    };
     let mut finished = 0u64;
     let total = running.handles.len() as u64;
     while finished < total {
-        let ready = match sys::poll_readable(&[signal_fd.as_raw_fd(), done_fd.as_raw_fd()]) {
+        let mut fds = vec![signal_fd.as_raw_fd(), done_fd.as_raw_fd()];
+        fds.extend(handover.waiting_on());
+        let ready = match sys::poll_readable(&fds, handover.time_left()) {
             Ok(r) => r,
             Err(e) => {
                 log_error!("poll failed: {e}");
                 return 1;
             }
         };
+        let stopping = shared.stop.load(Ordering::Acquire);
         if ready[0] {
             match sys::read_signal(signal_fd.as_raw_fd()) {
                 Ok(libc::SIGHUP | libc::SIGUSR1) => {
@@ -335,19 +407,20 @@ fn supervise(signal_fd: &OwnedFd, done_fd: &OwnedFd, running: Running, shared: &
                     reopen_access_log(shared);
                     wake_all();
                 }
-                Ok(sig) if shared.stop.load(Ordering::Acquire) => {
+                Ok(libc::SIGUSR2) if stopping => log_info!("SIGUSR2 ignored: already stopping"),
+                Ok(libc::SIGUSR2) => handover.start(),
+                Ok(sig) if stopping => {
                     log_info!("{}: second signal, exiting now", signal_name(sig));
                     return 1;
                 }
-                Ok(sig) => {
-                    log_info!(
-                        "stopping ({}): no new connections; finishing responses in flight",
-                        signal_name(sig)
-                    );
-                    shared.stop.store(true, Ordering::Release);
-                    wake_all();
-                }
+                Ok(sig) => stop(signal_name(sig), &mut handover),
                 Err(_) => {}
+            }
+        }
+        // Only once the successor serves do this process's sockets stop accepting.
+        if let Some(pid) = handover.check() {
+            if !shared.stop.load(Ordering::Acquire) {
+                stop(&format!("handed over to pid {pid}"), &mut handover);
             }
         }
         if ready[1] {
@@ -385,6 +458,7 @@ fn signal_name(sig: i32) -> &'static str {
         libc::SIGTERM => "SIGTERM",
         libc::SIGHUP => "SIGHUP",
         libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
         _ => "signal",
     }
 }
