@@ -622,6 +622,32 @@ fn a_failed_successor_leaves_the_old_process_serving() {
     assert_eq!(old.log().matches("hand-over failed: ").count(), 3, "{}", old.log());
 }
 
+/// As a systemd service's main process (SYSTEMD_EXEC_PID names it), the server refuses
+/// SIGUSR2 with one line and goes on serving: systemd would stop the service, successor
+/// included, once this process exited.
+#[test]
+fn a_systemd_service_refuses_the_hand_over() {
+    let fixture = Fixture::create();
+    let mut args: Vec<OsString> =
+        vec!["-c".into(), "SYSTEMD_EXEC_PID=$$ exec \"$0\" \"$@\"".into(), BIN.into()];
+    args.extend(server_args(fixture.root(), 0));
+    let mut server = Proc::spawn(fixture.base(), "service", "sh", &args, None);
+    let addr = server.wait_listening();
+    signal(server.child.id() as libc::pid_t, libc::SIGUSR2);
+    server.wait_log("the refusal", |log| log.contains("hand-over refused: ").then_some(()));
+    let log = server.log();
+    let refusal = log.lines().find(|l| l.contains("hand-over refused: ")).unwrap();
+    assert!(
+        refusal.starts_with("ringhttpd: error: hand-over refused: this is a systemd service's main process"),
+        "{log}"
+    );
+    assert!(refusal.ends_with("; still serving"), "{log}");
+    assert!(!log.contains("handing the listening sockets over"), "{log}");
+    one_request(addr, &fixture.read("index.html")).expect("still serving");
+    server.terminate();
+    assert!(server.wait_exit(Duration::from_secs(10)).success(), "{}", server.log());
+}
+
 /// The hand-over variables name descriptors this process must have inherited: without them
 /// (a stale environment) the server refuses to start, with one line, rather than adopt
 /// whatever those numbers are.
