@@ -349,7 +349,7 @@ pub fn handled_signals() -> libc::sigset_t {
     unsafe {
         let mut set: libc::sigset_t = mem::zeroed();
         libc::sigemptyset(&mut set);
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2] {
             libc::sigaddset(&mut set, sig);
         }
         set
@@ -382,13 +382,16 @@ pub fn read_signal(fd: RawFd) -> io::Result<i32> {
     Ok(info.ssi_signo as i32)
 }
 
-/// Waits until one of `fds` is readable; returns their readiness as booleans.
-pub fn poll_readable(fds: &[RawFd]) -> io::Result<Vec<bool>> {
+/// Waits until one of `fds` is readable, or until `timeout` passes (forever when `None`);
+/// returns their readiness as booleans (all false after a timeout).
+pub fn poll_readable(fds: &[RawFd], timeout: Option<std::time::Duration>) -> io::Result<Vec<bool>> {
     let mut pfds: Vec<libc::pollfd> =
         fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    // Rounded up, so a deadline is never polled for as zero and spun on.
+    let millis = timeout.map_or(-1, |t| t.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int);
     loop {
         // SAFETY: `pfds` is a live array of `pfds.len()` pollfd structs.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, millis) };
         if n >= 0 {
             return Ok(pfds.iter().map(|p| p.revents != 0).collect());
         }
@@ -438,6 +441,89 @@ pub fn open_append(path: &Path) -> io::Result<OwnedFd> {
 pub fn dup(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; the result is a new descriptor we own.
     owned(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })
+}
+
+/// Marks every descriptor above stdio close-on-exec (`close_range`, Linux 5.11+), so that what
+/// this process inherited without asking (from a shell or a supervisor) never reaches a process
+/// it starts. Nothing is closed; where the call is refused, nothing changes.
+pub fn close_on_exec_above_stdio() {
+    // SAFETY: plain syscall without memory arguments; it only sets descriptor flags.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+}
+
+/// A duplicate of `fd` that stays open across `exec` (no close-on-exec), numbered 3 or above:
+/// only for handing a descriptor to a process about to be started, and closed right after.
+pub fn dup_inheritable(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the result is a new descriptor we own.
+    owned(unsafe { libc::fcntl(fd, libc::F_DUPFD, 3) })
+}
+
+/// A pipe (read end, write end), both close-on-exec and non-blocking.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) })?;
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Takes ownership of descriptors a parent process left open across `exec` and named in the
+/// environment, marking them close-on-exec so they go no further. Refuses numbers that are
+/// stdio, repeated, or not open, so no descriptor can end up with two owners.
+///
+/// Must be called at start-up before the process opens any descriptor of its own: until then
+/// every open descriptor above 2 was inherited, and nothing in this process owns it.
+pub fn adopt_inherited(fds: &[RawFd]) -> io::Result<Vec<OwnedFd>> {
+    for (i, &fd) in fds.iter().enumerate() {
+        if fd < 3 || fds[..i].contains(&fd) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("descriptor {fd} cannot be inherited"),
+            ));
+        }
+        // SAFETY: F_GETFD reads the descriptor's flags and touches no memory.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("descriptor {fd} is not open")));
+        }
+    }
+    Ok(fds
+        .iter()
+        .map(|&fd| {
+            // SAFETY: `fd` is open, above stdio and named once (checked above), and nothing in
+            // this process opened it (the caller runs before the process opens any descriptor):
+            // it is adopted exactly once.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: plain fcntl on the descriptor just adopted.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            owned
+        })
+        .collect())
+}
+
+/// Whether `fd` is a listening socket (SO_ACCEPTCONN).
+pub fn is_listening(fd: RawFd) -> bool {
+    let mut listening: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: SO_ACCEPTCONN writes one c_int into the live local, `len` is its size.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut listening as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    ret == 0 && listening != 0
+}
+
+/// Whether `fd` is a pipe (or FIFO).
+pub fn is_pipe(fd: RawFd) -> bool {
+    // SAFETY: stat is plain old data; all-zeroes is a valid value for the kernel to overwrite.
+    let mut st: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: fstat writes one stat struct into the live local.
+    let ret = unsafe { libc::fstat(fd, &mut st) };
+    ret == 0 && st.st_mode & libc::S_IFMT == libc::S_IFIFO
 }
 
 /// Writes all of `buf` to `fd`, blocking (used only at exit).

@@ -1,11 +1,14 @@
-//! The listening sockets: one SO_REUSEPORT socket per worker bound here, or the sockets a
-//! service manager passed, shared out; and the metrics listener, kept off the public port.
+//! The listening sockets: those a predecessor handed over (SIGUSR2), else those a service
+//! manager passed, else one SO_REUSEPORT socket per worker bound here; the metrics listener,
+//! kept off the public port; and the duplicates kept for a successor.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::StartError;
+use super::config::Config;
+use super::handover::{Handover, Inherited};
 use crate::kernel::sys;
 
 const LISTEN_BACKLOG: i32 = 4096;
@@ -20,10 +23,7 @@ pub(super) fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
 
 /// The `--metrics` listener, refused if it would share the public listener's port (both are
 /// SO_REUSEPORT, so the kernel would accept the bind and split connections between them).
-pub(super) fn bind_metrics(
-    addr: SocketAddr,
-    public: SocketAddr,
-) -> Result<(OwnedFd, SocketAddr), StartError> {
+fn bind_metrics(addr: SocketAddr, public: SocketAddr) -> Result<(OwnedFd, SocketAddr), StartError> {
     if overlaps(addr, public) {
         return Err(StartError::MetricsOverlap { metrics: addr, public });
     }
@@ -39,12 +39,17 @@ pub(super) fn bind_metrics(
 /// Listening sockets passed by a service manager, spread over the workers: each worker gets
 /// its own descriptor (a duplicate) of one of them, so every worker's ring accepts from a
 /// passed socket, and there are at least as many workers as sockets.
-pub(super) fn share_passed(sockets: Vec<OwnedFd>, workers: usize) -> io::Result<Vec<OwnedFd>> {
+fn share_passed(sockets: &[OwnedFd], workers: usize) -> io::Result<Vec<OwnedFd>> {
     (0..workers.max(sockets.len())).map(|i| sys::dup(sockets[i % sockets.len()].as_raw_fd())).collect()
 }
 
+/// A second descriptor for each socket (close-on-exec, as every descriptor of the process).
+fn duplicates(sockets: &[OwnedFd]) -> io::Result<Vec<OwnedFd>> {
+    sockets.iter().map(|s| sys::dup(s.as_raw_fd())).collect()
+}
+
 /// Binds one SO_REUSEPORT socket per worker; with port 0 the first picks the port for all.
-pub(super) fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<OwnedFd>, StartError> {
+fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<OwnedFd>, StartError> {
     let first = sys::reuseport_listener(addr, LISTEN_BACKLOG).map_err(|e| StartError::Listen(addr, e))?;
     let actual = sys::local_addr(first.as_raw_fd()).map_err(|e| StartError::Listen(addr, e))?;
     let mut listeners = vec![first];
@@ -54,4 +59,52 @@ pub(super) fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<Owned
         );
     }
     Ok(listeners)
+}
+
+/// The listening sockets the workers accept from, and what a successor will get.
+pub(super) struct Sockets {
+    /// One per worker.
+    pub listeners: Vec<OwnedFd>,
+    pub metrics_listener: Option<OwnedFd>,
+    /// Another descriptor for each distinct socket, kept for a successor (SIGUSR2).
+    pub handover: Handover,
+    /// The sockets were passed in (by a service manager or a predecessor), not bound here.
+    pub passed: bool,
+}
+
+/// Takes the sockets a predecessor handed over, else those a service manager passed, else
+/// binds new ones; the `--metrics` socket likewise comes from a predecessor or is bound (never
+/// on the public listener's port).
+pub(super) fn open_sockets(
+    cfg: &Config,
+    mut inherited: Option<&mut Inherited>,
+) -> Result<Sockets, StartError> {
+    let passed = match inherited.as_deref_mut() {
+        Some(from) => Some(std::mem::take(&mut from.listeners)),
+        None => sys::listen_fds().map_err(StartError::Activation)?,
+    };
+    let duplicate = |sockets: &[OwnedFd]| duplicates(sockets).map_err(|e| StartError::Listen(cfg.addr, e));
+    let (listeners, kept) = match &passed {
+        Some(sockets) => (share_passed(sockets, cfg.workers).map_err(StartError::Activation)?, None),
+        None => {
+            let listeners = bind_listeners(cfg.addr, cfg.workers)?;
+            let kept = duplicate(&listeners)?;
+            (listeners, Some(kept))
+        }
+    };
+    let public = sys::local_addr(listeners[0].as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?;
+    let metrics_listener = match (cfg.metrics, inherited.and_then(|from| from.metrics.take())) {
+        (Some(_), Some(socket)) => Some(socket),
+        (Some(addr), None) => Some(bind_metrics(addr, public)?.0),
+        (None, _) => None,
+    };
+    let kept_metrics = duplicate(metrics_listener.as_slice())?.pop();
+    let is_passed = passed.is_some();
+    let kept = kept.or(passed).unwrap_or_default();
+    Ok(Sockets {
+        listeners,
+        metrics_listener,
+        handover: Handover::new(kept, kept_metrics),
+        passed: is_passed,
+    })
 }

@@ -3,10 +3,12 @@
 //!
 //! Every start-up failure becomes one `StartError` line before any worker serves a request.
 //! Signals are blocked in all threads and read here from a signalfd; workers learn of them
-//! through their own eventfd, which their ring is reading.
+//! through their own eventfd, which their ring is reading. SIGUSR2 starts a successor that
+//! inherits the listening sockets (`handover`); this process stops once the successor serves.
 
 pub mod config;
 pub(crate) mod context;
+mod handover;
 mod listeners;
 pub mod placement;
 mod start_error;
@@ -22,7 +24,8 @@ use std::thread::JoinHandle;
 use crate::kernel::sys;
 use crate::{log_error, log_info, log_warn};
 use config::Config;
-use listeners::{bind_listeners, bind_metrics, overlaps, share_passed};
+use handover::Handover;
+use listeners::{Sockets, open_sockets, overlaps};
 use placement::Decision;
 pub use start_error::StartError;
 use start_error::describe;
@@ -32,25 +35,24 @@ use worker::{Setup, Shared};
 pub fn run(cfg: Config) -> Result<i32, StartError> {
     crate::ops::log::set_level(cfg.log_level);
     install_panic_abort();
+    // Before anything opens a descriptor, which could take the number of an inherited one.
+    let mut inherited = handover::inherited().map_err(StartError::Inherited)?;
+    sys::close_on_exec_above_stdio();
     let nofile = sys::raise_nofile_limit();
     let root = sys::open_dir(&cfg.document_root)
         .map_err(|e| StartError::DocumentRoot(cfg.document_root.clone(), e))?;
     if let Some(path) = &cfg.access_log {
         crate::ops::access_log::open(path).map_err(|e| StartError::AccessLog(path.clone(), e))?;
     }
-    let passed = sys::listen_fds().map_err(StartError::Activation)?;
-    let activated = passed.is_some();
-    let listeners = match passed {
-        Some(sockets) => share_passed(sockets, cfg.workers).map_err(StartError::Activation)?,
-        None => bind_listeners(cfg.addr, cfg.workers)?,
-    };
+    let Sockets { listeners, metrics_listener, handover, passed: activated } =
+        open_sockets(&cfg, inherited.as_mut())?;
     let bound = sys::local_addr(listeners[0].as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?;
-    let (metrics_listener, metrics_bound) = match cfg.metrics {
-        Some(addr) => {
-            let (socket, metrics_bound) = bind_metrics(addr, bound)?;
-            (Some(socket), Some(metrics_bound))
-        }
-        None => (None, None),
+    let metrics_bound = match (&metrics_listener, cfg.metrics) {
+        (Some(l), Some(addr)) => Some(
+            sys::local_addr(l.as_raw_fd())
+                .map_err(|e| StartError::Metrics(Box::new(StartError::Listen(addr, e))))?,
+        ),
+        _ => None,
     };
     let signals = sys::handled_signals();
     sys::block_signals(&signals).map_err(StartError::Signals)?;
@@ -71,13 +73,20 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
     if let Some(addr) = metrics_bound {
         log_info!("metrics on http://{addr}/metrics");
     }
-    let how = if activated { ", socket activation" } else { "" };
+    let how = match &inherited {
+        Some(from) => format!(", sockets inherited from pid {}", from.from),
+        None if activated => ", socket activation".to_owned(),
+        None => String::new(),
+    };
     log_info!(
         "listening on {bound} (workers: {}, io_uring: {}{how}), placement: {placement}",
         workers.handles.len(),
         features.join(",")
     );
-    Ok(supervise(&signal_fd, &done_fd, workers, &shared))
+    if let Some(from) = inherited {
+        from.report_ready();
+    }
+    Ok(supervise(&signal_fd, &done_fd, workers, &shared, handover))
 }
 
 /// A panic would leave a ring with operations pointing at memory the unwinding frees, and a
@@ -231,19 +240,37 @@ fn worker_thread(setup: Setup, ready: mpsc::Sender<io::Result<Vec<&'static str>>
     sys::eventfd_signal(done);
 }
 
-/// Waits for signals and for workers to finish; returns the exit code.
-fn supervise(signal_fd: &OwnedFd, done_fd: &OwnedFd, running: Running, shared: &Shared) -> i32 {
+/// Waits for signals, for a successor's readiness and for workers to finish; returns the exit
+/// code.
+fn supervise(
+    signal_fd: &OwnedFd,
+    done_fd: &OwnedFd,
+    running: Running,
+    shared: &Shared,
+    mut handover: Handover,
+) -> i32 {
     let wake_all = || running.wakes.iter().for_each(|w| sys::eventfd_signal(w.as_raw_fd()));
+    let stop = |why: &str, handover: &mut Handover| {
+        log_info!("stopping ({why}): no new connections; finishing responses in flight");
+        // Unless a successor holds them, the sockets close (and the port refuses) as soon as
+        // the workers have closed theirs too.
+        handover.close_sockets();
+        shared.stop.store(true, Ordering::Release);
+        wake_all();
+    };
     let mut finished = 0u64;
     let total = running.handles.len() as u64;
     while finished < total {
-        let ready = match sys::poll_readable(&[signal_fd.as_raw_fd(), done_fd.as_raw_fd()]) {
+        let mut fds = vec![signal_fd.as_raw_fd(), done_fd.as_raw_fd()];
+        fds.extend(handover.waiting_on());
+        let ready = match sys::poll_readable(&fds, handover.time_left()) {
             Ok(r) => r,
             Err(e) => {
                 log_error!("poll failed: {e}");
                 return 1;
             }
         };
+        let stopping = shared.stop.load(Ordering::Acquire);
         if ready[0] {
             match sys::read_signal(signal_fd.as_raw_fd()) {
                 Ok(libc::SIGHUP | libc::SIGUSR1) => {
@@ -251,19 +278,20 @@ fn supervise(signal_fd: &OwnedFd, done_fd: &OwnedFd, running: Running, shared: &
                     reopen_access_log(shared);
                     wake_all();
                 }
-                Ok(sig) if shared.stop.load(Ordering::Acquire) => {
+                Ok(libc::SIGUSR2) if stopping => log_info!("SIGUSR2 ignored: already stopping"),
+                Ok(libc::SIGUSR2) => handover.start(),
+                Ok(sig) if stopping => {
                     log_info!("{}: second signal, exiting now", signal_name(sig));
                     return 1;
                 }
-                Ok(sig) => {
-                    log_info!(
-                        "stopping ({}): no new connections; finishing responses in flight",
-                        signal_name(sig)
-                    );
-                    shared.stop.store(true, Ordering::Release);
-                    wake_all();
-                }
+                Ok(sig) => stop(signal_name(sig), &mut handover),
                 Err(_) => {}
+            }
+        }
+        // Only once the successor serves do this process's sockets stop accepting.
+        if let Some(pid) = handover.check() {
+            if !shared.stop.load(Ordering::Acquire) {
+                stop(&format!("handed over to pid {pid}"), &mut handover);
             }
         }
         if ready[1] {
@@ -301,6 +329,7 @@ fn signal_name(sig: i32) -> &'static str {
         libc::SIGTERM => "SIGTERM",
         libc::SIGHUP => "SIGHUP",
         libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
         _ => "signal",
     }
 }

@@ -23,6 +23,8 @@ pub enum StartError {
         metrics: SocketAddr,
         public: SocketAddr,
     },
+    /// The sockets a predecessor handed over (SIGUSR2) are unusable.
+    Inherited(io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -48,6 +50,7 @@ impl fmt::Display for StartError {
             StartError::Signals(e) => write!(f, "cannot set up signal handling: {}", describe(e)),
             StartError::Activation(e) => write!(f, "socket activation: {}", describe(e)),
             StartError::Metrics(e) => write!(f, "--metrics: {e}"),
+            StartError::Inherited(e) => write!(f, "sockets handed over: {}", describe(e)),
             StartError::MetricsOverlap { metrics, public } => write!(
                 f,
                 "--metrics {metrics} overlaps the public listener {public}: give the metrics a port of their own"
