@@ -13,13 +13,11 @@ mod common;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::fixture::pseudo_random;
-use common::server::Server;
+use common::server::{Server, output_within};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/redbot_audit.py");
 /// What the script prints, first thing, when `import redbot` fails.
@@ -66,34 +64,10 @@ fn stylesheet() -> String {
 
 /// `python3` with `args`, killed if it runs past `limit`; `None` if there is no `python3`.
 fn python(args: &[&str], limit: Duration) -> Option<Output> {
-    let child = match Command::new("python3")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) if e.kind() == ErrorKind::NotFound => return None,
+    match output_within(Command::new("python3").args(args), limit) {
+        Ok(output) => Some(output),
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
         Err(e) => panic!("spawn python3: {e}"),
-    };
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(output) => Some(output.expect("waiting for python3")),
-        Err(_) => {
-            // SAFETY: a plain syscall with no memory arguments. The pid is our child, which the
-            // waiting thread had not reaped when the timeout fired, so it names no other process.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            let output = rx.recv_timeout(Duration::from_secs(10)).ok().and_then(Result::ok);
-            panic!(
-                "python3 {args:?} still running after {limit:?}; stdout:\n{}",
-                output.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
-            );
-        }
     }
 }
 

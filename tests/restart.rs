@@ -7,10 +7,9 @@ mod common;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -18,92 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::fixture::Fixture;
 use common::http;
-use common::server::{BIN, run_to_exit};
-
-/// A server process started by a test, its stderr going to a file; killed on Drop.
-struct Proc {
-    child: Child,
-    stderr: PathBuf,
-}
-
-impl Proc {
-    /// Runs `program args` with stderr in `dir/name.err`; `fd3` is handed over as descriptor 3
-    /// together with `LISTEN_PID`/`LISTEN_FDS` (the sd_listen_fds protocol) when given.
-    fn spawn(dir: &Path, name: &str, program: &str, args: &[OsString], fd3: Option<RawFd>) -> Proc {
-        let stderr = dir.join(format!("{name}.err"));
-        let file = std::fs::File::create(&stderr).expect("stderr file");
-        let mut command = if fd3.is_some() {
-            // LISTEN_PID must be the server's own pid: a shell sets it and execs the server.
-            let mut c = Command::new("sh");
-            c.arg("-c").arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"").arg(program).args(args);
-            c
-        } else {
-            let mut c = Command::new(program);
-            c.args(args);
-            c
-        };
-        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(file);
-        if let Some(fd) = fd3 {
-            // SAFETY: dup2 is async-signal-safe; it runs in the child between fork and exec and
-            // only duplicates a descriptor the parent keeps open for the child's whole start.
-            unsafe {
-                command.pre_exec(move || {
-                    // dup2 onto itself keeps close-on-exec set: clear it explicitly.
-                    if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        Proc { child: command.spawn().expect("spawn"), stderr }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Waits (at most 15 s) for the `listening on ADDR` line and returns ADDR.
-    fn wait_listening(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let log = self.log();
-            if let Some(line) = log.lines().find(|l| l.contains("listening on ")) {
-                let rest = &line[line.find("listening on ").unwrap() + 13..];
-                return rest.split_whitespace().next().unwrap().parse().expect("address");
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("exited with {status} before listening:\n{log}");
-            }
-            assert!(Instant::now() < deadline, "no listening line within 15 s:\n{log}");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn terminate(&mut self) {
-        // SAFETY: plain syscall; the child has not been reaped, so the pid is still ours.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(rc, 0);
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "still running after {limit:?}:\n{}", self.log());
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::server::{BIN, Process, run_to_exit};
 
 fn server_args(root: &Path, port: u16) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["-a", "127.0.0.1", "-p", &port.to_string(), "-w", "2", "--no-pin", "-r"]
@@ -162,7 +76,12 @@ fn client_loop(
 
 /// Runs the client loop through a switch from `old` to `new` (started by `start_new`) and
 /// asserts that no request failed.
-fn switch_without_loss(addr: SocketAddr, expected: Vec<u8>, mut old: Proc, start_new: impl FnOnce() -> Proc) {
+fn switch_without_loss(
+    addr: SocketAddr,
+    expected: Vec<u8>,
+    mut old: Process,
+    start_new: impl FnOnce() -> Process,
+) {
     let stop = Arc::new(AtomicBool::new(false));
     let clients = client_loop(addr, expected.clone(), stop.clone());
     let settle = |n: u32| {
@@ -201,11 +120,11 @@ fn restart_with_a_passed_socket_loses_nothing() {
     let addr = listener.local_addr().unwrap();
     let fd = listener.as_raw_fd();
     let args = server_args(fixture.root(), 0);
-    let mut old = Proc::spawn(fixture.base(), "old", BIN, &args, Some(fd));
+    let mut old = Process::spawn(fixture.base(), "old", BIN, &args, Some(fd));
     assert_eq!(old.wait_listening(), addr);
     assert!(old.log().contains("socket activation"), "{}", old.log());
     let expected = fixture.read("index.html");
-    switch_without_loss(addr, expected, old, || Proc::spawn(fixture.base(), "new", BIN, &args, Some(fd)));
+    switch_without_loss(addr, expected, old, || Process::spawn(fixture.base(), "new", BIN, &args, Some(fd)));
 }
 
 /// Two processes in one SO_REUSEPORT group: the old one's queued connections would be reset
@@ -215,11 +134,11 @@ fn restart_with_a_passed_socket_loses_nothing() {
 fn restart_on_the_same_port_loses_nothing_with_tcp_migrate_req() {
     let Some(_sysctl) = MigrateReq::set("1", "restart test") else { return };
     let fixture = Fixture::create();
-    let mut old = Proc::spawn(fixture.base(), "old", BIN, &server_args(fixture.root(), 0), None);
+    let mut old = Process::spawn(fixture.base(), "old", BIN, &server_args(fixture.root(), 0), None);
     let addr = old.wait_listening();
     let expected = fixture.read("index.html");
     let args = server_args(fixture.root(), addr.port());
-    switch_without_loss(addr, expected, old, || Proc::spawn(fixture.base(), "new", BIN, &args, None));
+    switch_without_loss(addr, expected, old, || Process::spawn(fixture.base(), "new", BIN, &args, None));
 }
 
 /// systemd-socket-activate (from Debian's systemd package) binds the socket and starts the
@@ -239,7 +158,7 @@ fn serves_a_socket_passed_by_systemd_socket_activate() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut args: Vec<OsString> = vec!["-l".into(), format!("127.0.0.1:{port}").into(), BIN.into()];
     args.extend(server_args(fixture.root(), 1).into_iter().skip(4));
-    let mut proc = Proc::spawn(fixture.base(), "activated", tool, &args, None);
+    let mut proc = Process::spawn(fixture.base(), "activated", tool, &args, None);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     let expected = fixture.read("index.html");
@@ -357,7 +276,7 @@ fn signal(pid: libc::pid_t, sig: libc::c_int) {
     assert_eq!(rc, 0, "kill({pid}, {sig}): {}", std::io::Error::last_os_error());
 }
 
-impl Proc {
+impl Process {
     /// Waits (at most 15 s) until `find` finds something in the log, which every generation
     /// of successors shares (they inherit stderr), and returns it.
     fn wait_log<T>(&self, what: &str, find: impl Fn(&str) -> Option<T>) -> T {
@@ -443,7 +362,7 @@ fn five_hand_overs_lose_nothing_without_tcp_migrate_req() {
     let Some(_sysctl) = MigrateReq::set("0", "hand-over test") else { return };
     let mut successors = Successors::adopt_orphans();
     let fixture = Fixture::create();
-    let mut first = Proc::spawn(fixture.base(), "server", BIN, &hand_over_args(&fixture, true), None);
+    let mut first = Process::spawn(fixture.base(), "server", BIN, &hand_over_args(&fixture, true), None);
     let addr = first.wait_listening();
     let metrics = first.wait_log("the metrics line", metrics_addr);
     let mut current = first.child.id() as libc::pid_t;
@@ -484,11 +403,11 @@ fn five_hand_overs_lose_nothing_without_tcp_migrate_req() {
 fn same_port_restarts_without_tcp_migrate_req_lose_connections() {
     let Some(_sysctl) = MigrateReq::set("0", "same-port comparison") else { return };
     let fixture = Fixture::create();
-    let mut old = Proc::spawn(fixture.base(), "gen0", BIN, &server_args(fixture.root(), 0), None);
+    let mut old = Process::spawn(fixture.base(), "gen0", BIN, &server_args(fixture.root(), 0), None);
     let addr = old.wait_listening();
     let args = server_args(fixture.root(), addr.port());
     let (ok, failures) = through_restarts(addr, fixture.read("index.html"), 5, |round| {
-        let mut new = Proc::spawn(fixture.base(), &format!("gen{round}"), BIN, &args, None);
+        let mut new = Process::spawn(fixture.base(), &format!("gen{round}"), BIN, &args, None);
         new.wait_listening();
         old.terminate();
         assert!(old.wait_exit(Duration::from_secs(20)).success(), "{}", old.log());
@@ -528,7 +447,7 @@ fn a_successor_inherits_the_listening_sockets_and_nothing_else() {
     let mut args = hand_over_args(&fixture, true);
     let access_log = fixture.base().join("access.log");
     args.extend([OsString::from("--access-log"), access_log.clone().into()]);
-    let mut old = Proc::spawn(fixture.base(), "server", BIN, &args, None);
+    let mut old = Process::spawn(fixture.base(), "server", BIN, &args, None);
     let addr = old.wait_listening();
     let old_pid = old.child.id() as libc::pid_t;
     let before = fd_targets(old_pid);
@@ -573,7 +492,7 @@ fn a_failed_successor_leaves_the_old_process_serving() {
     };
     install(Path::new(BIN));
     let args = server_args(fixture.root(), 0);
-    let mut old = Proc::spawn(fixture.base(), "server", program.to_str().unwrap(), &args, None);
+    let mut old = Process::spawn(fixture.base(), "server", program.to_str().unwrap(), &args, None);
     let addr = old.wait_listening();
     let old_pid = old.child.id() as libc::pid_t;
     let expected = fixture.read("index.html");
@@ -631,7 +550,7 @@ fn a_systemd_service_refuses_the_hand_over() {
     let mut args: Vec<OsString> =
         vec!["-c".into(), "SYSTEMD_EXEC_PID=$$ exec \"$0\" \"$@\"".into(), BIN.into()];
     args.extend(server_args(fixture.root(), 0));
-    let mut server = Proc::spawn(fixture.base(), "service", "sh", &args, None);
+    let mut server = Process::spawn(fixture.base(), "service", "sh", &args, None);
     let addr = server.wait_listening();
     signal(server.child.id() as libc::pid_t, libc::SIGUSR2);
     server.wait_log("the refusal", |log| log.contains("hand-over refused: ").then_some(()));

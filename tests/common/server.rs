@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -368,40 +368,42 @@ pub fn run_to_exit<S: AsRef<OsStr>>(args: &[S]) -> Exit {
 /// passed as descriptor 3 with `LISTEN_PID`/`LISTEN_FDS=1` (the sd_listen_fds protocol).
 pub fn run_to_exit_with<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)], fd3: Option<RawFd>) -> Exit {
     let mut command = match fd3 {
-        Some(fd) => passing_fd3(fd),
+        Some(fd) => passing_fd3(BIN, fd),
         None => Command::new(BIN),
     };
-    let child = command
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+    command.args(args).envs(env.iter().copied());
+    let output = output_within(&mut command, START_TIMEOUT).unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+    to_exit(output)
+}
+
+/// Runs `command` with its output captured and waits for it to exit: its output, or the error
+/// that kept it from starting. Kills it and panics if it is still running after `limit`.
+pub fn output_within(command: &mut Command, limit: Duration) -> std::io::Result<Output> {
+    let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(START_TIMEOUT) {
-        Ok(output) => to_exit(output.expect("waiting for the child")),
+    match rx.recv_timeout(limit) {
+        Ok(output) => Ok(output.expect("waiting for the child")),
         Err(_) => {
             kill(pid);
             let output = rx.recv_timeout(START_TIMEOUT).ok().and_then(Result::ok);
             panic!(
-                "{BIN} still running after {START_TIMEOUT:?}; stderr: {:?}",
-                output.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                "{command:?} still running after {limit:?}; stdout: {:?}; stderr: {:?}",
+                output.as_ref().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()),
+                output.as_ref().map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
             );
         }
     }
 }
 
-/// A command that runs the binary with `fd` as its descriptor 3 and `LISTEN_PID` naming the
-/// binary's own pid (a shell sets it, then execs the binary with the arguments added later).
-fn passing_fd3(fd: RawFd) -> Command {
+/// A command that runs `program` with `fd` as its descriptor 3 and `LISTEN_PID` naming the
+/// program's own pid (a shell sets it, then execs the program with the arguments added later).
+fn passing_fd3(program: &str, fd: RawFd) -> Command {
     let mut command = Command::new("sh");
-    command.arg("-c").arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"").arg(BIN);
+    command.arg("-c").arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"").arg(program);
     // SAFETY: dup2 and fcntl are async-signal-safe; they run in the child between fork and exec
     // and only duplicate a descriptor the caller keeps open until the child has exited.
     unsafe {
@@ -429,5 +431,73 @@ fn kill(pid: u32) {
     // thread had not reaped when the timeout fired, so it does not name an unrelated process.
     unsafe {
         libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+/// Any program a test starts and must see through several generations (a server and the
+/// successors it starts share one stderr file), or a program other than the server; killed and
+/// reaped on Drop. The common case, one server over its own fixture, is [`Server`].
+pub struct Process {
+    pub child: Child,
+    stderr: PathBuf,
+}
+
+impl Process {
+    /// Runs `program args` with stderr in `dir/name.err`; `fd3` is handed over as descriptor 3
+    /// together with `LISTEN_PID`/`LISTEN_FDS` (the sd_listen_fds protocol) when given.
+    pub fn spawn(dir: &Path, name: &str, program: &str, args: &[OsString], fd3: Option<RawFd>) -> Process {
+        let stderr = dir.join(format!("{name}.err"));
+        let file = std::fs::File::create(&stderr).expect("stderr file");
+        let mut command = match fd3 {
+            Some(fd) => passing_fd3(program, fd),
+            None => Command::new(program),
+        };
+        command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(file);
+        Process { child: command.spawn().expect("spawn"), stderr }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits (at most 15 s) for the `listening on ADDR` line and returns ADDR.
+    pub fn wait_listening(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| l.contains("listening on ")) {
+                let rest = &line[line.find("listening on ").unwrap() + 13..];
+                return rest.split_whitespace().next().unwrap().parse().expect("address");
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("exited with {status} before listening:\n{log}");
+            }
+            assert!(Instant::now() < deadline, "no listening line within 15 s:\n{log}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn terminate(&mut self) {
+        // SAFETY: plain syscall; the child has not been reaped, so the pid is still ours.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0);
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "still running after {limit:?}:\n{}", self.log());
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
