@@ -49,6 +49,9 @@ import time
 from collections import Counter
 from typing import Dict, List, Optional, Tuple
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pylib import procstat  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_BIN = os.path.join(REPO, "target", "release", "ringhttpd")
 
@@ -939,33 +942,23 @@ class Server:
 
     def fds(self) -> int:
         try:
-            return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+            return procstat.open_fds(self.proc.pid)
         except OSError:
             return -1
 
     def fd_kinds(self) -> str:
-        kinds = Counter()
         try:
-            fds = os.listdir(f"/proc/{self.proc.pid}/fd")
+            targets = procstat.fd_targets(self.proc.pid)
         except OSError:
             return "gone"
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{self.proc.pid}/fd/{fd}")
-            except OSError:
-                continue
-            kinds[target.split(":")[0] if ":" in target else "file"] += 1
+        kinds = Counter(t.split(":")[0] if ":" in t else "file" for t in targets)
         return ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
 
     def rss_kb(self) -> int:
         try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
+            return procstat.rss_bytes(self.proc.pid) // 1024
+        except (OSError, RuntimeError):
+            return 0
 
     def fatal_lines(self) -> List[str]:
         return [l for l in self.lines if re.search(r"fatal|panic|error", l, re.I)]

@@ -29,6 +29,9 @@ import socket
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pylib.procstat import open_fds, rss_bytes          # noqa: E402
+
 REQUEST = b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n"
 REQUEST_CLOSE = (b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n"
                  b"Connection: close\r\n\r\n")
@@ -39,20 +42,6 @@ EARLY_GRACE = 0.2      # a close this much before the deadline is early
 NORMAL_PERIOD = 0.010  # seconds between normal requests
 P99_LIMIT = 1.0        # seconds
 FD_TOLERANCE = 4       # cached file descriptors and pooled pipes
-
-
-# ---- the server, seen through /proc ----
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS line")
-
-
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 # ---- a minimal HTTP/1.1 response reader ----
