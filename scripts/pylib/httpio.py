@@ -52,13 +52,19 @@ class Head:
     """A parsed response head. `fields`: lower-case name -> every value (bytes), in order;
     `headers`: lower-case name -> the last value (str, latin-1)."""
 
-    __slots__ = ("line", "status", "reason", "fields", "headers", "content_length")
+    __slots__ = ("line", "status", "reason", "fields", "content_length", "_headers")
 
     def __init__(self, line, status, reason, fields, content_length):
         self.line, self.status, self.reason = line, status, reason
         self.fields = fields
-        self.headers = {k.decode(): v[-1].decode("latin-1") for k, v in fields.items()}
         self.content_length = content_length    # None if absent
+        self._headers = None
+
+    @property
+    def headers(self):
+        if self._headers is None:
+            self._headers = {k.decode(): v[-1].decode("latin-1") for k, v in self.fields.items()}
+        return self._headers
 
     @property
     def close(self):
