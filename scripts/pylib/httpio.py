@@ -9,6 +9,7 @@ A body is empty after a 1xx, 204 or 304 and after a HEAD request; otherwise it i
 Content-Length bytes long, or without Content-Length runs until the server closes.
 
     parse_head(block)                  -> Head            (block: the head without its CRLFCRLF)
+    has_body(status)                   -> False for 1xx, 204, 304
     body_length(head, head_request)    -> int, or None    (None: read to the close)
     read_response(sock, pending, ...)  -> (Response, bytes after it)
     read_whole(sock, pending)          -> (Response, bytes after it), or ResponseCut
@@ -26,6 +27,7 @@ STATUS_LINE = re.compile(rb"HTTP/1\.1 ([1-5][0-9][0-9]) ([\x20-\x7e]*)\Z")
 HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\Z")
 HEAD_END = b"\r\n\r\n"
 RECV_SIZE = 262144
+CUT_WORDS = {"eof": "closed", "reset": "reset", "stall": "timeout"}
 
 
 class MalformedResponse(ValueError):
@@ -43,8 +45,7 @@ class ResponseCut(ConnectionError):
     response was whole; `part` is "head" or "body", `response` the partial one (body only)."""
 
     def __init__(self, end, part, response=None):
-        super().__init__(f"{ {'eof': 'closed', 'reset': 'reset', 'stall': 'timeout'}[end] } "
-                         f"in the response {part}")
+        super().__init__(f"{CUT_WORDS[end]} in the response {part}")
         self.end, self.part, self.response = end, part, response
 
 
