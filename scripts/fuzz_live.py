@@ -49,6 +49,9 @@ import time
 from collections import Counter
 from typing import Dict, List, Optional, Tuple
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pylib import httpio, procstat  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_BIN = os.path.join(REPO, "target", "release", "ringhttpd")
 
@@ -60,8 +63,6 @@ CONN_DEADLINE_S = 20.0  # hard limit on one connection
 TRUNC = 300             # bytes of a request/response shown in a finding
 
 TCHAR = set(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-STATUS_LINE = re.compile(rb"HTTP/1\.1 ([1-5][0-9][0-9]) ([\x20-\x7e]*)\Z")
-HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\Z")
 # Statuses a request that could not be parsed gets (then there is no method, so even a HEAD
 # gets the page's body).
 PARSE_ERROR_STATUSES = {400, 408, 414, 431, 501, 505}
@@ -575,40 +576,26 @@ def parse_responses(data: bytes, units: List[Unit]):
             if not b"HTTP/1.1 ".startswith(rest):
                 return out, f"bytes that do not start a response at offset {pos}: {data[pos:pos + 60]!r}", None
             return out, None, "head"
-        lines = data[pos:end].split(b"\r\n")
-        m = STATUS_LINE.match(lines[0])
-        if not m:
-            return out, f"bad status line (response {len(out) + 1}): {lines[0][:100]!r}", None
-        status = int(m.group(1))
-        headers: Dict[bytes, List[bytes]] = {}
-        for ln in lines[1:]:
-            hm = HEADER_LINE.match(ln)
-            if not hm:
-                return out, f"bad header line in a {status} (response {len(out) + 1}): {ln[:100]!r}", None
-            headers.setdefault(hm.group(1).lower(), []).append(hm.group(2))
-        cls = headers.get(b"content-length")
-        cl = None
-        if cls is not None:
-            if len(cls) != 1 or not cls[0].isdigit():
-                return out, f"bad Content-Length {cls!r} in a {status}", None
-            cl = int(cls[0])
+        try:
+            head = httpio.parse_head(data[pos:end])
+        except httpio.MalformedResponse as e:
+            n = len(out) + 1
+            if e.what == "status line":
+                return out, f"bad status line (response {n}): {e.bad[:100]!r}", None
+            if e.what == "header line":
+                return out, f"bad header line in a {e.status} (response {n}): {e.bad[:100]!r}", None
+            return out, f"bad Content-Length {e.bad!r} in a {e.status}", None
+        status, headers, cl = head.status, head.fields, head.content_length
         unit = units[len(out)] if len(out) < len(units) else None
         body_start = end + 4
         avail = len(data) - body_start
-        close = any(v.lower() == b"close" for v in headers.get(b"connection", []))
-        if status == 304 or status < 200 or status == 204:
-            blen = 0
-        elif cl is None:
+        if httpio.has_body(status) and cl is None:
             return out, f"no Content-Length in a {status} (response {len(out) + 1})", None
-        elif unit is not None and unit.head_like:
-            # A parsed HEAD gets no body; one the server could not parse (no method known)
-            # gets the error page's body.
-            if status in PARSE_ERROR_STATUSES and close and cl > 0 and avail > 0:
-                blen = cl
-            else:
-                blen = 0
-        else:
-            blen = cl
+        # A parsed HEAD gets no body; one the server could not parse (no method known) gets
+        # the error page's body.
+        head_request = unit is not None and unit.head_like and not (
+            status in PARSE_ERROR_STATUSES and head.close and cl > 0 and avail > 0)
+        blen = httpio.body_length(head, head_request)
         if avail < blen:
             out.append(Resp(status, headers, pos, body_start, avail, False))
             return out, None, "body"
@@ -939,33 +926,23 @@ class Server:
 
     def fds(self) -> int:
         try:
-            return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+            return procstat.open_fds(self.proc.pid)
         except OSError:
             return -1
 
     def fd_kinds(self) -> str:
-        kinds = Counter()
         try:
-            fds = os.listdir(f"/proc/{self.proc.pid}/fd")
+            targets = procstat.fd_targets(self.proc.pid)
         except OSError:
             return "gone"
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{self.proc.pid}/fd/{fd}")
-            except OSError:
-                continue
-            kinds[target.split(":")[0] if ":" in target else "file"] += 1
+        kinds = Counter(t.split(":")[0] if ":" in t else "file" for t in targets)
         return ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
 
     def rss_kb(self) -> int:
         try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
+            return procstat.rss_bytes(self.proc.pid) // 1024
+        except (OSError, RuntimeError):
+            return 0
 
     def fatal_lines(self) -> List[str]:
         return [l for l in self.lines if re.search(r"fatal|panic|error", l, re.I)]
@@ -974,14 +951,9 @@ class Server:
 def plain_get(port: int, path: str) -> Tuple[int, bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            data += b
+        data = httpio.read_to_close(s)
     head, _, body = data.partition(b"\r\n\r\n")
-    m = STATUS_LINE.match(head.split(b"\r\n")[0])
+    m = httpio.STATUS_LINE.match(head.split(b"\r\n")[0])
     return (int(m.group(1)) if m else 0), body
 
 

@@ -12,35 +12,27 @@ HOLD_SECONDS (the caller measures the server's RSS meanwhile), prints
 them all.  It runs as its own process so its file descriptors do not count
 against the server's limit.
 """
+import os
 import resource
 import socket
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pylib import httpio  # noqa: E402
+
 REQUEST = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def read_response(sock):
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed before headers")
-        buf += chunk
-    head, body = buf.split(b"\r\n\r\n", 1)
-    lines = head.split(b"\r\n")
-    if b" 200 " not in lines[0] + b" ":
-        raise ConnectionError(f"status line {lines[0]!r}")
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed before body end")
-        body += chunk
+    """Reads one whole response, which must be a 200; anything else is a failed connection
+    (ConnectionError)."""
+    try:
+        resp, _ = httpio.read_whole(sock)
+    except httpio.MalformedResponse as e:
+        raise ConnectionError(str(e))
+    if resp.status != 200:
+        raise ConnectionError(f"status line {resp.head.line!r}")
 
 
 def still_open(sock):

@@ -14,55 +14,27 @@ of the process.
 import os
 import sys
 
-
-def _stat_fields(pid):
-    """Fields 3.. of /proc/PID/stat (the command name may hold spaces and
-    parentheses, so split after the last ')')."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        raw = f.read()
-    return raw[raw.rfind(b")") + 2:].split()
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pylib import procstat  # noqa: E402
 
 
-def tree(root):
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            ppid = int(_stat_fields(entry)[1])  # field 4
-        except (OSError, IndexError, ValueError):
-            continue  # the process went away while we looked
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-def cpu_ticks(root):
+def tree_cpu_ticks(root):
     total = 0
-    for pid in tree(root):
+    for pid in procstat.tree(root):
         try:
-            f = _stat_fields(pid)
+            total += procstat.cpu_ticks(pid)
         except OSError:
-            continue
-        total += int(f[11]) + int(f[12])  # fields 14 (utime) and 15 (stime)
+            continue  # the process went away while we looked
     return total
 
 
-def rss_bytes(root):
+def tree_rss_bytes(root):
     total = 0
-    for pid in tree(root):
+    for pid in procstat.tree(root):
         try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024  # kB
-                        break
-        except OSError:
-            continue
+            total += procstat.rss_bytes(pid)
+        except (OSError, RuntimeError):
+            continue  # gone, or a zombie (no VmRSS)
     return total
 
 
@@ -73,11 +45,11 @@ def main(argv):
     if not os.path.exists(f"/proc/{pid}"):
         sys.exit(f"proc.py: no process {pid}")
     if argv[1] == "cpu":
-        print(cpu_ticks(pid))
+        print(tree_cpu_ticks(pid))
     elif argv[1] == "rss":
-        print(rss_bytes(pid))
+        print(tree_rss_bytes(pid))
     else:
-        print("\n".join(map(str, tree(pid))))
+        print("\n".join(map(str, procstat.tree(pid))))
 
 
 if __name__ == "__main__":

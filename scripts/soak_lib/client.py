@@ -10,11 +10,16 @@ threads; every second a process sends what it saw to the driver's queue as one d
                                          driver classifies them at the end
   findings  [str]                        wrong responses
 """
+import os
 import random
 import socket
 import struct
+import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pylib import httpio  # noqa: E402
 
 CLIENT_TIMEOUT = 10.0      # seconds without progress before a request counts as stalled
 HOST = "127.0.0.1"
@@ -26,21 +31,6 @@ class ConnError(Exception):
     def __init__(self, kind, detail=""):
         super().__init__(f"{kind} {detail}".strip())
         self.kind = kind
-
-
-class Response:
-    __slots__ = ("status", "headers", "body", "length", "end")
-
-    def __init__(self, status, headers, body, length, end):
-        self.status = status
-        self.headers = headers      # lower-case name -> value (str)
-        self.body = body            # bytes received (possibly short)
-        self.length = length        # Content-Length (None if absent)
-        self.end = end              # "complete", "eof", "reset" or "stall"
-
-    @property
-    def complete(self):
-        return self.end == "complete"
 
 
 def connect(port, rcvbuf=None):
@@ -68,71 +58,25 @@ def request_bytes(url, agent, headers=(), close=False):
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def _recv(sock, n=262144):
-    """recv that maps failures onto an end kind: (data, None) or (b"", kind)."""
-    try:
-        data = sock.recv(n)
-    except socket.timeout:
-        return b"", "stall"
-    except ConnectionResetError:
-        return b"", "reset"
-    except OSError:
-        return b"", "reset"
-    return (data, None) if data else (b"", "eof")
-
-
 def read_response(sock, pending=b"", pace=None, stop=None):
-    """Reads one response; returns (Response, leftover bytes). Raises ConnError without a
-    complete head. `pace` (bytes, seconds) reads the body slowly, giving up (end "aborted")
-    once `stop` is set."""
-    buf = bytearray(pending)
-    while True:
-        end = buf.find(b"\r\n\r\n")
-        if end >= 0:
-            break
-        data, why = _recv(sock)
-        if why:
-            raise ConnError({"stall": "timeout before response head",
-                             "reset": "reset before response head",
-                             "eof": "closed before response head"}[why])
-        buf += data
-    head = bytes(buf[:end]).decode("latin-1").split("\r\n")
-    parts = head[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise ConnError("malformed status line", head[0][:80])
-    status = int(parts[1])
-    headers = {}
-    for line in head[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = headers.get("content-length")
-    length = int(length) if length is not None and length.isdigit() else None
-    body = bytearray(buf[end + 4:])
-    want = 0 if status in (204, 304) else length
-    if want is None:
-        return Response(status, headers, bytes(body), None, "complete"), b""
-    endkind = "complete"
-    while len(body) < want:
-        if pace:
-            if stop is not None and stop.is_set():
-                endkind = "aborted"
-                break
-            data, why = _recv(sock, min(pace[0], want - len(body)))
-            time.sleep(pace[1])
-        else:
-            data, why = _recv(sock, min(262144, want - len(body)))
-        if why:
-            endkind = why
-            break
-        body += data
-    return Response(status, headers, bytes(body[:want]), length, endkind), bytes(body[want:])
+    """httpio.read_response (returns (Response, leftover bytes)), with a missing or malformed
+    head raised as ConnError. `pace` (bytes, seconds) reads the body slowly, giving up (end
+    "aborted") once `stop` is set."""
+    try:
+        return httpio.read_response(sock, pending, pace=pace, stop=stop)
+    except httpio.ResponseCut as e:
+        raise ConnError({"stall": "timeout before response head",
+                         "reset": "reset before response head",
+                         "eof": "closed before response head"}[e.end])
+    except httpio.MalformedResponse as e:
+        raise ConnError(f"malformed {e.what}", repr(e.bad)[:80])
 
 
 def expect_close(sock, leftover):
     """After a response with Connection: close: the server must close without more bytes."""
     if leftover:
         return f"{len(leftover)} bytes after the response on a closing connection"
-    data, why = _recv(sock)
+    data, why = httpio.recv_some(sock)
     if data:
         return f"{len(data)} bytes after the response on a closing connection"
     if why == "stall":
@@ -435,7 +379,7 @@ def reset_loop(role, port, specs, stats, stop, seed, period=0.05):
             sock.sendall(request_bytes(spec.url, role))
             want, got, head = rng.randrange(1, 200_000), 0, b""
             while got < want:
-                data, why = _recv(sock, 65536)
+                data, why = httpio.recv_some(sock, 65536)
                 if why:
                     if head.startswith(b"HTTP/1.1 ") and not head.startswith(b"HTTP/1.1 200 "):
                         break   # an error response and its close: judged by its status below

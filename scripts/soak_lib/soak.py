@@ -33,10 +33,12 @@ import threading
 import time
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 from client import ROLES, run_role                      # noqa: E402
 from content import Mutator, build_specs, plant_wrong_version, populate   # noqa: E402
+from pylib.procstat import fd_targets, open_fds, rss_bytes, start_time   # noqa: E402
 
 SAMPLE_EVERY = 10.0
 WARMUP_SAMPLES = 2
@@ -51,34 +53,7 @@ def log(msg):
     print(msg, flush=True)
 
 
-# ---- the server, seen through /proc and its metrics ----
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def fd_targets(pid):
-    out = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except OSError:
-            pass
-    return out
-
-
-def start_time(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[19]
-
+# ---- the server, seen through its metrics (and /proc: pylib.procstat) ----
 
 class Metrics:
     def __init__(self, addr):

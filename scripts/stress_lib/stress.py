@@ -29,6 +29,10 @@ import socket
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pylib import httpio                                # noqa: E402
+from pylib.procstat import open_fds, rss_bytes          # noqa: E402
+
 REQUEST = b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n"
 REQUEST_CLOSE = (b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n"
                  b"Connection: close\r\n\r\n")
@@ -41,44 +45,12 @@ P99_LIMIT = 1.0        # seconds
 FD_TOLERANCE = 4       # cached file descriptors and pooled pipes
 
 
-# ---- the server, seen through /proc ----
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS line")
-
-
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-# ---- a minimal HTTP/1.1 response reader ----
+# ---- HTTP/1.1 (pylib.httpio reads the responses) ----
 
 def read_response(sock, pending=b""):
-    """Reads one response from a blocking socket; returns (status, leftover)."""
-    buf = pending
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed in the response head")
-        buf += chunk
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split(b" ")[1])
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed in the response body")
-        rest += chunk
-    return status, rest[length:]
+    """Reads one whole response from a blocking socket; returns (status, leftover)."""
+    resp, leftover = httpio.read_whole(sock, pending)
+    return resp.status, leftover
 
 
 def connect(port, timeout=5.0):
