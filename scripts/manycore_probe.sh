@@ -20,7 +20,7 @@
 # process per server CPU, all on one SO_REUSEPORT port), ring-2x (twice the workers), alt
 # (--alt-bin, pinned), nginx, lighttpd, h2o. --scaling N,.. runs ringhttpd and nginx with N workers on
 # the first N server CPUs. Uses only tools on PATH (no installs, no curl, no python), so it
-# runs from a tool bundle (see ../shared/bench-bundle.sh).
+# runs from a tool bundle (see scripts/bench_bundle.sh).
 set -uo pipefail
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 # shellcheck source=scripts/bench_lib/servers.sh
