@@ -20,6 +20,8 @@ import statistics
 import sys
 
 REF = "ringhttpd"
+# A second ringhttpd build (--baseline-bin): never a peer.
+BASELINE = "baseline"
 
 
 def read_tsv(path):
@@ -53,6 +55,17 @@ def fmt_ratio(x, ref):
     if x is None or ref is None or ref == 0:
         return "–"
     return f"{x / ref:.2f}×"
+
+
+def versus_best(summary, wl, peers, key, best):
+    """ringhttpd's `key` ÷ the best peer's (`best` is max or min), naming that peer."""
+    ours = summary(REF, wl)
+    theirs = [(c[key], p) for p in peers
+              for c in [summary(p, wl)] if c and c[key] is not None]
+    if not ours or ours[key] is None or not theirs:
+        return "–"
+    value, peer = best(theirs)
+    return f"{fmt_ratio(ours[key], value)} ({peer})"
 
 
 def cpu_set(meta, key):
@@ -188,6 +201,21 @@ def main():
               f"| {c['err']:,} | {fmt_us(c['cpu'])} "
               f"| {fmt_ratio(c['rps'], ref and ref['rps'])} "
               f"| {fmt_ratio(c['cpu'], ref and ref['cpu'])} |")
+        w("")
+
+    peers = [s for s in servers if s not in (REF, BASELINE)]
+    if REF in servers and peers:
+        w("## ringhttpd against the best peer")
+        w("")
+        w("Per workload: ringhttpd's req/s ÷ the best peer's (> 1: ringhttpd "
+          "leads), and ringhttpd's CPU µs/req ÷ the least any peer spent "
+          "(< 1: ringhttpd spends less).")
+        w("")
+        w("| workload | req/s vs best peer | CPU/req vs least peer |")
+        w("|---|--:|--:|")
+        for wl in workloads:
+            w(f"| {wl} | {versus_best(summary, wl, peers, 'rps', max)} "
+              f"| {versus_best(summary, wl, peers, 'cpu', min)} |")
         w("")
 
     mem = {row[0]: row for row in read_tsv(os.path.join(work, "mem.tsv"))}
