@@ -7,8 +7,12 @@
 //! listing holds at most `MAX_ENTRIES` entries; a page never grows past that. This module
 //! never touches a ring and never blocks a worker.
 
+use std::collections::BinaryHeap;
+use std::ffi::OsStr;
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 
@@ -16,7 +20,8 @@ use crate::http::Status;
 use crate::http::date::imf_fixdate;
 use crate::sys;
 
-/// Entries listed at most; a directory with more says how many were left out.
+/// Entries listed at most (the first ones in listing order); a directory with more says how
+/// many were left out.
 pub const MAX_ENTRIES: usize = 10_000;
 
 /// A listing to build.
@@ -88,6 +93,9 @@ struct Entry {
     meta: Option<(u64, i64)>,
 }
 
+/// Where an entry sorts: directories first, then by name (bytewise).
+type Rank = (bool, Vec<u8>);
+
 fn build(root: RawFd, dir: &[u8], hide_dotfiles: bool) -> Result<Vec<u8>, Status> {
     let fd = sys::open_dir_beneath(root, dir).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOENT | libc::ENOTDIR) => Status::NotFound,
@@ -95,9 +103,19 @@ fn build(root: RawFd, dir: &[u8], hide_dotfiles: bool) -> Result<Vec<u8>, Status
         _ => Status::InternalServerError,
     })?;
     // Reading through the descriptor keeps to the directory `openat2` checked.
-    let reader =
-        fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| Status::InternalServerError)?;
-    let mut entries = Vec::new();
+    let base = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let reader = fs::read_dir(&base).map_err(|_| Status::InternalServerError)?;
+    let (first, left_out) = first_entries(reader, hide_dotfiles);
+    let entries =
+        first.into_iter().map(|(not_dir, name)| describe(&base, name, !not_dir)).collect::<Vec<_>>();
+    Ok(render(dir, &entries, left_out))
+}
+
+/// The first `MAX_ENTRIES` names in listing order, sorted, and how many more there were. Only
+/// the names kept are held (a bounded heap), so a huge directory costs no more memory than a
+/// listing shows, and what is shown never depends on the order `readdir` returns.
+fn first_entries(reader: fs::ReadDir, hide_dotfiles: bool) -> (Vec<Rank>, usize) {
+    let mut kept: BinaryHeap<Rank> = BinaryHeap::with_capacity(MAX_ENTRIES + 1);
     let mut left_out = 0usize;
     for item in reader {
         let Ok(item) = item else { continue };
@@ -105,18 +123,22 @@ fn build(root: RawFd, dir: &[u8], hide_dotfiles: bool) -> Result<Vec<u8>, Status
         if hide_dotfiles && name.first() == Some(&b'.') {
             continue;
         }
-        if entries.len() == MAX_ENTRIES {
+        // The type `readdir` reports, not followed: a symlink's target may lie outside the root.
+        let is_dir = item.file_type().is_ok_and(|t| t.is_dir());
+        kept.push((!is_dir, name));
+        if kept.len() > MAX_ENTRIES {
+            kept.pop();
             left_out += 1;
-            continue;
         }
-        // Not followed: a symlink's target may lie outside the root.
-        let meta = item.metadata().ok();
-        let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
-        let meta = meta.filter(|m| m.is_file() || m.is_dir()).map(|m| (m.len(), mtime(&m)));
-        entries.push(Entry { name, is_dir, meta });
     }
-    entries.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
-    Ok(render(dir, &entries, left_out))
+    (kept.into_sorted_vec(), left_out)
+}
+
+/// Size and modification time of one kept entry (not followed, as above).
+fn describe(base: &Path, name: Vec<u8>, is_dir: bool) -> Entry {
+    let meta = fs::symlink_metadata(base.join(OsStr::from_bytes(&name))).ok();
+    let meta = meta.filter(|m| m.is_file() || m.is_dir()).map(|m| (m.len(), mtime(&m)));
+    Entry { name, is_dir, meta }
 }
 
 fn mtime(meta: &fs::Metadata) -> i64 {

@@ -262,3 +262,28 @@ fn without_autoindex_a_directory_without_index_stays_404() {
     let server = Server::start();
     assert_error(&get(server.addr, "/httptest/noindex/"), 404);
 }
+
+/// Names `prefix00000`, `prefix00001`, ... created empty in `dir` (beneath the root).
+fn put_many(server: &Server, dir: &str, prefix: &str, count: usize) {
+    let dir = server.fixture().path(dir);
+    fs::create_dir_all(&dir).expect("directories");
+    for i in 0..count {
+        fs::write(dir.join(format!("{prefix}{i:05}")), b"").expect("writing a fixture file");
+    }
+}
+
+#[test]
+fn autoindex_over_the_limit_shows_the_first_entries_in_order() {
+    let server = Server::start_with(2, &["--autoindex"]);
+    put_many(&server, "many", "f", 10_050);
+    put(&server, "many/sub/inner.txt", "i");
+    put(&server, "many/zdir/inner.txt", "i");
+    let r = get(server.addr, "/many/");
+    assert_eq!(r.status, 200, "{r:#?}");
+    let page = r.body_text();
+    let got: Vec<String> = links(&page).into_iter().map(|(href, _)| href).collect();
+    let mut expected = vec!["../".to_owned(), "sub/".to_owned(), "zdir/".to_owned()];
+    expected.extend((0..9_998).map(|i| format!("f{i:05}")));
+    assert!(got == expected, "first links {:?}, last links {:?}", &got[..5], &got[got.len() - 3..]);
+    assert!(page.contains("(52 more entries not listed)"), "{}", &page[page.len() - 200..]);
+}
