@@ -18,6 +18,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 
 use crate::http::Status;
 use crate::http::date::imf_fixdate;
+use crate::path;
 use crate::sys;
 
 /// Entries listed at most (the first ones in listing order); a directory with more says how
@@ -105,7 +106,7 @@ fn build(root: RawFd, dir: &[u8], hide_dotfiles: bool) -> Result<Vec<u8>, Status
     // Reading through the descriptor keeps to the directory `openat2` checked.
     let base = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
     let reader = fs::read_dir(&base).map_err(|_| Status::InternalServerError)?;
-    let (first, left_out) = first_entries(reader, hide_dotfiles);
+    let (first, left_out) = first_entries(reader, dir, hide_dotfiles);
     let entries =
         first.into_iter().map(|(not_dir, name)| describe(&base, name, !not_dir)).collect::<Vec<_>>();
     Ok(render(dir, &entries, left_out))
@@ -114,13 +115,13 @@ fn build(root: RawFd, dir: &[u8], hide_dotfiles: bool) -> Result<Vec<u8>, Status
 /// The first `MAX_ENTRIES` names in listing order, sorted, and how many more there were. Only
 /// the names kept are held (a bounded heap), so a huge directory costs no more memory than a
 /// listing shows, and what is shown never depends on the order `readdir` returns.
-fn first_entries(reader: fs::ReadDir, hide_dotfiles: bool) -> (Vec<Rank>, usize) {
+fn first_entries(reader: fs::ReadDir, dir: &[u8], hide_dotfiles: bool) -> (Vec<Rank>, usize) {
     let mut kept: BinaryHeap<Rank> = BinaryHeap::with_capacity(MAX_ENTRIES + 1);
     let mut left_out = 0usize;
     for item in reader {
         let Ok(item) = item else { continue };
         let name = item.file_name().into_encoded_bytes();
-        if hide_dotfiles && name.first() == Some(&b'.') {
+        if hide_dotfiles && is_hidden(dir, &name) {
             continue;
         }
         // The type `readdir` reports, not followed: a symlink's target may lie outside the root.
@@ -132,6 +133,14 @@ fn first_entries(reader: fs::ReadDir, hide_dotfiles: bool) -> (Vec<Rank>, usize)
         }
     }
     (kept.into_sorted_vec(), left_out)
+}
+
+/// Whether `name` in `dir` is a dotfile that requests cannot reach, by the same rule the
+/// server applies to requests (so the root's `.well-known` is listed).
+fn is_hidden(dir: &[u8], name: &[u8]) -> bool {
+    let mut path = dir.to_vec();
+    path.extend_from_slice(name);
+    path::is_hidden(&path)
 }
 
 /// Size and modification time of one kept entry (not followed, as above).
@@ -180,7 +189,10 @@ fn render(dir: &[u8], entries: &[Entry], left_out: usize) -> Vec<u8> {
     out
 }
 
-/// A name as HTML text (invalid UTF-8 shown as U+FFFD).
+/// A name as HTML text (invalid UTF-8 shown as U+FFFD). Control characters are shown as
+/// visible symbols, so a name can neither break the page's lines nor reach a terminal that
+/// displays the page as escape sequences; bidirectional overrides, which would make a name
+/// read as another, are shown as U+FFFD. (The link itself is percent-encoded, byte for byte.)
 fn html_escape(name: &[u8]) -> String {
     let mut out = String::with_capacity(name.len());
     for c in String::from_utf8_lossy(name).chars() {
@@ -190,10 +202,24 @@ fn html_escape(name: &[u8]) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+            c => out.push(visible(c)),
         }
     }
     out
+}
+
+/// C0 controls and DEL as their Control Pictures (U+2400 to U+2421), other controls and
+/// bidirectional formatting characters as U+FFFD, anything else as itself.
+fn visible(c: char) -> char {
+    match c {
+        '\0'..='\u{1F}' => char::from_u32(0x2400 + c as u32).unwrap_or(char::REPLACEMENT_CHARACTER),
+        '\u{7F}' => '\u{2421}',
+        '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
+            char::REPLACEMENT_CHARACTER
+        }
+        c if c.is_control() => char::REPLACEMENT_CHARACTER,
+        c => c,
+    }
 }
 
 /// A name as one path segment of a relative link: every byte but the unreserved ones escaped,
@@ -217,6 +243,9 @@ mod tests {
     #[test]
     fn names_are_escaped_for_html_and_links() {
         assert_eq!(html_escape(b"<script>.html"), "&lt;script&gt;.html");
+        assert_eq!(html_escape(b"a\x1b[2J\nb\x7f\0"), "a\u{241B}[2J\u{240A}b\u{2421}\u{2400}");
+        assert_eq!(html_escape("x\u{202E}txt.exe\u{85}".as_bytes()), "x\u{FFFD}txt.exe\u{FFFD}");
+        assert_eq!(percent_encode(b"a\x1b\n"), "a%1B%0A");
         assert_eq!(percent_encode(b"a b&c#d?.txt"), "a%20b%26c%23d%3F.txt");
         assert_eq!(percent_encode("é%".as_bytes()), "%C3%A9%25");
     }
