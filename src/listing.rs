@@ -76,6 +76,9 @@ pub fn spawn(root: Arc<OwnedFd>) -> std::io::Result<Sender<Job>> {
     let (jobs, incoming) = mpsc::channel::<Job>();
     std::thread::Builder::new().name("ringhttpd-listing".into()).spawn(move || {
         for job in incoming {
+            if let Some(delay) = crate::test_hooks::listing_delay(&job.dir) {
+                std::thread::sleep(delay);
+            }
             let result = build(root.as_raw_fd(), &job.dir, job.hide_dotfiles);
             let done = Done { key: job.key, generation: job.generation, result };
             if job.reply.send(done).is_ok() {
