@@ -1,9 +1,9 @@
 //! Deciding and building the answer to a resolved request: preconditions (412/304, in RFC
 //! 9110 §13.2.2's order), ranges (206, multipart 206, 416), content negotiation between a file
-//! and its precompressed siblings, directory redirects (301) and error pages. The head goes
-//! into the send buffer with a small body; a large body is left to `send` (sendfile or
-//! splices). This module must never promise a Content-Length that the body it hands on does
-//! not have.
+//! and its precompressed siblings, directory redirects (301), which directories are listed
+//! (`--autoindex`) and error pages. The head goes into the send buffer with a small body; a
+//! large body is left to `send` (sendfile or splices). This module must never promise a
+//! Content-Length that the body it hands on does not have.
 
 use std::rc::Rc;
 
@@ -42,19 +42,44 @@ impl Conn {
         entry: Entry,
         purpose: Purpose,
     ) {
-        if let Purpose::ErrorPage { status, keep_alive } = purpose {
-            return self.respond_error_page(ctx, req, status, keep_alive, entry);
+        match purpose {
+            Purpose::ErrorPage { status, keep_alive } => {
+                return self.respond_error_page(ctx, req, status, keep_alive, entry);
+            }
+            Purpose::ListedDirectory => return self.respond_listed_directory(ctx, req, entry),
+            Purpose::Request | Purpose::Fallback => {}
         }
+        let may_list = is_index && purpose == Purpose::Request && ctx.cfg.autoindex;
         match entry {
             Entry::File(info) => self.respond_file(ctx, req, info),
             Entry::Directory if !is_index && purpose == Purpose::Request => self.redirect_to_dir(ctx, req),
-            // A directory without index.html (or whose index.html is no file).
-            Entry::Directory | Entry::Absent(Status::NotFound)
-                if is_index && purpose == Purpose::Request && ctx.cfg.autoindex =>
-            {
-                self.start_listing(ctx, req)
-            }
+            // `index.html` is itself a directory, so the one it lies in exists.
+            Entry::Directory if may_list => self.start_listing(ctx, req),
+            // No `index.html`: first make sure the directory exists, so that a path that names
+            // nothing (a 404, a `--fallback` route) never waits for the listing threads.
+            Entry::Absent(Status::NotFound) if may_list => self.check_listed_directory(ctx, req),
             Entry::Directory | Entry::Absent(Status::NotFound) => self.not_found(ctx, req, purpose),
+            Entry::Absent(status) => self.respond_error(ctx, Some(req), status, true),
+        }
+    }
+
+    /// Looks up the directory a request ending in `/` names (through the cache, like any path).
+    fn check_listed_directory(&mut self, ctx: &mut Ctx, req: Box<Request>) {
+        let Some(dir) = listed_directory(&req) else {
+            return self.respond_error(ctx, Some(req), Status::BadRequest, false);
+        };
+        let path = match dir.strip_suffix(b"/") {
+            Some(path) => path.to_vec(),
+            None => b".".to_vec(),
+        };
+        self.look_up(ctx, req, path, false, Purpose::ListedDirectory);
+    }
+
+    /// What the directory to list turned out to be: only a directory is listed.
+    fn respond_listed_directory(&mut self, ctx: &mut Ctx, req: Box<Request>, entry: Entry) {
+        match entry {
+            Entry::Directory => self.start_listing(ctx, req),
+            Entry::File(_) | Entry::Absent(Status::NotFound) => self.not_found(ctx, req, Purpose::Request),
             Entry::Absent(status) => self.respond_error(ctx, Some(req), status, true),
         }
     }
@@ -73,9 +98,8 @@ impl Conn {
     /// Asks the listing thread for the directory the request names (its path without the
     /// `index.html` the resolver appended).
     fn start_listing(&mut self, ctx: &mut Ctx, req: Box<Request>) {
-        let dir = match path::resolve(&req.target) {
-            Ok(t) => t.file[..t.file.len() - b"index.html".len()].to_vec(),
-            Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
+        let Some(dir) = listed_directory(&req) else {
+            return self.respond_error(ctx, Some(req), Status::BadRequest, false);
         };
         let asked = ctx
             .lister
@@ -364,6 +388,13 @@ impl Conn {
         let body_bytes = response::page(&mut buf, status, &ctx.date_line, keep_alive, head_only, &[]);
         self.send(ctx, buf, Body::None, Exchange::new(req, status, keep_alive, body_bytes));
     }
+}
+
+/// The directory a request ending in `/` names, beneath the root: its path without the
+/// `index.html` the resolver appended (`""` for the root, else ending in `/`).
+fn listed_directory(req: &Request) -> Option<Vec<u8>> {
+    let target = path::resolve(&req.target).ok()?;
+    target.file.strip_suffix(b"index.html").map(<[u8]>::to_vec)
 }
 
 /// The body of `len` bytes at `start` of a file: tiny cached bodies are copied behind the head
