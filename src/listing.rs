@@ -1,11 +1,17 @@
 //! Directory listings for `--autoindex`.
 //!
 //! io_uring has no `getdents`, and reading a large directory (or one on slow storage) would
-//! stall every connection of a worker, so listings are built on one thread of their own. A
-//! worker hands it a `Job` and goes on; the finished page comes back on the worker's channel,
-//! and the worker's wake-up eventfd (which its ring is always reading) says it is there. A
-//! listing holds at most `MAX_ENTRIES` entries; a page never grows past that. This module
-//! never touches a ring and never blocks a worker.
+//! stall every connection of a worker, so listings are built on a few threads of their own
+//! (`threads_for`), shared by all workers through one bounded queue. A worker hands them a
+//! `Job` and goes on; the finished page comes back on the worker's channel, and the worker's
+//! wake-up eventfd (which its ring is always reading) says it is there.
+//!
+//! The queue holds at most `QUEUE_PER_THREAD` jobs per thread: a worker whose job does not
+//! fit is told so at once (and answers 503). Each job carries the waiting connection's
+//! `Ticket`; once the connection stops waiting (its client left, its deadline passed, the
+//! server is stopping), the ticket is dropped and the job is skipped, or its building stops
+//! within `CHECK_EVERY` entries. A listing holds at most `MAX_ENTRIES` entries; a page never
+//! grows past that. This module never touches a ring and never blocks a worker.
 
 use std::collections::BinaryHeap;
 use std::ffi::OsStr;
@@ -13,8 +19,10 @@ use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::http::Status;
 use crate::http::date::imf_fixdate;
@@ -24,44 +32,114 @@ use crate::sys;
 /// Entries listed at most (the first ones in listing order); a directory with more says how
 /// many were left out.
 pub const MAX_ENTRIES: usize = 10_000;
+/// Jobs that may wait per listing thread; beyond that a listing is refused (503) rather than
+/// queued behind work that may take seconds.
+const QUEUE_PER_THREAD: usize = 32;
+/// Workers per listing thread (at least one thread). Listing threads are not pinned and
+/// compete with the workers for their cores, so they are kept to about a quarter of them: a
+/// few directories that are slow to read hold up only the listings behind them, and listings
+/// never take more than a share of the CPU from the workers.
+const WORKERS_PER_THREAD: usize = 4;
+/// Directory entries read or described between two looks at whether the job is still wanted.
+const CHECK_EVERY: usize = 256;
+
+/// Listing threads for `workers` workers.
+pub fn threads_for(workers: usize) -> usize {
+    workers.div_ceil(WORKERS_PER_THREAD).max(1)
+}
 
 /// A listing to build.
 pub struct Job {
     key: usize,
     generation: u32,
+    id: u64,
     /// The directory beneath the root, decoded, `""` for the root, else ending in `/`.
     dir: Vec<u8>,
     hide_dotfiles: bool,
+    /// Cleared when the connection stops waiting (its `Ticket` is dropped).
+    wanted: Arc<AtomicBool>,
     reply: Sender<Done>,
     wake: Arc<OwnedFd>,
+}
+
+impl Job {
+    fn is_wanted(&self) -> bool {
+        self.wanted.load(Ordering::Relaxed)
+    }
+}
+
+/// A waiting connection's claim on its job. Dropping it (the connection answered otherwise,
+/// or is gone) tells the listing threads to skip the job, or stop building it.
+pub struct Ticket {
+    id: u64,
+    wanted: Arc<AtomicBool>,
+}
+
+impl Ticket {
+    /// Whether `done` is the listing this ticket waits for (not that of an earlier request
+    /// on the same connection, answered otherwise before its listing came back).
+    pub fn claims(&self, done: &Done) -> bool {
+        done.id == self.id
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.wanted.store(false, Ordering::Relaxed);
+    }
 }
 
 /// A finished listing (or why there is none), for the connection it was built for.
 pub struct Done {
     pub key: usize,
     pub generation: u32,
+    id: u64,
     pub result: Result<Vec<u8>, Status>,
 }
 
-/// A worker's end: sends jobs to the listing thread, receives finished pages.
+/// Why a listing was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue is full: try again shortly (503).
+    Busy,
+    /// The listing threads are gone.
+    Gone,
+}
+
+/// A worker's end: sends jobs to the listing threads, receives finished pages.
 pub struct Lister {
-    jobs: Sender<Job>,
+    jobs: SyncSender<Job>,
     reply: Sender<Done>,
     done: Receiver<Done>,
     wake: Arc<OwnedFd>,
+    next_id: u64,
 }
 
 impl Lister {
-    pub fn new(jobs: Sender<Job>, wake: Arc<OwnedFd>) -> Lister {
+    pub fn new(jobs: SyncSender<Job>, wake: Arc<OwnedFd>) -> Lister {
         let (reply, done) = mpsc::channel();
-        Lister { jobs, reply, done, wake }
+        Lister { jobs, reply, done, wake, next_id: 0 }
     }
 
-    /// Asks for the listing of `dir`; false if the listing thread is gone.
-    pub fn request(&self, key: usize, generation: u32, dir: Vec<u8>, hide_dotfiles: bool) -> bool {
-        let job =
-            Job { key, generation, dir, hide_dotfiles, reply: self.reply.clone(), wake: self.wake.clone() };
-        self.jobs.send(job).is_ok()
+    /// Queues the listing of `dir` for the connection `key`/`generation`, which waits for it
+    /// while it holds the returned ticket.
+    pub fn request(
+        &mut self,
+        key: usize,
+        generation: u32,
+        dir: Vec<u8>,
+        hide_dotfiles: bool,
+    ) -> Result<Ticket, Refused> {
+        self.next_id += 1;
+        let wanted = Arc::new(AtomicBool::new(true));
+        let ticket = Ticket { id: self.next_id, wanted: wanted.clone() };
+        let (reply, wake) = (self.reply.clone(), self.wake.clone());
+        let job = Job { key, generation, id: ticket.id, dir, hide_dotfiles, wanted, reply, wake };
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(ticket),
+            Err(TrySendError::Full(_)) => Err(Refused::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(Refused::Gone),
+        }
     }
 
     /// Listings finished since the last call.
@@ -70,23 +148,52 @@ impl Lister {
     }
 }
 
-/// Starts the listing thread for the document root `root`; it ends when every worker's
-/// `Lister` (and so every job sender) is gone.
-pub fn spawn(root: Arc<OwnedFd>) -> std::io::Result<Sender<Job>> {
-    let (jobs, incoming) = mpsc::channel::<Job>();
-    std::thread::Builder::new().name("ringhttpd-listing".into()).spawn(move || {
-        for job in incoming {
-            if let Some(delay) = crate::test_hooks::listing_delay(&job.dir) {
-                std::thread::sleep(delay);
-            }
-            let result = build(root.as_raw_fd(), &job.dir, job.hide_dotfiles);
-            let done = Done { key: job.key, generation: job.generation, result };
-            if job.reply.send(done).is_ok() {
-                sys::eventfd_signal(job.wake.as_raw_fd());
-            }
-        }
-    })?;
+/// Starts `threads` listing threads for the document root `root`; they end when every
+/// worker's `Lister` (and so every job sender) is gone.
+pub fn spawn(root: Arc<OwnedFd>, threads: usize) -> std::io::Result<SyncSender<Job>> {
+    let (jobs, incoming) = mpsc::sync_channel::<Job>(QUEUE_PER_THREAD * threads);
+    let incoming = Arc::new(Mutex::new(incoming));
+    for i in 0..threads {
+        let (root, incoming) = (root.clone(), incoming.clone());
+        std::thread::Builder::new()
+            .name(format!("ringhttpd-list{i}"))
+            .spawn(move || serve(root.as_raw_fd(), &incoming))?;
+    }
     Ok(jobs)
+}
+
+/// One listing thread: builds each job that is still wanted, and replies unless it stopped
+/// being wanted meanwhile.
+fn serve(root: RawFd, incoming: &Mutex<Receiver<Job>>) {
+    while let Some(job) = next_job(incoming) {
+        if !job.is_wanted() {
+            continue;
+        }
+        if let Some(delay) = crate::test_hooks::listing_delay(&job.dir) {
+            wait_while_wanted(&job, delay);
+        }
+        let Some(result) = build(root, &job) else { continue };
+        let done = Done { key: job.key, generation: job.generation, id: job.id, result };
+        if job.reply.send(done).is_ok() {
+            sys::eventfd_signal(job.wake.as_raw_fd());
+        }
+    }
+}
+
+fn next_job(incoming: &Mutex<Receiver<Job>>) -> Option<Job> {
+    incoming.lock().unwrap_or_else(PoisonError::into_inner).recv().ok()
+}
+
+/// Plays a slow directory (tests only): waits `delay`, or until the job is no longer wanted.
+fn wait_while_wanted(job: &Job, delay: Duration) {
+    let until = Instant::now() + delay;
+    while job.is_wanted() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(10)));
+    }
 }
 
 /// One directory entry as listed.
@@ -100,31 +207,48 @@ struct Entry {
 /// Where an entry sorts: directories first, then by name (bytewise).
 type Rank = (bool, Vec<u8>);
 
-fn build(root: RawFd, dir: &[u8], hide_dotfiles: bool) -> Result<Vec<u8>, Status> {
-    let fd = sys::open_dir_beneath(root, dir).map_err(|e| match e.raw_os_error() {
+/// The page for `job`, or why there is none; `None` once the job is no longer wanted.
+fn build(root: RawFd, job: &Job) -> Option<Result<Vec<u8>, Status>> {
+    let fd = match sys::open_dir_beneath(root, &job.dir) {
+        Ok(fd) => fd,
+        Err(e) => return Some(Err(status_for(&e))),
+    };
+    // Reading through the descriptor keeps to the directory `openat2` checked.
+    let base = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let Ok(reader) = fs::read_dir(&base) else { return Some(Err(Status::InternalServerError)) };
+    let (first, left_out) = first_entries(reader, job)?;
+    let mut entries = Vec::with_capacity(first.len());
+    for (i, (not_dir, name)) in first.into_iter().enumerate() {
+        if i % CHECK_EVERY == 0 && !job.is_wanted() {
+            return None;
+        }
+        entries.push(describe(&base, name, !not_dir));
+    }
+    Some(Ok(render(&job.dir, &entries, left_out)))
+}
+
+fn status_for(e: &std::io::Error) -> Status {
+    match e.raw_os_error() {
         Some(libc::ENOENT | libc::ENOTDIR) => Status::NotFound,
         Some(libc::EACCES | libc::EPERM | libc::ELOOP | libc::EXDEV) => Status::Forbidden,
         _ => Status::InternalServerError,
-    })?;
-    // Reading through the descriptor keeps to the directory `openat2` checked.
-    let base = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    let reader = fs::read_dir(&base).map_err(|_| Status::InternalServerError)?;
-    let (first, left_out) = first_entries(reader, dir, hide_dotfiles);
-    let entries =
-        first.into_iter().map(|(not_dir, name)| describe(&base, name, !not_dir)).collect::<Vec<_>>();
-    Ok(render(dir, &entries, left_out))
+    }
 }
 
-/// The first `MAX_ENTRIES` names in listing order, sorted, and how many more there were. Only
-/// the names kept are held (a bounded heap), so a huge directory costs no more memory than a
-/// listing shows, and what is shown never depends on the order `readdir` returns.
-fn first_entries(reader: fs::ReadDir, dir: &[u8], hide_dotfiles: bool) -> (Vec<Rank>, usize) {
+/// The first `MAX_ENTRIES` names in listing order, sorted, and how many more there were
+/// (`None` once the job is no longer wanted). Only the names kept are held (a bounded heap),
+/// so a huge directory costs no more memory than a listing shows, and what is shown never
+/// depends on the order `readdir` returns.
+fn first_entries(reader: fs::ReadDir, job: &Job) -> Option<(Vec<Rank>, usize)> {
     let mut kept: BinaryHeap<Rank> = BinaryHeap::with_capacity(MAX_ENTRIES + 1);
     let mut left_out = 0usize;
-    for item in reader {
+    for (i, item) in reader.enumerate() {
+        if i % CHECK_EVERY == 0 && !job.is_wanted() {
+            return None;
+        }
         let Ok(item) = item else { continue };
         let name = item.file_name().into_encoded_bytes();
-        if hide_dotfiles && is_hidden(dir, &name) {
+        if job.hide_dotfiles && is_hidden(&job.dir, &name) {
             continue;
         }
         // The type `readdir` reports, not followed: a symlink's target may lie outside the root.
@@ -135,7 +259,7 @@ fn first_entries(reader: fs::ReadDir, dir: &[u8], hide_dotfiles: bool) -> (Vec<R
             left_out += 1;
         }
     }
-    (kept.into_sorted_vec(), left_out)
+    Some((kept.into_sorted_vec(), left_out))
 }
 
 /// Whether `name` in `dir` is a dotfile that requests cannot reach, by the same rule the

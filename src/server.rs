@@ -256,7 +256,8 @@ fn start_workers(
     let cores = if cfg.pin_workers { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
     let (ready_tx, ready_rx) = mpsc::channel();
     let listing_jobs = if cfg.autoindex {
-        Some(crate::listing::spawn(root.clone()).map_err(StartError::Worker)?)
+        let threads = crate::listing::threads_for(listeners.len());
+        Some(crate::listing::spawn(root.clone(), threads).map_err(StartError::Worker)?)
     } else {
         None
     };

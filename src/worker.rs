@@ -54,8 +54,8 @@ pub struct Setup {
     pub root: Arc<OwnedFd>,
     pub cfg: Arc<Config>,
     pub shared: Arc<Shared>,
-    /// The listing thread's queue, with `--autoindex`.
-    pub listing_jobs: Option<std::sync::mpsc::Sender<crate::listing::Job>>,
+    /// The listing threads' queue, with `--autoindex`.
+    pub listing_jobs: Option<std::sync::mpsc::SyncSender<crate::listing::Job>>,
     /// The `--metrics` listener, for the one worker that serves it.
     pub metrics_listener: Option<OwnedFd>,
     pub metrics: Arc<Metrics>,
@@ -402,13 +402,13 @@ impl Worker {
     fn deliver_listings(&mut self) {
         let Some(lister) = &self.ctx.lister else { return };
         for done in lister.finished() {
-            let Some(conn) = self.conns.get_mut(done.key).filter(|c| c.generation() == done.generation)
-            else {
+            let key = done.key;
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.generation() == done.generation) else {
                 continue;
             };
-            conn.on_listing(done.result, &mut self.ctx);
+            conn.on_listing(done, &mut self.ctx);
             if conn.is_finished() {
-                self.release(done.key);
+                self.release(key);
             }
         }
     }

@@ -12,11 +12,11 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::check::assert_error;
-use common::http::{connect, get, get_request};
+use common::http::{Response, connect, get, get_request, parse_responses, read_to_close};
 use common::server::Server;
 
 /// How long the slow directory takes to read.
-const SLOW_MS: u64 = 3000;
+const SLOW_MS: u64 = 4000;
 
 /// A server with one worker (so requests reach it in the order sent) over a fixture holding
 /// `slow/` and `fast/`, where reading `slow/` takes `slow_ms`.
@@ -62,4 +62,96 @@ fn a_missing_directory_or_fallback_route_never_waits_for_listings() {
     let took = started.elapsed();
     assert_error(&r, 404);
     assert!(took < Duration::from_millis(SLOW_MS / 2), "the 404 took {took:?}");
+}
+
+/// Reads each stream's response to its close, all at once; returns each with when it came.
+fn responses(streams: Vec<TcpStream>, since: Instant) -> Vec<(Response, Duration)> {
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = streams
+            .into_iter()
+            .map(|mut stream| {
+                scope.spawn(move || {
+                    let bytes = read_to_close(&mut stream);
+                    let mut parsed = parse_responses(&bytes, &[false]);
+                    assert_eq!(parsed.len(), 1, "one response expected: {parsed:#?}");
+                    (parsed.remove(0), since.elapsed())
+                })
+            })
+            .collect();
+        readers.into_iter().map(|r| r.join().expect("a reader thread")).collect()
+    })
+}
+
+fn assert_retry_later(r: &Response) {
+    assert_error(r, 503);
+    assert_eq!(r.header("retry-after"), Some("1"), "{r:#?}");
+}
+
+#[test]
+fn abandoned_listings_are_dropped_unbuilt() {
+    let server = listing_server(SLOW_MS, &[]);
+    let _waiting = send_waiting(&server, "/slow/", 1);
+    // Sent, then abandoned: each client closes without reading.
+    drop(send_waiting(&server, "/slow/", 5));
+    let started = Instant::now();
+    let r = get(server.addr, "/fast/");
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "{r:#?}");
+    assert!(r.body_text().contains("entry.txt"), "{r:#?}");
+    // Behind at most the one listing someone waits for, never behind the abandoned ones.
+    assert!(took < Duration::from_millis(SLOW_MS + 2000), "the listing took {took:?}");
+}
+
+#[test]
+fn a_full_queue_is_answered_503_with_retry_after_at_once() {
+    let server = listing_server(SLOW_MS, &[]);
+    let _busy = send_waiting(&server, "/slow/", 1);
+    let started = Instant::now();
+    // More than the queue holds (32 jobs per listing thread; one worker has one thread).
+    let queued = send_waiting(&server, "/fast/", 48);
+    let answers = responses(queued, started);
+    let mut refused = 0;
+    for (r, came) in &answers {
+        if r.status == 503 {
+            refused += 1;
+            assert_retry_later(r);
+            assert!(*came < Duration::from_millis(SLOW_MS / 2), "a refusal came after {came:?}");
+        } else {
+            assert_eq!(r.status, 200, "{r:#?}");
+            assert!(r.body_text().contains("entry.txt"), "{r:#?}");
+        }
+    }
+    assert!(
+        refused > 0,
+        "no request was refused: {:?}",
+        answers.iter().map(|(r, _)| r.status).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_listing_not_built_within_the_send_timeout_is_answered_503() {
+    let server = listing_server(2 * SLOW_MS, &["--send-timeout", "1"]);
+    let started = Instant::now();
+    let r = get(server.addr, "/slow/");
+    let took = started.elapsed();
+    assert_retry_later(&r);
+    assert!(took < Duration::from_millis(SLOW_MS), "the 503 took {took:?}");
+    // The abandoned build no longer holds the listing thread.
+    let fast = get(server.addr, "/fast/");
+    assert_eq!(fast.status, 200, "{fast:#?}");
+    assert!(started.elapsed() < Duration::from_millis(2 * SLOW_MS), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_graceful_stop_does_not_wait_for_listings() {
+    let mut server = listing_server(SLOW_MS, &[]);
+    let waiting = send_waiting(&server, "/slow/", 1);
+    drop(send_waiting(&server, "/slow/", 5));
+    let started = Instant::now();
+    server.signal(libc::SIGTERM);
+    // The client still waiting is told to come back (and closes once it has read that).
+    let answers = responses(waiting, started);
+    assert_retry_later(&answers[0].0);
+    server.expect_exit(0, Duration::from_millis(SLOW_MS / 2));
+    assert!(started.elapsed() < Duration::from_millis(SLOW_MS / 2), "took {:?}", started.elapsed());
 }

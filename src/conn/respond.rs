@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use super::lookup::Purpose;
 use super::send::{Body, BodyFile, CachedBody};
-use super::{Conn, Exchange, Phase, may_keep_alive};
+use super::{Conn, Exchange, may_keep_alive};
 use crate::cache::{Entry, FileInfo};
 use crate::context::Ctx;
 use crate::http::date::parse_http_date as http_date;
@@ -63,29 +63,8 @@ impl Conn {
         }
     }
 
-    /// Looks up the directory a request ending in `/` names (through the cache, like any path).
-    fn check_listed_directory(&mut self, ctx: &mut Ctx, req: Box<Request>) {
-        let Some(dir) = listed_directory(&req) else {
-            return self.respond_error(ctx, Some(req), Status::BadRequest, false);
-        };
-        let path = match dir.strip_suffix(b"/") {
-            Some(path) => path.to_vec(),
-            None => b".".to_vec(),
-        };
-        self.look_up(ctx, req, path, false, Purpose::ListedDirectory);
-    }
-
-    /// What the directory to list turned out to be: only a directory is listed.
-    fn respond_listed_directory(&mut self, ctx: &mut Ctx, req: Box<Request>, entry: Entry) {
-        match entry {
-            Entry::Directory => self.start_listing(ctx, req),
-            Entry::File(_) | Entry::Absent(Status::NotFound) => self.not_found(ctx, req, Purpose::Request),
-            Entry::Absent(status) => self.respond_error(ctx, Some(req), status, true),
-        }
-    }
-
     /// The path names nothing: the fallback if there is one (and this is not it), else 404.
-    fn not_found(&mut self, ctx: &mut Ctx, req: Box<Request>, purpose: Purpose) {
+    pub(super) fn not_found(&mut self, ctx: &mut Ctx, req: Box<Request>, purpose: Purpose) {
         match &ctx.cfg.fallback {
             Some(fallback) if purpose == Purpose::Request => {
                 let (file, is_index) = (fallback.file.clone(), fallback.is_index);
@@ -93,52 +72,6 @@ impl Conn {
             }
             _ => self.respond_error(ctx, Some(req), Status::NotFound, true),
         }
-    }
-
-    /// Asks the listing thread for the directory the request names (its path without the
-    /// `index.html` the resolver appended).
-    fn start_listing(&mut self, ctx: &mut Ctx, req: Box<Request>) {
-        let Some(dir) = listed_directory(&req) else {
-            return self.respond_error(ctx, Some(req), Status::BadRequest, false);
-        };
-        let asked = ctx
-            .lister
-            .as_ref()
-            .is_some_and(|l| l.request(self.key, self.generation, dir, ctx.cfg.hide_dotfiles));
-        if !asked {
-            return self.respond_error(ctx, Some(req), Status::InternalServerError, false);
-        }
-        self.phase = Phase::Listing(req);
-    }
-
-    /// A listing is ready (or the directory turned out not to be one).
-    pub fn on_listing(&mut self, result: Result<Vec<u8>, Status>, ctx: &mut Ctx) {
-        if self.is_closing() {
-            return;
-        }
-        let Phase::Listing(req) = self.take_phase() else {
-            unreachable!("a listing arrived for a connection that did not ask for one");
-        };
-        let page = match result {
-            Ok(page) => page,
-            Err(Status::NotFound) => return self.not_found(ctx, req, Purpose::Request),
-            Err(status) => return self.respond_error(ctx, Some(req), status, true),
-        };
-        let keep_alive = may_keep_alive(&req, ctx);
-        let head_only = req.method() == Method::Head;
-        let mut buf = ctx.head_buffer();
-        response::start(&mut buf, Status::Ok, &ctx.date_line);
-        response::header(&mut buf, "Content-Type", b"text/html; charset=utf-8");
-        response::content_length(&mut buf, page.len() as u64);
-        response::finish(&mut buf, keep_alive);
-        let len = page.len();
-        let body = if head_only || len == 0 {
-            Body::None
-        } else {
-            Body::Cached(CachedBody { data: Rc::from(page), start: 0, len })
-        };
-        let ex = Exchange::new(Some(req), Status::Ok, keep_alive, if head_only { 0 } else { len as u64 });
-        self.send(ctx, buf, body, ex);
     }
 
     /// An error answered with a configured page's body (if `entry` is a file) and the original
@@ -340,7 +273,7 @@ impl Conn {
         self.respond_page(ctx, req, Status::MovedPermanently, keep_alive, &extra);
     }
 
-    fn respond_page(
+    pub(super) fn respond_page(
         &mut self,
         ctx: &mut Ctx,
         req: Box<Request>,
@@ -388,13 +321,6 @@ impl Conn {
         let body_bytes = response::page(&mut buf, status, &ctx.date_line, keep_alive, head_only, &[]);
         self.send(ctx, buf, Body::None, Exchange::new(req, status, keep_alive, body_bytes));
     }
-}
-
-/// The directory a request ending in `/` names, beneath the root: its path without the
-/// `index.html` the resolver appended (`""` for the root, else ending in `/`).
-fn listed_directory(req: &Request) -> Option<Vec<u8>> {
-    let target = path::resolve(&req.target).ok()?;
-    target.file.strip_suffix(b"index.html").map(<[u8]>::to_vec)
 }
 
 /// The body of `len` bytes at `start` of a file: tiny cached bodies are copied behind the head
