@@ -11,19 +11,25 @@
 //! `Ticket`; once the connection stops waiting (its client left, its deadline passed, the
 //! server is stopping), the ticket is dropped and the job is skipped, or its building stops
 //! within `CHECK_EVERY` entries. A listing holds at most `MAX_ENTRIES` entries; a page never
-//! grows past that. This module never touches a ring and never blocks a worker.
+//! grows past that.
+//!
+//! Each worker keeps the pages it received for `cache::MAX_AGE`, the file cache's staleness
+//! rule (counted from when the listing was asked for), so a directory asked for again within
+//! that time costs no job at all. This module never touches a ring and never blocks a worker.
 
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::ffi::OsStr;
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::cache::MAX_AGE;
 use crate::http::Status;
 use crate::http::date::imf_fixdate;
 use crate::path;
@@ -42,6 +48,10 @@ const QUEUE_PER_THREAD: usize = 32;
 const WORKERS_PER_THREAD: usize = 4;
 /// Directory entries read or described between two looks at whether the job is still wanted.
 const CHECK_EVERY: usize = 256;
+/// Finished pages a worker keeps, at most, and their bytes at most (a page of `MAX_ENTRIES`
+/// entries is about 1 MB).
+const CACHED_PAGES: usize = 64;
+const CACHED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Listing threads for `workers` workers.
 pub fn threads_for(workers: usize) -> usize {
@@ -94,6 +104,8 @@ pub struct Done {
     pub key: usize,
     pub generation: u32,
     id: u64,
+    /// The directory listed (as in `Job`).
+    pub dir: Vec<u8>,
     pub result: Result<Vec<u8>, Status>,
 }
 
@@ -106,19 +118,21 @@ pub enum Refused {
     Gone,
 }
 
-/// A worker's end: sends jobs to the listing threads, receives finished pages.
+/// A worker's end: sends jobs to the listing threads, receives finished pages, and keeps them
+/// for reuse.
 pub struct Lister {
     jobs: SyncSender<Job>,
     reply: Sender<Done>,
     done: Receiver<Done>,
     wake: Arc<OwnedFd>,
     next_id: u64,
+    pages: PageCache,
 }
 
 impl Lister {
     pub fn new(jobs: SyncSender<Job>, wake: Arc<OwnedFd>) -> Lister {
         let (reply, done) = mpsc::channel();
-        Lister { jobs, reply, done, wake, next_id: 0 }
+        Lister { jobs, reply, done, wake, next_id: 0, pages: PageCache::default() }
     }
 
     /// Queues the listing of `dir` for the connection `key`/`generation`, which waits for it
@@ -145,6 +159,62 @@ impl Lister {
     /// Listings finished since the last call.
     pub fn finished(&self) -> Vec<Done> {
         self.done.try_iter().collect()
+    }
+
+    /// The page of `dir`, if one asked for less than `MAX_AGE` ago is kept.
+    pub fn cached(&self, dir: &[u8], now: Instant) -> Option<Rc<[u8]>> {
+        self.pages.fresh(dir, now)
+    }
+
+    /// Keeps the page of `dir`, asked for at `asked_at`, for reuse.
+    pub fn remember(&mut self, dir: Vec<u8>, page: Rc<[u8]>, asked_at: Instant) {
+        self.pages.insert(dir, page, asked_at);
+    }
+
+    /// Frees the pages that can no longer be reused.
+    pub fn drop_stale(&mut self, now: Instant) {
+        self.pages.drop_stale(now);
+    }
+}
+
+/// Finished pages by directory, each with when it was asked for; bounded like the file cache
+/// (a full cache starts over).
+#[derive(Default)]
+struct PageCache {
+    pages: HashMap<Vec<u8>, (Rc<[u8]>, Instant)>,
+    bytes: usize,
+}
+
+impl PageCache {
+    fn fresh(&self, dir: &[u8], now: Instant) -> Option<Rc<[u8]>> {
+        let (page, asked_at) = self.pages.get(dir)?;
+        (now.saturating_duration_since(*asked_at) < MAX_AGE).then(|| page.clone())
+    }
+
+    fn insert(&mut self, dir: Vec<u8>, page: Rc<[u8]>, asked_at: Instant) {
+        if page.len() > CACHED_BYTES {
+            return;
+        }
+        if self.pages.len() >= CACHED_PAGES || self.bytes + page.len() > CACHED_BYTES {
+            self.pages.clear();
+            self.bytes = 0;
+        }
+        self.bytes += page.len();
+        if let Some((old, _)) = self.pages.insert(dir, (page, asked_at)) {
+            self.bytes -= old.len();
+        }
+    }
+
+    fn drop_stale(&mut self, now: Instant) {
+        let mut freed = 0;
+        self.pages.retain(|_, (page, asked_at)| {
+            let keep = now.saturating_duration_since(*asked_at) < MAX_AGE;
+            if !keep {
+                freed += page.len();
+            }
+            keep
+        });
+        self.bytes -= freed;
     }
 }
 
@@ -173,9 +243,10 @@ fn serve(root: RawFd, incoming: &Mutex<Receiver<Job>>) {
             wait_while_wanted(&job, delay);
         }
         let Some(result) = build(root, &job) else { continue };
-        let done = Done { key: job.key, generation: job.generation, id: job.id, result };
-        if job.reply.send(done).is_ok() {
-            sys::eventfd_signal(job.wake.as_raw_fd());
+        let Job { key, generation, id, dir, reply, wake, .. } = job;
+        let done = Done { key, generation, id, dir, result };
+        if reply.send(done).is_ok() {
+            sys::eventfd_signal(wake.as_raw_fd());
         }
     }
 }
@@ -366,6 +437,21 @@ fn percent_encode(name: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_are_reused_within_max_age_and_stay_bounded() {
+        let mut cache = PageCache::default();
+        let t0 = Instant::now();
+        cache.insert(b"a/".to_vec(), Rc::from(&b"page"[..]), t0);
+        assert_eq!(cache.fresh(b"a/", t0).as_deref(), Some(&b"page"[..]));
+        assert!(cache.fresh(b"a/", t0 + MAX_AGE).is_none());
+        cache.drop_stale(t0 + MAX_AGE);
+        assert!(cache.pages.is_empty() && cache.bytes == 0);
+        for i in 0..CACHED_PAGES * 2 {
+            cache.insert(i.to_string().into_bytes(), Rc::from(&b"p"[..]), t0);
+            assert!(cache.pages.len() <= CACHED_PAGES && cache.bytes == cache.pages.len());
+        }
+    }
 
     #[test]
     fn names_are_escaped_for_html_and_links() {

@@ -373,6 +373,9 @@ impl Worker {
             self.release(key);
         }
         self.ctx.cache.drop_idle(now);
+        if let Some(lister) = &mut self.ctx.lister {
+            lister.drop_stale(now);
+        }
         if let Some(log) = &mut self.ctx.log {
             log.flush(&mut self.ctx.ring);
         }

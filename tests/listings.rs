@@ -12,7 +12,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::check::assert_error;
-use common::http::{Response, connect, get, get_request, parse_responses, read_to_close};
+use common::http::{
+    Client, Response, connect, get, get_keepalive, get_request, parse_responses, read_to_close,
+};
 use common::server::Server;
 
 /// How long the slow directory takes to read.
@@ -154,4 +156,27 @@ fn a_graceful_stop_does_not_wait_for_listings() {
     assert_retry_later(&answers[0].0);
     server.expect_exit(0, Duration::from_millis(SLOW_MS / 2));
     assert!(started.elapsed() < Duration::from_millis(SLOW_MS / 2), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_listing_is_reused_for_as_long_as_a_cached_file() {
+    let server = listing_server(0, &[]);
+    let mut client = Client::connect(server.addr);
+    let request = get_keepalive("/fast/");
+    let first = client.roundtrip(request.as_bytes());
+    assert_eq!(first.status, 200, "{first:#?}");
+    fs::write(server.fixture().path("fast/new.txt"), b"n").expect("a new file");
+    // Within the second a cached file is trusted, the page is reused as it was.
+    let again = client.roundtrip(request.as_bytes());
+    assert_eq!(again.body_text(), first.body_text());
+    // Then the directory is read again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let page = client.roundtrip(request.as_bytes()).body_text();
+        if page.contains("new.txt") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new file never showed: {page}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -1,5 +1,6 @@
 //! `--autoindex`: answering a request for a directory without `index.html` with a listing of
-//! it, built by the listing threads (`crate::listing`).
+//! it, built by the listing threads (`crate::listing`), or reused from the worker's pages
+//! while fresh.
 //!
 //! The directory is looked up on the ring first (through the file cache, like any path), so a
 //! path that names nothing never waits for the listing threads. While its listing is built the
@@ -10,6 +11,7 @@
 //! waits for a listing thread.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use super::lookup::Purpose;
 use super::send::{Body, CachedBody};
@@ -30,6 +32,8 @@ pub(super) struct Waiting {
     req: Box<Request>,
     /// Dropped (cancelling the job) whenever the connection stops waiting.
     ticket: Ticket,
+    /// When the listing was asked for: the page is reused until `MAX_AGE` after that.
+    asked_at: Instant,
 }
 
 impl Conn {
@@ -54,12 +58,15 @@ impl Conn {
         }
     }
 
-    /// Queues the listing of the directory the request names and waits for it, watching for
-    /// the client's close meanwhile.
+    /// Answers with the page of the directory the request names if one is fresh, or queues
+    /// its listing and waits for it, watching for the client's close meanwhile.
     pub(super) fn start_listing(&mut self, ctx: &mut Ctx, req: Box<Request>) {
         let Some(dir) = listed_directory(&req) else {
             return self.respond_error(ctx, Some(req), Status::BadRequest, false);
         };
+        if let Some(page) = ctx.lister.as_ref().and_then(|l| l.cached(&dir, ctx.now)) {
+            return self.respond_listing(ctx, req, page);
+        }
         if self.recv == Recv::Ended {
             // The client closed its side already: nobody may be left to read the listing.
             return self.abort_for(CloseReason::Client, ctx);
@@ -74,7 +81,7 @@ impl Conn {
         };
         match asked {
             Ok(ticket) => {
-                self.phase = Phase::Listing(Box::new(Waiting { req, ticket }));
+                self.phase = Phase::Listing(Box::new(Waiting { req, ticket, asked_at: ctx.now }));
                 self.deadline = ctx.now + ctx.cfg.send_timeout;
                 self.arm_recv(ctx);
             }
@@ -89,7 +96,7 @@ impl Conn {
         let Phase::Listing(waiting) = self.take_phase() else {
             unreachable!("giving up a listing outside the listing phase");
         };
-        let Waiting { req, ticket } = *waiting;
+        let Waiting { req, ticket, .. } = *waiting;
         drop(ticket);
         self.refuse_listing(ctx, req);
     }
@@ -109,7 +116,13 @@ impl Conn {
         let Phase::Listing(waiting) = self.take_phase() else { unreachable!() };
         let req = waiting.req;
         match done.result {
-            Ok(page) => self.respond_listing(ctx, req, Rc::from(page)),
+            Ok(page) => {
+                let page: Rc<[u8]> = Rc::from(page);
+                if let Some(lister) = &mut ctx.lister {
+                    lister.remember(done.dir, page.clone(), waiting.asked_at);
+                }
+                self.respond_listing(ctx, req, page)
+            }
             // The directory went away since it was looked up.
             Err(Status::NotFound) => self.not_found(ctx, req, Purpose::Request),
             Err(status) => self.respond_error(ctx, Some(req), status, true),
