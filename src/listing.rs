@@ -7,10 +7,11 @@
 //! wake-up eventfd (which its ring is always reading) says it is there.
 //!
 //! The queue holds at most `QUEUE_PER_THREAD` jobs per thread: a worker whose job does not
-//! fit is told so at once (and answers 503). Each job carries the waiting connection's
-//! `Ticket`; once the connection stops waiting (its client left, its deadline passed, the
-//! server is stopping), the ticket is dropped and the job is skipped, or its building stops
-//! within `CHECK_EVERY` entries. A listing holds at most `MAX_ENTRIES` entries; a page never
+//! fit is told so at once (and answers 503). A worker queues a directory once: connections
+//! asking for it while its job is pending wait for the same job. Each waiting connection holds
+//! a `Ticket`; once every one of them stopped waiting (its client left, its deadline passed,
+//! the server is stopping), the job is skipped, or its building stops within `CHECK_EVERY`
+//! entries. A listing holds at most `MAX_ENTRIES` entries; a page never
 //! grows past that.
 //!
 //! Each worker keeps the pages it received for `cache::MAX_AGE`, the file cache's staleness
@@ -24,7 +25,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -60,53 +61,58 @@ pub fn threads_for(workers: usize) -> usize {
 
 /// A listing to build.
 pub struct Job {
-    key: usize,
-    generation: u32,
     id: u64,
     /// The directory beneath the root, decoded, `""` for the root, else ending in `/`.
     dir: Vec<u8>,
     hide_dotfiles: bool,
-    /// Cleared when the connection stops waiting (its `Ticket` is dropped).
-    wanted: Arc<AtomicBool>,
+    /// When the first connection asked for it (the page is reused until `MAX_AGE` after).
+    asked_at: Instant,
+    /// Connections waiting for it; none once every `Ticket` is dropped.
+    waiting: Arc<AtomicUsize>,
     reply: Sender<Done>,
     wake: Arc<OwnedFd>,
 }
 
 impl Job {
     fn is_wanted(&self) -> bool {
-        self.wanted.load(Ordering::Relaxed)
+        self.waiting.load(Ordering::Relaxed) > 0
     }
 }
 
-/// A waiting connection's claim on its job. Dropping it (the connection answered otherwise,
-/// or is gone) tells the listing threads to skip the job, or stop building it.
+/// A waiting connection's claim on a job. Once every connection waiting for the job dropped
+/// its ticket (answered otherwise, or gone), the listing threads skip the job or stop
+/// building it.
 pub struct Ticket {
     id: u64,
-    wanted: Arc<AtomicBool>,
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Ticket {
-    /// Whether `done` is the listing this ticket waits for (not that of an earlier request
-    /// on the same connection, answered otherwise before its listing came back).
-    pub fn claims(&self, done: &Done) -> bool {
-        done.id == self.id
+    /// Whether `listing` is the one this ticket waits for (not that of an earlier request on
+    /// the same connection, answered otherwise before its listing came back).
+    pub fn claims(&self, listing: &Listing) -> bool {
+        listing.id == self.id
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.wanted.store(false, Ordering::Relaxed);
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// A finished listing (or why there is none), for the connection it was built for.
+/// What a listing thread sends back for a job.
 pub struct Done {
-    pub key: usize,
-    pub generation: u32,
     id: u64,
-    /// The directory listed (as in `Job`).
-    pub dir: Vec<u8>,
-    pub result: Result<Vec<u8>, Status>,
+    dir: Vec<u8>,
+    asked_at: Instant,
+    result: Result<Vec<u8>, Status>,
+}
+
+/// A finished listing (or why there is none), as the waiting connections receive it.
+pub struct Listing {
+    id: u64,
+    pub result: Result<Rc<[u8]>, Status>,
 }
 
 /// Why a listing was not queued.
@@ -118,47 +124,80 @@ pub enum Refused {
     Gone,
 }
 
+/// A job queued or being built, and the connections (slab key and generation) waiting for it.
+struct Pending {
+    id: u64,
+    waiting: Arc<AtomicUsize>,
+    conns: Vec<(usize, u32)>,
+}
+
 /// A worker's end: sends jobs to the listing threads, receives finished pages, and keeps them
-/// for reuse.
+/// for reuse. A directory already queued or being built for this worker is not queued again:
+/// later requests wait for the same job.
 pub struct Lister {
     jobs: SyncSender<Job>,
     reply: Sender<Done>,
     done: Receiver<Done>,
     wake: Arc<OwnedFd>,
     next_id: u64,
+    pending: HashMap<Vec<u8>, Pending>,
     pages: PageCache,
 }
 
 impl Lister {
     pub fn new(jobs: SyncSender<Job>, wake: Arc<OwnedFd>) -> Lister {
         let (reply, done) = mpsc::channel();
-        Lister { jobs, reply, done, wake, next_id: 0, pages: PageCache::default() }
+        let (pending, pages) = (HashMap::new(), PageCache::default());
+        Lister { jobs, reply, done, wake, next_id: 0, pending, pages }
     }
 
-    /// Queues the listing of `dir` for the connection `key`/`generation`, which waits for it
-    /// while it holds the returned ticket.
+    /// The listing of `dir` for the connection `conn` (slab key, generation), which waits for
+    /// it while it holds the returned ticket: the job already pending for `dir`, or a new one.
     pub fn request(
         &mut self,
-        key: usize,
-        generation: u32,
+        conn: (usize, u32),
         dir: Vec<u8>,
         hide_dotfiles: bool,
+        now: Instant,
     ) -> Result<Ticket, Refused> {
+        // A job nobody waits for any more may be skipped at any moment: never joined.
+        if let Some(pending) = self.pending.get_mut(&dir).filter(|p| p.waiting.load(Ordering::Relaxed) > 0) {
+            pending.waiting.fetch_add(1, Ordering::Relaxed);
+            pending.conns.push(conn);
+            return Ok(Ticket { id: pending.id, waiting: pending.waiting.clone() });
+        }
         self.next_id += 1;
-        let wanted = Arc::new(AtomicBool::new(true));
-        let ticket = Ticket { id: self.next_id, wanted: wanted.clone() };
+        let (id, waiting) = (self.next_id, Arc::new(AtomicUsize::new(1)));
         let (reply, wake) = (self.reply.clone(), self.wake.clone());
-        let job = Job { key, generation, id: ticket.id, dir, hide_dotfiles, wanted, reply, wake };
+        let job =
+            Job { id, dir: dir.clone(), hide_dotfiles, asked_at: now, waiting: waiting.clone(), reply, wake };
         match self.jobs.try_send(job) {
-            Ok(()) => Ok(ticket),
+            Ok(()) => {
+                self.pending.insert(dir, Pending { id, waiting: waiting.clone(), conns: vec![conn] });
+                Ok(Ticket { id, waiting })
+            }
             Err(TrySendError::Full(_)) => Err(Refused::Busy),
             Err(TrySendError::Disconnected(_)) => Err(Refused::Gone),
         }
     }
 
-    /// Listings finished since the last call.
-    pub fn finished(&self) -> Vec<Done> {
-        self.done.try_iter().collect()
+    /// Listings finished since the last call, each with the connections that waited for it;
+    /// the pages are kept for reuse.
+    pub fn finished(&mut self) -> Vec<(Listing, Vec<(usize, u32)>)> {
+        let finished: Vec<Done> = self.done.try_iter().collect();
+        finished.into_iter().map(|done| self.take_in(done)).collect()
+    }
+
+    fn take_in(&mut self, done: Done) -> (Listing, Vec<(usize, u32)>) {
+        let conns = match self.pending.get(&done.dir) {
+            Some(pending) if pending.id == done.id => self.pending.remove(&done.dir).map(|p| p.conns),
+            _ => None,
+        };
+        let result = done.result.map(Rc::<[u8]>::from);
+        if let Ok(page) = &result {
+            self.pages.insert(done.dir, page.clone(), done.asked_at);
+        }
+        (Listing { id: done.id, result }, conns.unwrap_or_default())
     }
 
     /// The page of `dir`, if one asked for less than `MAX_AGE` ago is kept.
@@ -166,14 +205,10 @@ impl Lister {
         self.pages.fresh(dir, now)
     }
 
-    /// Keeps the page of `dir`, asked for at `asked_at`, for reuse.
-    pub fn remember(&mut self, dir: Vec<u8>, page: Rc<[u8]>, asked_at: Instant) {
-        self.pages.insert(dir, page, asked_at);
-    }
-
-    /// Frees the pages that can no longer be reused.
+    /// Frees the pages that can no longer be reused, and forgets jobs nobody waits for.
     pub fn drop_stale(&mut self, now: Instant) {
         self.pages.drop_stale(now);
+        self.pending.retain(|_, p| p.waiting.load(Ordering::Relaxed) > 0);
     }
 }
 
@@ -243,8 +278,8 @@ fn serve(root: RawFd, incoming: &Mutex<Receiver<Job>>) {
             wait_while_wanted(&job, delay);
         }
         let Some(result) = build(root, &job) else { continue };
-        let Job { key, generation, id, dir, reply, wake, .. } = job;
-        let done = Done { key, generation, id, dir, result };
+        let Job { id, dir, asked_at, reply, wake, .. } = job;
+        let done = Done { id, dir, asked_at, result };
         if reply.send(done).is_ok() {
             sys::eventfd_signal(wake.as_raw_fd());
         }

@@ -403,15 +403,16 @@ impl Worker {
 
     /// Hands finished directory listings to the connections still waiting for them.
     fn deliver_listings(&mut self) {
-        let Some(lister) = &self.ctx.lister else { return };
-        for done in lister.finished() {
-            let key = done.key;
-            let Some(conn) = self.conns.get_mut(key).filter(|c| c.generation() == done.generation) else {
-                continue;
-            };
-            conn.on_listing(done, &mut self.ctx);
-            if conn.is_finished() {
-                self.release(key);
+        let Some(lister) = &mut self.ctx.lister else { return };
+        for (listing, conns) in lister.finished() {
+            for (key, generation) in conns {
+                let Some(conn) = self.conns.get_mut(key).filter(|c| c.generation() == generation) else {
+                    continue;
+                };
+                conn.on_listing(&listing, &mut self.ctx);
+                if conn.is_finished() {
+                    self.release(key);
+                }
             }
         }
     }

@@ -20,19 +20,32 @@ use common::server::Server;
 /// How long the slow directory takes to read.
 const SLOW_MS: u64 = 4000;
 
+/// Slow directories besides `slow/`, for requests to abandon (one job each).
+const GONE: usize = 5;
+
 /// A server with one worker (so requests reach it in the order sent) over a fixture holding
-/// `slow/` and `fast/`, where reading `slow/` takes `slow_ms`.
+/// `fast/`, `slow/` and `gone0/` to `gone4/`, where reading each but `fast/` takes `slow_ms`.
 fn listing_server(slow_ms: u64, extra: &[&str]) -> Server {
     let mut args = vec!["--autoindex"];
     args.extend_from_slice(extra);
-    let slow = format!("slow/={slow_ms}");
-    let server = Server::start_with_env(1, &args, &[("RINGHTTPD_TEST_SLOW_LISTING", slow.as_str())]);
-    for dir in ["slow", "fast"] {
+    let slow_dirs: Vec<String> =
+        std::iter::once("slow".to_owned()).chain((0..GONE).map(|i| format!("gone{i}"))).collect();
+    let delays: Vec<String> = slow_dirs.iter().map(|dir| format!("{dir}/={slow_ms}")).collect();
+    let delays = delays.join(",");
+    let server = Server::start_with_env(1, &args, &[("RINGHTTPD_TEST_SLOW_LISTING", delays.as_str())]);
+    for dir in slow_dirs.iter().map(String::as_str).chain(["fast"]) {
         let path = server.fixture().path(dir);
         fs::create_dir_all(&path).expect("a fixture directory");
         fs::write(path.join("entry.txt"), b"e").expect("a fixture file");
     }
     server
+}
+
+/// Sends a request for each slow `goneN/` directory, each closed at once without reading.
+fn abandon_slow_listings(server: &Server) {
+    for i in 0..GONE {
+        drop(send_waiting(server, &format!("/gone{i}/"), 1));
+    }
 }
 
 /// Sends `GET path` on `count` fresh connections, left open so the requests stay wanted.
@@ -93,8 +106,7 @@ fn assert_retry_later(r: &Response) {
 fn abandoned_listings_are_dropped_unbuilt() {
     let server = listing_server(SLOW_MS, &[]);
     let _waiting = send_waiting(&server, "/slow/", 1);
-    // Sent, then abandoned: each client closes without reading.
-    drop(send_waiting(&server, "/slow/", 5));
+    abandon_slow_listings(&server);
     let started = Instant::now();
     let r = get(server.addr, "/fast/");
     let took = started.elapsed();
@@ -108,9 +120,16 @@ fn abandoned_listings_are_dropped_unbuilt() {
 fn a_full_queue_is_answered_503_with_retry_after_at_once() {
     let server = listing_server(SLOW_MS, &[]);
     let _busy = send_waiting(&server, "/slow/", 1);
+    // More directories than the queue holds jobs (32 per listing thread; one worker has one
+    // thread), each asked for once: requests for one directory would share a job.
+    let dirs: Vec<String> = (0..48).map(|i| format!("many/d{i:02}")).collect();
+    for dir in &dirs {
+        fs::create_dir_all(server.fixture().path(dir)).expect("a fixture directory");
+        fs::write(server.fixture().path(&format!("{dir}/entry.txt")), b"e").expect("a fixture file");
+    }
     let started = Instant::now();
-    // More than the queue holds (32 jobs per listing thread; one worker has one thread).
-    let queued = send_waiting(&server, "/fast/", 48);
+    let queued: Vec<TcpStream> =
+        dirs.iter().flat_map(|dir| send_waiting(&server, &format!("/{dir}/"), 1)).collect();
     let answers = responses(queued, started);
     let mut refused = 0;
     for (r, came) in &answers {
@@ -123,11 +142,8 @@ fn a_full_queue_is_answered_503_with_retry_after_at_once() {
             assert!(r.body_text().contains("entry.txt"), "{r:#?}");
         }
     }
-    assert!(
-        refused > 0,
-        "no request was refused: {:?}",
-        answers.iter().map(|(r, _)| r.status).collect::<Vec<_>>()
-    );
+    let statuses: Vec<u16> = answers.iter().map(|(r, _)| r.status).collect();
+    assert!(refused > 0, "no request was refused: {statuses:?}");
 }
 
 #[test]
@@ -148,7 +164,7 @@ fn a_listing_not_built_within_the_send_timeout_is_answered_503() {
 fn a_graceful_stop_does_not_wait_for_listings() {
     let mut server = listing_server(SLOW_MS, &[]);
     let waiting = send_waiting(&server, "/slow/", 1);
-    drop(send_waiting(&server, "/slow/", 5));
+    abandon_slow_listings(&server);
     let started = Instant::now();
     server.signal(libc::SIGTERM);
     // The client still waiting is told to come back (and closes once it has read that).
@@ -178,5 +194,18 @@ fn a_listing_is_reused_for_as_long_as_a_cached_file() {
         }
         assert!(Instant::now() < deadline, "the new file never showed: {page}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_burst_for_one_directory_waits_for_one_listing() {
+    let server = listing_server(SLOW_MS, &[]);
+    let started = Instant::now();
+    // More than the queue holds, all for the same directory.
+    let waiting = send_waiting(&server, "/slow/", 48);
+    for (r, came) in responses(waiting, started) {
+        assert_eq!(r.status, 200, "{r:#?}");
+        assert!(r.body_text().contains("entry.txt"), "{r:#?}");
+        assert!(came < Duration::from_millis(2 * SLOW_MS), "a listing came after {came:?}");
     }
 }

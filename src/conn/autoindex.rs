@@ -11,7 +11,6 @@
 //! waits for a listing thread.
 
 use std::rc::Rc;
-use std::time::Instant;
 
 use super::lookup::Purpose;
 use super::send::{Body, CachedBody};
@@ -20,7 +19,7 @@ use crate::cache::Entry;
 use crate::context::Ctx;
 use crate::http::request::{Method, Request};
 use crate::http::{Status, response};
-use crate::listing::{Done, Refused, Ticket};
+use crate::listing::{Listing, Refused, Ticket};
 use crate::metrics::CloseReason;
 use crate::path;
 
@@ -30,10 +29,9 @@ const RETRY_AFTER: &[u8] = b"1";
 /// A connection waiting for its listing.
 pub(super) struct Waiting {
     req: Box<Request>,
-    /// Dropped (cancelling the job) whenever the connection stops waiting.
+    /// Dropped (cancelling the job, unless others wait for it) whenever the connection stops
+    /// waiting.
     ticket: Ticket,
-    /// When the listing was asked for: the page is reused until `MAX_AGE` after that.
-    asked_at: Instant,
 }
 
 impl Conn {
@@ -76,12 +74,12 @@ impl Conn {
         }
         let hide_dotfiles = ctx.cfg.hide_dotfiles;
         let asked = match &mut ctx.lister {
-            Some(lister) => lister.request(self.key, self.generation, dir, hide_dotfiles),
+            Some(lister) => lister.request((self.key, self.generation), dir, hide_dotfiles, ctx.now),
             None => Err(Refused::Gone),
         };
         match asked {
             Ok(ticket) => {
-                self.phase = Phase::Listing(Box::new(Waiting { req, ticket, asked_at: ctx.now }));
+                self.phase = Phase::Listing(Box::new(Waiting { req, ticket }));
                 self.deadline = ctx.now + ctx.cfg.send_timeout;
                 self.arm_recv(ctx);
             }
@@ -96,7 +94,7 @@ impl Conn {
         let Phase::Listing(waiting) = self.take_phase() else {
             unreachable!("giving up a listing outside the listing phase");
         };
-        let Waiting { req, ticket, .. } = *waiting;
+        let Waiting { req, ticket } = *waiting;
         drop(ticket);
         self.refuse_listing(ctx, req);
     }
@@ -108,24 +106,18 @@ impl Conn {
 
     /// A listing came back: answered with it if this connection still waits for it (it may
     /// have been answered otherwise meanwhile, and be waiting for another request by now).
-    pub fn on_listing(&mut self, done: Done, ctx: &mut Ctx) {
+    pub fn on_listing(&mut self, listing: &Listing, ctx: &mut Ctx) {
         match &self.phase {
-            Phase::Listing(waiting) if waiting.ticket.claims(&done) => {}
+            Phase::Listing(waiting) if waiting.ticket.claims(listing) => {}
             _ => return,
         }
         let Phase::Listing(waiting) = self.take_phase() else { unreachable!() };
         let req = waiting.req;
-        match done.result {
-            Ok(page) => {
-                let page: Rc<[u8]> = Rc::from(page);
-                if let Some(lister) = &mut ctx.lister {
-                    lister.remember(done.dir, page.clone(), waiting.asked_at);
-                }
-                self.respond_listing(ctx, req, page)
-            }
+        match &listing.result {
+            Ok(page) => self.respond_listing(ctx, req, page.clone()),
             // The directory went away since it was looked up.
             Err(Status::NotFound) => self.not_found(ctx, req, Purpose::Request),
-            Err(status) => self.respond_error(ctx, Some(req), status, true),
+            Err(status) => self.respond_error(ctx, Some(req), *status, true),
         }
     }
 
