@@ -4,8 +4,9 @@
 //!
 //! The directory is looked up on the ring first (through the file cache, like any path), so a
 //! path that names nothing never waits for the listing threads. While its listing is built the
-//! connection is in `Phase::Listing`, holding the job's ticket, and it stops waiting, which
-//! drops the ticket and so cancels the job, when the client closes its side (a client that
+//! connection is in `Phase::Listing`, holding a ticket for the job, and it stops waiting, which
+//! drops the ticket (and cancels the job once no other connection waits for it), when the
+//! client closes its side (a client that
 //! left cannot be told from one that only half-closed), when the send timeout passes (503),
 //! or when the server stops (503). A full queue is answered 503 at once. This module never
 //! waits for a listing thread.
