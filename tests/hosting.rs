@@ -262,3 +262,62 @@ fn without_autoindex_a_directory_without_index_stays_404() {
     let server = Server::start();
     assert_error(&get(server.addr, "/httptest/noindex/"), 404);
 }
+
+/// Names `prefix00000`, `prefix00001`, ... created empty in `dir` (beneath the root).
+fn put_many(server: &Server, dir: &str, prefix: &str, count: usize) {
+    let dir = server.fixture().path(dir);
+    fs::create_dir_all(&dir).expect("directories");
+    for i in 0..count {
+        fs::write(dir.join(format!("{prefix}{i:05}")), b"").expect("writing a fixture file");
+    }
+}
+
+#[test]
+fn autoindex_over_the_limit_shows_the_first_entries_in_order() {
+    let server = Server::start_with(2, &["--autoindex"]);
+    put_many(&server, "many", "f", 10_050);
+    put(&server, "many/sub/inner.txt", "i");
+    put(&server, "many/zdir/inner.txt", "i");
+    let r = get(server.addr, "/many/");
+    assert_eq!(r.status, 200, "{r:#?}");
+    let page = r.body_text();
+    let got: Vec<String> = links(&page).into_iter().map(|(href, _)| href).collect();
+    let mut expected = vec!["../".to_owned(), "sub/".to_owned(), "zdir/".to_owned()];
+    expected.extend((0..9_998).map(|i| format!("f{i:05}")));
+    assert!(got == expected, "first links {:?}, last links {:?}", &got[..5], &got[got.len() - 3..]);
+    assert!(page.contains("(52 more entries not listed)"), "{}", &page[page.len() - 200..]);
+}
+
+#[test]
+fn autoindex_root_lists_well_known_while_dotfiles_are_denied() {
+    let server = Server::start_with(2, &["--autoindex"]);
+    fs::remove_file(server.fixture().path("index.html")).expect("removing the root's index.html");
+    put(&server, ".well-known/security.txt", "Contact: mailto:a@example.org\n");
+    put(&server, ".secret/key", "k");
+    put(&server, ".env", "SECRET=1\n");
+    let r = get(server.addr, "/");
+    assert_eq!(r.status, 200, "{r:#?}");
+    let page = r.body_text();
+    let hrefs: Vec<String> = links(&page).into_iter().map(|(href, _)| href).collect();
+    assert!(hrefs.contains(&".well-known/".to_owned()), "{page}");
+    assert!(!page.contains(".secret") && !page.contains(".env"), "{page}");
+    // The link leads to what is always served.
+    let inner = get(server.addr, "/.well-known/");
+    assert_eq!(inner.status, 200, "{inner:#?}");
+    assert!(inner.body_text().contains("security.txt"), "{}", inner.body_text());
+}
+
+#[test]
+fn autoindex_shows_control_characters_visibly_and_links_them_exactly() {
+    let server = Server::start_with(2, &["--autoindex"]);
+    put(&server, "ctl/bell\x07\x1b[31mred\nline.txt", "control");
+    let r = get(server.addr, "/ctl/");
+    assert_eq!(r.status, 200, "{r:#?}");
+    let page = r.body_text();
+    assert!(!page.bytes().any(|b| b < 0x20 && b != b'\n'), "a raw control byte in {page:?}");
+    let got = links(&page);
+    let expected = ("bell%07%1B%5B31mred%0Aline.txt", "bell\u{2407}\u{241B}[31mred\u{240A}line.txt");
+    assert_eq!(got.get(1).map(|(h, t)| (h.as_str(), t.as_str())), Some(expected), "{page:?}");
+    let file = get(server.addr, &format!("/ctl/{}", expected.0));
+    assert_eq!((file.status, file.body_text().as_str()), (200, "control"), "{file:#?}");
+}

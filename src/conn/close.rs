@@ -114,11 +114,15 @@ impl Conn {
         }
     }
 
-    /// The deadline passed: 408 for a half-sent head, otherwise just close. Client deadlines
-    /// apply only while waiting for the client: not while the server itself opens, reads or
-    /// splices the file (that work is bounded by the server, and its next wait on the client
-    /// sets a fresh deadline).
+    /// The deadline passed: 408 for a half-sent head, 503 for a listing not built within the
+    /// send timeout, otherwise just close. Client deadlines apply only while waiting for the
+    /// client: not while the server itself opens, reads or splices the file (that work is
+    /// bounded by the server, and its next wait on the client sets a fresh deadline). A listing
+    /// is not bounded that way (a huge directory, a long queue), so it has its own deadline.
     pub fn on_timeout(&mut self, ctx: &mut Ctx) {
+        if matches!(self.phase, Phase::Listing(_)) {
+            return self.give_up_listing(ctx);
+        }
         if self.server_is_working() || self.client_took_bytes() {
             self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
             return;
@@ -157,9 +161,13 @@ impl Conn {
     /// The server, not the client, is what the connection waits for.
     fn server_is_working(&self) -> bool {
         match &self.phase {
-            Phase::Opening(_) | Phase::Stating(_) | Phase::Loading(_) | Phase::Listing(_) => true,
+            Phase::Opening(_) | Phase::Stating(_) | Phase::Loading(_) => true,
             Phase::Splicing(sp) => sp.stall.is_none(),
-            Phase::Waiting(_) | Phase::Sending(_) | Phase::Lingering | Phase::Closing { .. } => false,
+            Phase::Waiting(_)
+            | Phase::Sending(_)
+            | Phase::Listing(_)
+            | Phase::Lingering
+            | Phase::Closing { .. } => false,
         }
     }
 
@@ -167,13 +175,15 @@ impl Conn {
     /// response. A connection still waiting for (the rest of) a request's head gets to send it
     /// and is answered, as one accepted just before the stop may have its request on the way,
     /// but only for `STOP_HEAD_GRACE`: a client that connected and sends nothing does not hold
-    /// the stop up for the whole header timeout.
+    /// the stop up for the whole header timeout. A listing is not waited for (503).
     pub fn on_stop(&mut self, ctx: &mut Ctx) {
         match self.phase {
             Phase::Waiting(Wait::NextRequest) if self.inbuf.is_empty() => {
                 self.abort_for(CloseReason::Shutdown, ctx);
             }
             Phase::Waiting(_) => self.deadline = self.deadline.min(ctx.now + STOP_HEAD_GRACE),
+            // Nothing is waited for once stopping: the client is told to come back.
+            Phase::Listing(_) => self.give_up_listing(ctx),
             _ => {}
         }
     }

@@ -27,6 +27,9 @@ pub(super) enum Purpose {
     Fallback,
     /// `--error-page` for `status`, whose body this file becomes.
     ErrorPage { status: Status, keep_alive: bool },
+    /// `--autoindex`: the directory a request ending in `/` names has no `index.html`; it is
+    /// listed only once it is known to be a directory.
+    ListedDirectory,
 }
 
 /// A request whose file is being resolved.

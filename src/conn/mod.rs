@@ -16,7 +16,7 @@
 //! | `Opening` | `openat2` | `Stating`, `Opening` (next sibling), `Sending`, `Listing` |
 //! | `Stating` | `statx` | `Loading`, `Opening` (next sibling), `Sending` |
 //! | `Loading` | `read` of a small file | `Opening` (next sibling), `Sending` |
-//! | `Listing` | the listing thread (`--autoindex`) | `Sending`, `Opening` (fallback) |
+//! | `Listing` | the listing threads (`--autoindex`; send timeout, a close or a stop cancels) | `Sending`, `Opening` (fallback), `Closing` |
 //! | `Sending` | `send` of a head and cached body (send timeout); a response that ends the connection and needs no lingering close is sent and closed at once, when the socket takes it whole | `Splicing`, `Sending` (next multipart piece), `Waiting`, `Lingering`, `Closing` |
 //! | `Splicing` | file → pipe → socket splices; `poll` for room (send timeout only then) | `Sending` (next piece), `Waiting`, `Lingering`, `Closing` |
 //! | `Lingering` | the client's FIN after ours (2 s) | `Closing` |
@@ -32,6 +32,7 @@
 //! This module must never block and never send a response whose framing it cannot keep: if a
 //! file shrinks mid-body, the connection is closed.
 
+mod autoindex;
 mod close;
 mod lookup;
 mod respond;
@@ -155,9 +156,9 @@ enum Phase {
     Sending(Box<Sending>),
     /// Moving a large body file → pipe → socket.
     Splicing(Box<Splicing>),
-    /// Waiting for the listing thread to build a directory listing (`--autoindex`); no ring
-    /// operation is in flight.
-    Listing(Box<Request>),
+    /// Waiting for the listing threads to build a directory listing (`--autoindex`); no ring
+    /// operation of the phase is in flight, only the receive that notices a client's close.
+    Listing(Box<autoindex::Waiting>),
     /// Our FIN is sent; draining input until the client closes too.
     Lingering,
     /// Torn down: nothing new is submitted, and the worker frees the connection once nothing
@@ -337,6 +338,8 @@ impl Conn {
         match self.phase {
             // Nothing (complete) to answer, or our side is already done.
             Phase::Waiting(_) | Phase::Lingering => self.abort(ctx),
+            // Nobody may be left to read a listing that has not been built yet.
+            Phase::Listing(_) => self.abort_for(CloseReason::Client, ctx),
             // A half-closed client still reads: finish the response, then close.
             _ => {}
         }

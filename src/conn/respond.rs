@@ -1,15 +1,15 @@
 //! Deciding and building the answer to a resolved request: preconditions (412/304, in RFC
 //! 9110 §13.2.2's order), ranges (206, multipart 206, 416), content negotiation between a file
-//! and its precompressed siblings, directory redirects (301) and error pages. The head goes
-//! into the send buffer with a small body; a large body is left to `send` (sendfile or
-//! splices). This module must never promise a Content-Length that the body it hands on does
-//! not have.
+//! and its precompressed siblings, directory redirects (301), which directories are listed
+//! (`--autoindex`) and error pages. The head goes into the send buffer with a small body; a
+//! large body is left to `send` (sendfile or splices). This module must never promise a
+//! Content-Length that the body it hands on does not have.
 
 use std::rc::Rc;
 
 use super::lookup::Purpose;
 use super::send::{Body, BodyFile, CachedBody};
-use super::{Conn, Exchange, Phase, may_keep_alive};
+use super::{Conn, Exchange, may_keep_alive};
 use crate::files::cache::{Entry, FileInfo};
 use crate::http::date::parse_http_date as http_date;
 use crate::http::encoding::{self, Coding};
@@ -42,25 +42,29 @@ impl Conn {
         entry: Entry,
         purpose: Purpose,
     ) {
-        if let Purpose::ErrorPage { status, keep_alive } = purpose {
-            return self.respond_error_page(ctx, req, status, keep_alive, entry);
+        match purpose {
+            Purpose::ErrorPage { status, keep_alive } => {
+                return self.respond_error_page(ctx, req, status, keep_alive, entry);
+            }
+            Purpose::ListedDirectory => return self.respond_listed_directory(ctx, req, entry),
+            Purpose::Request | Purpose::Fallback => {}
         }
+        let may_list = is_index && purpose == Purpose::Request && ctx.cfg.autoindex;
         match entry {
             Entry::File(info) => self.respond_file(ctx, req, info),
             Entry::Directory if !is_index && purpose == Purpose::Request => self.redirect_to_dir(ctx, req),
-            // A directory without index.html (or whose index.html is no file).
-            Entry::Directory | Entry::Absent(Status::NotFound)
-                if is_index && purpose == Purpose::Request && ctx.cfg.autoindex =>
-            {
-                self.start_listing(ctx, req)
-            }
+            // `index.html` is itself a directory, so the one it lies in exists.
+            Entry::Directory if may_list => self.start_listing(ctx, req),
+            // No `index.html`: first make sure the directory exists, so that a path that names
+            // nothing (a 404, a `--fallback` route) never waits for the listing threads.
+            Entry::Absent(Status::NotFound) if may_list => self.check_listed_directory(ctx, req),
             Entry::Directory | Entry::Absent(Status::NotFound) => self.not_found(ctx, req, purpose),
             Entry::Absent(status) => self.respond_error(ctx, Some(req), status, true),
         }
     }
 
     /// The path names nothing: the fallback if there is one (and this is not it), else 404.
-    fn not_found(&mut self, ctx: &mut Ctx, req: Box<Request>, purpose: Purpose) {
+    pub(super) fn not_found(&mut self, ctx: &mut Ctx, req: Box<Request>, purpose: Purpose) {
         match &ctx.cfg.fallback {
             Some(fallback) if purpose == Purpose::Request => {
                 let (file, is_index) = (fallback.file.clone(), fallback.is_index);
@@ -68,53 +72,6 @@ impl Conn {
             }
             _ => self.respond_error(ctx, Some(req), Status::NotFound, true),
         }
-    }
-
-    /// Asks the listing thread for the directory the request names (its path without the
-    /// `index.html` the resolver appended).
-    fn start_listing(&mut self, ctx: &mut Ctx, req: Box<Request>) {
-        let dir = match target::resolve(&req.target) {
-            Ok(t) => t.file[..t.file.len() - b"index.html".len()].to_vec(),
-            Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
-        };
-        let asked = ctx
-            .lister
-            .as_ref()
-            .is_some_and(|l| l.request(self.key, self.generation, dir, ctx.cfg.hide_dotfiles));
-        if !asked {
-            return self.respond_error(ctx, Some(req), Status::InternalServerError, false);
-        }
-        self.phase = Phase::Listing(req);
-    }
-
-    /// A listing is ready (or the directory turned out not to be one).
-    pub fn on_listing(&mut self, result: Result<Vec<u8>, Status>, ctx: &mut Ctx) {
-        if self.is_closing() {
-            return;
-        }
-        let Phase::Listing(req) = self.take_phase() else {
-            unreachable!("a listing arrived for a connection that did not ask for one");
-        };
-        let page = match result {
-            Ok(page) => page,
-            Err(Status::NotFound) => return self.not_found(ctx, req, Purpose::Request),
-            Err(status) => return self.respond_error(ctx, Some(req), status, true),
-        };
-        let keep_alive = may_keep_alive(&req, ctx);
-        let head_only = req.method() == Method::Head;
-        let mut buf = ctx.head_buffer();
-        response::start(&mut buf, Status::Ok, &ctx.date_line);
-        response::header(&mut buf, "Content-Type", b"text/html; charset=utf-8");
-        response::content_length(&mut buf, page.len() as u64);
-        response::finish(&mut buf, keep_alive);
-        let len = page.len();
-        let body = if head_only || len == 0 {
-            Body::None
-        } else {
-            Body::Cached(CachedBody { data: Rc::from(page), start: 0, len })
-        };
-        let ex = Exchange::new(Some(req), Status::Ok, keep_alive, if head_only { 0 } else { len as u64 });
-        self.send(ctx, buf, body, ex);
     }
 
     /// An error answered with a configured page's body (if `entry` is a file) and the original
@@ -317,7 +274,7 @@ impl Conn {
         self.respond_page(ctx, req, Status::MovedPermanently, keep_alive, &extra);
     }
 
-    fn respond_page(
+    pub(super) fn respond_page(
         &mut self,
         ctx: &mut Ctx,
         req: Box<Request>,

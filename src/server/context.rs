@@ -1,6 +1,6 @@
 //! What a connection needs from the worker it runs on, gathered in one place below both: the
 //! ring, the configuration, the file cache, the pipe pool, the access log, the clock, the
-//! listing thread's handle and the counters. The worker owns a `Ctx` and lends it to each
+//! listing threads' handle and the counters. The worker owns a `Ctx` and lends it to each
 //! transition; a connection reads and uses it but never reaches back into the worker itself
 //! (what the worker must do next is returned as a `conn::Followup`).
 

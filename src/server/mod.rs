@@ -181,7 +181,8 @@ fn start_workers(
     let metrics = Arc::new(crate::ops::metrics::Metrics::new(listeners.len(), sys::unix_time()));
     let (ready_tx, ready_rx) = mpsc::channel();
     let listing_jobs = if cfg.autoindex {
-        Some(crate::files::listing::spawn(root.clone()).map_err(StartError::Worker)?)
+        let threads = crate::files::listing::threads_for(listeners.len());
+        Some(crate::files::listing::spawn(root.clone(), threads).map_err(StartError::Worker)?)
     } else {
         None
     };

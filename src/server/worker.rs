@@ -58,8 +58,8 @@ pub struct Setup {
     pub root: Arc<OwnedFd>,
     pub cfg: Arc<Config>,
     pub shared: Arc<Shared>,
-    /// The listing thread's queue, with `--autoindex`.
-    pub listing_jobs: Option<std::sync::mpsc::Sender<crate::files::listing::Job>>,
+    /// The listing threads' queue, with `--autoindex`.
+    pub listing_jobs: Option<std::sync::mpsc::SyncSender<crate::files::listing::Job>>,
     /// The `--metrics` listener, for the one worker that serves it.
     pub metrics_listener: Option<OwnedFd>,
     pub metrics: Arc<Metrics>,
@@ -399,6 +399,9 @@ impl Worker {
             self.release(key);
         }
         self.ctx.cache.drop_idle(now);
+        if let Some(lister) = &mut self.ctx.lister {
+            lister.drop_stale(now);
+        }
         if let Some(log) = &mut self.ctx.log {
             log.flush(&mut self.ctx.ring);
         }
@@ -426,15 +429,16 @@ impl Worker {
 
     /// Hands finished directory listings to the connections still waiting for them.
     fn deliver_listings(&mut self) {
-        let Some(lister) = &self.ctx.lister else { return };
-        for done in lister.finished() {
-            let Some(conn) = self.conns.get_mut(done.key).filter(|c| c.generation() == done.generation)
-            else {
-                continue;
-            };
-            conn.on_listing(done.result, &mut self.ctx);
-            if conn.is_finished() {
-                self.release(done.key);
+        let Some(lister) = &mut self.ctx.lister else { return };
+        for (listing, conns) in lister.finished() {
+            for (key, generation) in conns {
+                let Some(conn) = self.conns.get_mut(key).filter(|c| c.generation() == generation) else {
+                    continue;
+                };
+                conn.on_listing(&listing, &mut self.ctx);
+                if conn.is_finished() {
+                    self.release(key);
+                }
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Fault injection for the integration tests, read from the environment once. Debug builds
 //! only: release builds compile every hook to nothing. This module never changes what a
-//! request is answered; it only makes the worker panic, stall, the storage look slow, the
-//! kernel deny `cachestat`, or `-t` hold its probe, on demand.
+//! request is answered; it only makes the worker panic, stall, the storage or a directory
+//! listing look slow, the kernel deny `cachestat`, or `-t` hold its probe, on demand.
 
 /// Debug builds only: a request for the target named by `RINGHTTPD_TEST_PANIC_PATH` panics
 /// the worker, so tests can check that a panic takes the whole process down (see
@@ -25,24 +25,51 @@ pub fn panic_if_requested(target: &str) {
 pub fn open_delay(name: &[u8]) -> Option<std::time::Duration> {
     #[cfg(debug_assertions)]
     {
-        type Delays = Vec<(Vec<u8>, std::time::Duration)>;
         static DELAYS: std::sync::OnceLock<Delays> = std::sync::OnceLock::new();
-        let delays = DELAYS.get_or_init(|| {
-            let spec = std::env::var("RINGHTTPD_TEST_SLOW_OPEN").unwrap_or_default();
-            spec.split(',')
-                .filter_map(|item| {
-                    let (path, ms) = item.rsplit_once('=')?;
-                    Some((path.as_bytes().to_vec(), std::time::Duration::from_millis(ms.parse().ok()?)))
-                })
-                .collect()
-        });
-        delays.iter().find(|(path, _)| path == name).map(|(_, delay)| *delay)
+        delay_for(DELAYS.get_or_init(|| delays_from_env("RINGHTTPD_TEST_SLOW_OPEN")), name)
     }
     #[cfg(not(debug_assertions))]
     {
         let _ = name;
         None
     }
+}
+
+/// Debug builds only: how long reading the directory `dir` (beneath the root, `""` for the
+/// root, else ending in `/`) takes longer for a listing, from
+/// `RINGHTTPD_TEST_SLOW_LISTING=DIR=MILLISECONDS[,DIR=MILLISECONDS...]`, so tests can play a
+/// huge directory or slow storage. Release builds compile this to `None`.
+pub fn listing_delay(dir: &[u8]) -> Option<std::time::Duration> {
+    #[cfg(debug_assertions)]
+    {
+        static DELAYS: std::sync::OnceLock<Delays> = std::sync::OnceLock::new();
+        delay_for(DELAYS.get_or_init(|| delays_from_env("RINGHTTPD_TEST_SLOW_LISTING")), dir)
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+#[cfg(debug_assertions)]
+type Delays = Vec<(Vec<u8>, std::time::Duration)>;
+
+/// `NAME=MILLISECONDS[,NAME=MILLISECONDS...]` from the environment variable `var`.
+#[cfg(debug_assertions)]
+fn delays_from_env(var: &str) -> Delays {
+    let spec = std::env::var(var).unwrap_or_default();
+    spec.split(',')
+        .filter_map(|item| {
+            let (path, ms) = item.rsplit_once('=')?;
+            Some((path.as_bytes().to_vec(), std::time::Duration::from_millis(ms.parse().ok()?)))
+        })
+        .collect()
+}
+
+#[cfg(debug_assertions)]
+fn delay_for(delays: &Delays, name: &[u8]) -> Option<std::time::Duration> {
+    delays.iter().find(|(path, _)| path == name).map(|(_, delay)| *delay)
 }
 
 /// Debug builds only: when the send of a response to the target named by
