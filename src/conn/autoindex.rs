@@ -14,13 +14,11 @@
 use std::rc::Rc;
 
 use super::lookup::Purpose;
-use super::send::{Body, CachedBody};
-use super::{Conn, Exchange, Phase, Recv, may_keep_alive};
+use super::{Conn, Phase, Recv};
 use crate::files::cache::Entry;
 use crate::files::listing::{Listing, Refused, Ticket};
-use crate::http::request::{Method, Request};
-use crate::http::target;
-use crate::http::{Status, response};
+use crate::http::Status;
+use crate::http::request::Request;
 use crate::ops::metrics::CloseReason;
 use crate::server::context::Ctx;
 
@@ -36,11 +34,9 @@ pub(super) struct Waiting {
 }
 
 impl Conn {
-    /// Looks up the directory a request ending in `/` names, before anything is queued.
-    pub(super) fn check_listed_directory(&mut self, ctx: &mut Ctx, req: Box<Request>) {
-        let Some(dir) = listed_directory(&req) else {
-            return self.respond_error(ctx, Some(req), Status::BadRequest, false);
-        };
+    /// Looks up `dir` (`""` for the root, else ending in `/`), the directory a request ending
+    /// in `/` names, before anything is queued.
+    pub(super) fn check_listed_directory(&mut self, ctx: &mut Ctx, req: Box<Request>, dir: Vec<u8>) {
         let path = match dir.strip_suffix(b"/") {
             Some(path) => path.to_vec(),
             None => b".".to_vec(),
@@ -48,21 +44,28 @@ impl Conn {
         self.look_up(ctx, req, path, false, Purpose::ListedDirectory);
     }
 
-    /// What the directory to list turned out to be: only a directory is listed.
-    pub(super) fn respond_listed_directory(&mut self, ctx: &mut Ctx, req: Box<Request>, entry: Entry) {
+    /// What the directory to list (looked up as `path`) turned out to be: only a directory is
+    /// listed.
+    pub(super) fn respond_listed_directory(
+        &mut self,
+        ctx: &mut Ctx,
+        req: Box<Request>,
+        path: &[u8],
+        entry: Entry,
+    ) {
         match entry {
-            Entry::Directory => self.start_listing(ctx, req),
+            Entry::Directory => {
+                let dir = if path == b"." { Vec::new() } else { [path, b"/"].concat() };
+                self.start_listing(ctx, req, dir)
+            }
             Entry::File(_) | Entry::Absent(Status::NotFound) => self.not_found(ctx, req, Purpose::Request),
             Entry::Absent(status) => self.respond_error(ctx, Some(req), status, true),
         }
     }
 
-    /// Answers with the page of the directory the request names if one is fresh, or queues
-    /// its listing and waits for it, watching for the client's close meanwhile.
-    pub(super) fn start_listing(&mut self, ctx: &mut Ctx, req: Box<Request>) {
-        let Some(dir) = listed_directory(&req) else {
-            return self.respond_error(ctx, Some(req), Status::BadRequest, false);
-        };
+    /// Answers with the page of `dir` (`""` for the root, else ending in `/`) if one is fresh,
+    /// or queues its listing and waits for it, watching for the client's close meanwhile.
+    pub(super) fn start_listing(&mut self, ctx: &mut Ctx, req: Box<Request>, dir: Vec<u8>) {
         if let Some(page) = ctx.lister.as_ref().and_then(|l| l.cached(&dir, ctx.now)) {
             return self.respond_listing(ctx, req, page);
         }
@@ -123,27 +126,6 @@ impl Conn {
     }
 
     fn respond_listing(&mut self, ctx: &mut Ctx, req: Box<Request>, page: Rc<[u8]>) {
-        let keep_alive = may_keep_alive(&req, ctx);
-        let head_only = req.method() == Method::Head;
-        let mut buf = ctx.head_buffer();
-        response::start(&mut buf, Status::Ok, &ctx.date_line);
-        response::header(&mut buf, "Content-Type", b"text/html; charset=utf-8");
-        response::content_length(&mut buf, page.len() as u64);
-        response::finish(&mut buf, keep_alive);
-        let len = page.len();
-        let body = if head_only || len == 0 {
-            Body::None
-        } else {
-            Body::Cached(CachedBody { data: page, start: 0, len })
-        };
-        let ex = Exchange::new(Some(req), Status::Ok, keep_alive, if head_only { 0 } else { len as u64 });
-        self.send(ctx, buf, body, ex);
+        self.respond_in_memory(ctx, req, b"text/html; charset=utf-8", &[], page);
     }
-}
-
-/// The directory a request ending in `/` names, beneath the root: its path without the
-/// `index.html` the resolver appended (`""` for the root, else ending in `/`).
-fn listed_directory(req: &Request) -> Option<Vec<u8>> {
-    let target = target::resolve(&req.target).ok()?;
-    target.file.strip_suffix(b"index.html").map(<[u8]>::to_vec)
 }

@@ -102,11 +102,13 @@ impl Conn {
             | Phase::Opening(_)
             | Phase::Listing(_)
             | Phase::Lingering
-            | Phase::Closing { .. } => None,
+            | Phase::Closing { .. }
+            // Aborted from inside a transition: what it took is the transition's to drop.
+            | Phase::Taken => None,
         };
         self.phase = Phase::Closing { _held: held };
         self.inbuf = Vec::new();
-        if matches!(self.recv, Recv::Armed | Recv::Pausing) || self.ops_in_flight > 0 {
+        if matches!(self.recv, Recv::Armed { .. } | Recv::Pausing) || self.in_flight.any() {
             // (A socket closed right after its response had nothing in flight.)
             if let Some(socket) = &self.socket {
                 ctx.ring.cancel_fd(socket.as_raw_fd(), self.token(Op::Cancel));
@@ -127,7 +129,7 @@ impl Conn {
             self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
             return;
         }
-        if matches!(self.phase, Phase::Waiting(_)) && !self.inbuf.is_empty() && self.ops_in_flight == 0 {
+        if matches!(self.phase, Phase::Waiting(_)) && !self.inbuf.is_empty() && !self.in_flight.any() {
             self.inbuf = Vec::new();
             self.respond_error(ctx, None, Status::RequestTimeout, false);
             // The client had its chance; if it does not read the 408 either, drop it.
@@ -168,6 +170,7 @@ impl Conn {
             | Phase::Listing(_)
             | Phase::Lingering
             | Phase::Closing { .. } => false,
+            Phase::Taken => unreachable!("a deadline checked inside a transition"),
         }
     }
 

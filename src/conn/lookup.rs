@@ -103,9 +103,9 @@ impl Conn {
         };
         let flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
         let delay = crate::testing::hooks::open_delay(c_path.as_bytes()).map(|d| (d, self.token(Op::Delay)));
-        ctx.ring.open_beneath(ctx.root, c_path, flags, delay, self.token(Op::Open));
+        let token = self.token(Op::Open);
+        self.in_flight.submit(1, || ctx.ring.open_beneath(ctx.root, c_path, flags, delay, token));
         self.phase = Phase::Opening(Box::new(Opening { lookup }));
-        self.ops_in_flight += 1;
     }
 
     pub(super) fn on_open(&mut self, result: i32, file: Option<OwnedFd>, ctx: &mut Ctx) {
@@ -116,9 +116,9 @@ impl Conn {
         let Some(file) = file else {
             return self.not_servable(ctx, lookup, status_for_errno(-result));
         };
-        ctx.ring.statx_fd(file.as_raw_fd(), self.token(Op::Statx));
+        let token = self.token(Op::Statx);
+        self.in_flight.submit(1, || ctx.ring.statx_fd(file.as_raw_fd(), token));
         self.phase = Phase::Stating(Box::new(Stating { lookup, file }));
-        self.ops_in_flight += 1;
     }
 
     pub(super) fn on_statx(&mut self, result: i32, statx: Option<libc::statx>, ctx: &mut Ctx) {
@@ -164,8 +164,8 @@ impl Conn {
         if ld.filled == buf.len() {
             return self.finish_loading(ctx, buf);
         }
-        ctx.ring.read_at(ld.info.file.as_raw_fd(), buf, ld.filled, ld.filled as u64, token);
-        self.ops_in_flight += 1;
+        let (file, filled) = (ld.info.file.as_raw_fd(), ld.filled);
+        self.in_flight.submit(1, || ctx.ring.read_at(file, buf, filled, filled as u64, token));
     }
 
     pub(super) fn on_read(&mut self, result: i32, buf: Option<Vec<u8>>, ctx: &mut Ctx) {
@@ -222,15 +222,17 @@ impl Conn {
             lookup.incomplete |= !describes_file;
             return self.next_sibling(ctx, lookup);
         }
+        let Lookup { req, path, is_index, purpose, .. } = lookup;
+        self.respond_entry(ctx, req, &path, is_index, Entry::Absent(status), purpose);
         if describes_file {
-            ctx.cache.insert(lookup.path, Entry::Absent(status), ctx.now);
+            ctx.cache.insert(path, Entry::Absent(status), ctx.now);
         }
-        self.respond_entry(ctx, lookup.req, lookup.is_index, Entry::Absent(status), lookup.purpose);
     }
 
     fn found_directory(&mut self, ctx: &mut Ctx, lookup: Lookup) {
-        ctx.cache.insert(lookup.path, Entry::Directory, ctx.now);
-        self.respond_entry(ctx, lookup.req, lookup.is_index, Entry::Directory, lookup.purpose);
+        let Lookup { req, path, is_index, purpose, .. } = lookup;
+        self.respond_entry(ctx, req, &path, is_index, Entry::Directory, purpose);
+        ctx.cache.insert(path, Entry::Directory, ctx.now);
     }
 
     /// Probes the next precompressed sibling, or caches and answers once all are known.
@@ -243,9 +245,10 @@ impl Conn {
             *slot = variant;
         }
         let entry = Entry::File(Rc::new(main));
-        if !lookup.incomplete {
-            ctx.cache.insert(lookup.path, entry.clone(), ctx.now);
+        let Lookup { req, path, is_index, purpose, incomplete, .. } = lookup;
+        self.respond_entry(ctx, req, &path, is_index, entry.clone(), purpose);
+        if !incomplete {
+            ctx.cache.insert(path, entry, ctx.now);
         }
-        self.respond_entry(ctx, lookup.req, lookup.is_index, entry, lookup.purpose);
     }
 }

@@ -4,29 +4,33 @@
 //! a `Recv` (the receive into the ring's provided buffers). The ring owns the memory of every
 //! operation in flight and hands it back with the completion (`ring::Completion`), so a phase
 //! can never free memory the kernel uses; a phase that holds a descriptor an operation in
-//! flight uses is kept (inside `Closing`) until that operation completes. `on_completion` does
-//! the bookkeeping once (operations in flight, the closing check) and calls one transition.
+//! flight uses is kept (inside `Closing`) until that operation completes. A phase's operations
+//! are counted in flight where they are submitted (`InFlight::submit`) and uncounted in
+//! `on_completion`, which does that bookkeeping once (with the closing check) and calls one
+//! transition; a transition that forgets to set the next phase leaves `Taken` behind, which
+//! the entry points check.
 //! The transitions live by concern: receiving and parsing here, finding the file in `lookup`,
 //! deciding the answer in `respond`, sending it in `send`, ending the connection in `close`.
 //!
 //! | phase | waits for | next |
 //! |---|---|---|
-//! | `Waiting(Head)` | request bytes (header timeout) | `Opening`, `Sending` (from the cache, or an error), `Closing` |
+//! | `Waiting(Head)` | request bytes (header timeout) | `Opening`, `Sending` (from the cache, or an error), `Listing` (a cached directory), `Closing` |
 //! | `Waiting(NextRequest)` | a keep-alive client's next request (keep-alive timeout) | `Waiting(Head)` on its first bytes, `Closing` |
 //! | `Opening` | `openat2` | `Stating`, `Opening` (next sibling), `Sending`, `Listing` |
-//! | `Stating` | `statx` | `Loading`, `Opening` (next sibling), `Sending` |
+//! | `Stating` | `statx` | `Loading`, `Opening` (next sibling, a fallback, a listed directory), `Sending`, `Listing` |
 //! | `Loading` | `read` of a small file | `Opening` (next sibling), `Sending` |
 //! | `Listing` | the listing threads (`--autoindex`; send timeout, a close or a stop cancels) | `Sending`, `Opening` (fallback), `Closing` |
 //! | `Sending` | `send` of a head and cached body (send timeout); a response that ends the connection and needs no lingering close is sent and closed at once, when the socket takes it whole | `Splicing`, `Sending` (next multipart piece), `Waiting`, `Lingering`, `Closing` |
 //! | `Splicing` | file → pipe → socket splices; `poll` for room (send timeout only then) | `Sending` (next piece), `Waiting`, `Lingering`, `Closing` |
 //! | `Lingering` | the client's FIN after ours (2 s) | `Closing` |
 //! | `Closing` | the last completions in flight | freed by the worker (`is_finished`) |
+//! | `Taken` | nothing: only inside a transition, between `take_phase` and the next phase | the next phase, before the transition returns |
 //!
 //! | `Recv` | meaning | next |
 //! |---|---|---|
-//! | `Off` | none in flight (single-shot until a request arrived, multishot after) | `Armed` |
+//! | `Off` | none in flight; the next is single-shot until a request arrived, multishot after | `Armed` |
 //! | `Armed` | in flight | `Off` (ended), `Pausing`, `Ended` (FIN) |
-//! | `Pausing` | being cancelled: 64 KiB of requests wait unanswered | `Off`, then `Armed` once answered |
+//! | `Pausing` | being cancelled: 64 KiB of requests wait unanswered | `Off`, then `Armed` once answered; `Ended` (FIN) |
 //! | `Ended` | the client sent FIN: requests already received are answered, nothing is re-armed | — |
 //!
 //! This module must never block and never send a response whose framing it cannot keep: if a
@@ -102,11 +106,7 @@ pub struct Conn {
     generation: u32,
     phase: Phase,
     recv: Recv,
-    /// A complete request has arrived: receives are multishot from then on (until then one
-    /// single-shot receive is enough, and a one-request connection has nothing to cancel).
-    multishot: bool,
-    /// Operations of the phase in flight: one, or two for a linked file → pipe → socket splice.
-    ops_in_flight: u8,
+    in_flight: InFlight,
     /// Received bytes not yet consumed as requests.
     inbuf: Vec<u8>,
     /// The last receive left bytes in the socket, as the kernel flags it on the completion.
@@ -120,17 +120,55 @@ pub struct Conn {
     close_reason: CloseReason,
 }
 
+/// The phase's operations in flight: one, or two for a linked file → pipe → socket splice.
+/// Counted only by `submit`, as they go to the ring, and uncounted in `Conn::on_completion`.
+#[derive(Debug, Default)]
+struct InFlight(u8);
+
+impl InFlight {
+    /// Hands `count` operations of the phase to the ring (`push` submits them) and counts them.
+    fn submit(&mut self, count: u8, push: impl FnOnce()) {
+        push();
+        self.0 += count;
+    }
+
+    fn any(&self) -> bool {
+        self.0 > 0
+    }
+}
+
 /// The receive that runs beside the phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Recv {
-    /// None in flight.
-    Off,
-    /// A receive is in flight (its final completion has not arrived).
-    Armed,
+    /// None in flight. The next is `multishot` once a complete request has arrived; until then
+    /// one single-shot receive is enough, and a one-request connection has nothing to cancel.
+    Off { multishot: bool },
+    /// A receive is in flight (its final completion has not arrived), of the kind `multishot`
+    /// says.
+    Armed { multishot: bool },
     /// In flight and being cancelled, because `inbuf` holds enough unanswered requests.
     Pausing,
     /// The client sent FIN: nothing more will arrive, and no receive is armed again.
     Ended,
+}
+
+impl Recv {
+    /// The receive in flight ended (its completion came without `more`).
+    fn ended(self) -> Recv {
+        match self {
+            Recv::Armed { multishot } => Recv::Off { multishot },
+            // Only a multishot receive is ever paused: requests had arrived before it.
+            Recv::Pausing => Recv::Off { multishot: true },
+            settled => settled,
+        }
+    }
+
+    /// A complete request arrived: the next receives are multishot.
+    fn go_multishot(&mut self) {
+        if let Recv::Off { multishot } = self {
+            *multishot = true;
+        }
+    }
 }
 
 /// What a waiting connection waits for, which decides the deadline that runs.
@@ -165,6 +203,9 @@ enum Phase {
     /// is in flight. What the previous phase held that operations still in flight may use
     /// (the descriptors of a statx, read or splice) is kept here until then.
     Closing { _held: Option<Box<Phase>> },
+    /// Between two phases: a transition took the previous one (`take_phase`) and has not set
+    /// the next yet. Never seen outside a transition (`check_settled`).
+    Taken,
 }
 
 /// The request being answered, kept until the access log line is written.
@@ -186,9 +227,8 @@ impl Conn {
             key,
             generation,
             phase: Phase::Waiting(Wait::Head),
-            recv: Recv::Off,
-            multishot: false,
-            ops_in_flight: 0,
+            recv: Recv::Off { multishot: false },
+            in_flight: InFlight::default(),
             inbuf: Vec::new(),
             input_left: false,
             deadline: ctx.now,
@@ -230,9 +270,12 @@ impl Conn {
         self.socket.as_ref().map_or(-1, AsRawFd::as_raw_fd)
     }
 
-    /// Nothing is in flight and the connection is done: the worker may free it.
+    /// Nothing is in flight and the connection is done: the worker may free it. The worker
+    /// asks after every call into the connection, so this is also where a transition that
+    /// forgot its next phase is caught.
     pub fn is_finished(&self) -> bool {
-        self.is_closing() && matches!(self.recv, Recv::Off | Recv::Ended) && self.ops_in_flight == 0
+        self.check_settled();
+        self.is_closing() && matches!(self.recv, Recv::Off { .. } | Recv::Ended) && !self.in_flight.any()
     }
 
     fn is_closing(&self) -> bool {
@@ -241,15 +284,22 @@ impl Conn {
 
     /// Takes the phase out to transition from it; the caller sets the next one.
     fn take_phase(&mut self) -> Phase {
-        std::mem::replace(&mut self.phase, Phase::Waiting(Wait::Head))
+        std::mem::replace(&mut self.phase, Phase::Taken)
+    }
+
+    /// Every transition set the next phase: a connection left `Taken` would wait for nothing
+    /// until its deadline. Checked when control returns to the worker (`is_finished`).
+    fn check_settled(&self) {
+        debug_assert!(!matches!(self.phase, Phase::Taken), "a transition left the connection between phases");
     }
 
     /// Starts receiving: after accept, when a multishot receive ends, and when a paused
     /// connection has worked through its buffered requests.
     pub fn arm_recv(&mut self, ctx: &mut Ctx) {
-        if self.recv == Recv::Off && !self.is_closing() && self.inbuf.len() < high_water(ctx) {
-            self.recv = Recv::Armed;
-            if self.multishot {
+        let Recv::Off { multishot } = self.recv else { return };
+        if !self.is_closing() && self.inbuf.len() < high_water(ctx) {
+            self.recv = Recv::Armed { multishot };
+            if multishot {
                 ctx.ring.recv_multi(self.fd(), self.token(Op::Recv));
             } else {
                 // Until a request shows the client wants keep-alive, one receive is enough: a
@@ -261,7 +311,7 @@ impl Conn {
 
     /// Too many unanswered bytes: stop the multishot receive until they are answered.
     fn pause_recv(&mut self, ctx: &mut Ctx) {
-        if self.recv == Recv::Armed {
+        if let Recv::Armed { .. } = self.recv {
             self.recv = Recv::Pausing;
             ctx.ring.cancel_op(self.token(Op::Recv), self.token(Op::Cancel));
         }
@@ -280,7 +330,7 @@ impl Conn {
             Op::Cancel | Op::Delay => return Followup::None,
             _ => {}
         }
-        self.ops_in_flight -= 1;
+        self.in_flight.0 -= 1;
         if self.is_closing() {
             return Followup::None;
         }
@@ -303,7 +353,7 @@ impl Conn {
     fn on_recv(&mut self, c: &Completion, ctx: &mut Ctx) -> Followup {
         let was_pausing = self.recv == Recv::Pausing;
         if !c.more() {
-            self.recv = Recv::Off;
+            self.recv = self.recv.ended();
         }
         if c.result > 0 {
             self.input_left = c.input_left();
@@ -318,7 +368,7 @@ impl Conn {
             n if n > 0 => self.on_input(ctx),
             0 => self.on_peer_closed(ctx),
             // No provided buffer was free: bytes are waiting in the socket.
-            e if -e == libc::ENOBUFS && self.recv == Recv::Off => {
+            e if -e == libc::ENOBUFS && matches!(self.recv, Recv::Off { .. }) => {
                 self.input_left = true;
                 return Followup::RearmRecvLater;
             }
@@ -378,7 +428,7 @@ impl Conn {
             Parse::Complete(req, len) => {
                 self.inbuf.drain(..len);
                 self.request_started = ctx.now;
-                self.multishot = true;
+                self.recv.go_multishot();
                 if req.keep_alive {
                     self.arm_recv(ctx);
                 }
@@ -412,7 +462,7 @@ impl Conn {
         let cached = ctx.cache.fresh(&file, ctx.now);
         ctx.metrics.cache_lookup(cached.is_some());
         match cached {
-            Some(entry) => self.respond_entry(ctx, req, is_index, entry, purpose),
+            Some(entry) => self.respond_entry(ctx, req, &file, is_index, entry, purpose),
             None => self.open(ctx, Lookup::new(req, file, is_index, purpose)),
         }
     }
@@ -474,6 +524,42 @@ impl Exchange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The variants `enum NAME` declares in `source` (lines indented once, starting with a
+    /// capital letter).
+    fn variants(source: &str, name: &str) -> std::collections::BTreeSet<String> {
+        let start = source.find(&format!("\nenum {name} {{")).expect("the enum") + 1;
+        source[start..]
+            .lines()
+            .skip(1)
+            .take_while(|l| *l != "}")
+            .filter_map(|l| l.strip_prefix("    "))
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_uppercase()))
+            .map(|l| l.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("").to_owned())
+            .collect()
+    }
+
+    /// The variants the module doc's table under `header` has rows for (`Waiting(Head)` and
+    /// `Waiting(NextRequest)` both count as `Waiting`).
+    fn rows(source: &str, header: &str) -> std::collections::BTreeSet<String> {
+        let start = source.find(header).expect("the table");
+        source[start..]
+            .lines()
+            .skip(2)
+            .map_while(|l| l.strip_prefix("//! | `"))
+            .map(|l| l.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or("").to_owned())
+            .collect()
+    }
+
+    /// The state tables in the module doc are the map of this machine: a variant added without
+    /// its row (or a row left for a variant that is gone) fails here.
+    #[test]
+    fn the_state_tables_match_the_enums() {
+        let source = include_str!("mod.rs");
+        assert_eq!(rows(source, "//! | phase | waits for | next |"), variants(source, "Phase"));
+        assert_eq!(rows(source, "//! | `Recv` | meaning | next |"), variants(source, "Recv"));
+        assert!(variants(source, "Phase").len() >= 10, "{:?}", variants(source, "Phase"));
+    }
 
     /// An idle keep-alive connection costs its slab entry and nothing else in user space; keep
     /// the entry small (the phase data of busy states is boxed for this reason).

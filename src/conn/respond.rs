@@ -33,11 +33,13 @@ struct Representation<'a> {
 }
 
 impl Conn {
-    /// Answers a request from what its path resolved to.
+    /// Answers a request from what `path` (the path beneath the root it was resolved to once,
+    /// and looked up) turned out to be.
     pub(super) fn respond_entry(
         &mut self,
         ctx: &mut Ctx,
         req: Box<Request>,
+        path: &[u8],
         is_index: bool,
         entry: Entry,
         purpose: Purpose,
@@ -46,7 +48,7 @@ impl Conn {
             Purpose::ErrorPage { status, keep_alive } => {
                 return self.respond_error_page(ctx, req, status, keep_alive, entry);
             }
-            Purpose::ListedDirectory => return self.respond_listed_directory(ctx, req, entry),
+            Purpose::ListedDirectory => return self.respond_listed_directory(ctx, req, path, entry),
             Purpose::Request | Purpose::Fallback => {}
         }
         let may_list = is_index && purpose == Purpose::Request && ctx.cfg.autoindex;
@@ -54,10 +56,12 @@ impl Conn {
             Entry::File(info) => self.respond_file(ctx, req, info),
             Entry::Directory if !is_index && purpose == Purpose::Request => self.redirect_to_dir(ctx, req),
             // `index.html` is itself a directory, so the one it lies in exists.
-            Entry::Directory if may_list => self.start_listing(ctx, req),
+            Entry::Directory if may_list => self.start_listing(ctx, req, index_directory(path)),
             // No `index.html`: first make sure the directory exists, so that a path that names
             // nothing (a 404, a `--fallback` route) never waits for the listing threads.
-            Entry::Absent(Status::NotFound) if may_list => self.check_listed_directory(ctx, req),
+            Entry::Absent(Status::NotFound) if may_list => {
+                self.check_listed_directory(ctx, req, index_directory(path))
+            }
             Entry::Directory | Entry::Absent(Status::NotFound) => self.not_found(ctx, req, purpose),
             Entry::Absent(status) => self.respond_error(ctx, Some(req), status, true),
         }
@@ -96,7 +100,7 @@ impl Conn {
             response::header(&mut buf, "Allow", b"GET, HEAD");
         }
         response::finish(&mut buf, keep_alive);
-        let head_only = req.method() == Method::Head;
+        let head_only = req.head_only();
         let body = if head_only { Body::None } else { attach_body(&mut buf, &page, 0, size) };
         let ex = Exchange::new(Some(req), status, keep_alive, if head_only { 0 } else { size });
         self.send(ctx, buf, body, ex);
@@ -112,7 +116,7 @@ impl Conn {
         let varies = main.variants.iter().any(Option::is_some);
         let rep = Representation { info: &chosen, content_type: main.content_type, coding, varies };
         let keep_alive = may_keep_alive(&req, ctx);
-        let head_only = req.method() == Method::Head;
+        let head_only = req.head_only();
         let size = chosen.id.size;
         match preconditions(&req, &chosen, ctx.unix_now) {
             Verdict::Proceed => {}
@@ -150,24 +154,35 @@ impl Conn {
             return self.builtin_error(ctx, Some(req), Status::MethodNotAllowed, keep_alive);
         }
         // Origin or absolute form (`GET http://host/metrics`), as on the public port.
-        if target::resolve(&req.target).map(|t| t.raw_path) != Ok("/metrics") {
+        if target::split(&req.target).map(|(path, _)| path) != Ok("/metrics") {
             return self.builtin_error(ctx, Some(req), Status::NotFound, keep_alive);
         }
-        let page = ctx.registry.render().into_bytes();
+        let page: Rc<[u8]> = ctx.registry.render().into_bytes().into();
+        let content_type = b"text/plain; version=0.0.4; charset=utf-8";
+        self.respond_in_memory(ctx, req, content_type, &[("Cache-Control", b"no-store")], page);
+    }
+
+    /// 200 with a body built in memory (a listing, the metrics): the one builder for them.
+    pub(super) fn respond_in_memory(
+        &mut self,
+        ctx: &mut Ctx,
+        req: Box<Request>,
+        content_type: &[u8],
+        extra: &[(&str, &[u8])],
+        page: Rc<[u8]>,
+    ) {
+        let keep_alive = may_keep_alive(&req, ctx);
         let mut buf = ctx.head_buffer();
         response::start(&mut buf, Status::Ok, &ctx.date_line);
-        response::header(&mut buf, "Content-Type", b"text/plain; version=0.0.4; charset=utf-8");
+        response::header(&mut buf, "Content-Type", content_type);
         response::content_length(&mut buf, page.len() as u64);
-        response::header(&mut buf, "Cache-Control", b"no-store");
+        for (name, value) in extra {
+            response::header(&mut buf, name, value);
+        }
         response::finish(&mut buf, keep_alive);
-        let head_only = req.method() == Method::Head;
-        let len = page.len();
-        let body = if head_only {
-            Body::None
-        } else {
-            Body::Cached(CachedBody { data: Rc::from(page), start: 0, len })
-        };
-        let ex = Exchange::new(Some(req), Status::Ok, keep_alive, if head_only { 0 } else { len as u64 });
+        let len = if req.head_only() { 0 } else { page.len() };
+        let body = if len == 0 { Body::None } else { Body::Cached(CachedBody { data: page, start: 0, len }) };
+        let ex = Exchange::new(Some(req), Status::Ok, keep_alive, len as u64);
         self.send(ctx, buf, body, ex);
     }
 
@@ -234,7 +249,7 @@ impl Conn {
         let content_type = format!("multipart/byteranges; boundary={boundary}");
         response::header(&mut buf, "Content-Type", content_type.as_bytes());
         response::finish(&mut buf, keep_alive);
-        let head_only = req.method() == Method::Head;
+        let head_only = req.head_only();
         let mut ex =
             Exchange::new(Some(req), Status::PartialContent, keep_alive, if head_only { 0 } else { len });
         if head_only {
@@ -260,9 +275,9 @@ impl Conn {
 
     /// `GET /dir` → 301 to `/dir/`, keeping the query string.
     fn redirect_to_dir(&mut self, ctx: &mut Ctx, req: Box<Request>) {
-        let location = match target::resolve(&req.target) {
-            Ok(target::Target { raw_path, query: Some(q), .. }) => format!("{raw_path}/?{q}"),
-            Ok(target::Target { raw_path, .. }) => format!("{raw_path}/"),
+        let location = match target::split(&req.target) {
+            Ok((raw_path, Some(q))) => format!("{raw_path}/?{q}"),
+            Ok((raw_path, None)) => format!("{raw_path}/"),
             Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
         };
         let keep_alive = may_keep_alive(&req, ctx);
@@ -282,7 +297,7 @@ impl Conn {
         keep_alive: bool,
         extra: &[(&str, &[u8])],
     ) {
-        let head_only = req.method() == Method::Head;
+        let head_only = req.head_only();
         let mut buf = ctx.head_buffer();
         let body_bytes = response::page(&mut buf, status, &ctx.date_line, keep_alive, head_only, extra);
         self.send(ctx, buf, Body::None, Exchange::new(Some(req), status, keep_alive, body_bytes));
@@ -317,7 +332,7 @@ impl Conn {
         status: Status,
         keep_alive: bool,
     ) {
-        let head_only = req.as_ref().is_some_and(|r| r.method() == Method::Head);
+        let head_only = req.as_ref().is_some_and(|r| r.head_only());
         self.builtin_page(ctx, req, status, keep_alive, head_only);
     }
 
@@ -432,4 +447,9 @@ fn if_range_allows(req: &Request, info: &FileInfo, now: i64) -> bool {
         Some(v) if v.starts_with("W/") => false,
         Some(v) => http_date(v, now) == Some(info.id.mtime),
     }
+}
+
+/// The directory whose `index.html` `path` names (`""` for the root, else ending in `/`).
+fn index_directory(path: &[u8]) -> Vec<u8> {
+    path.strip_suffix(b"index.html").unwrap_or(path).to_vec()
 }

@@ -109,8 +109,8 @@ impl Conn {
         // Nothing else may be in flight on the socket: its number is free once it is closed.
         let close_now = last
             && ends_connection(&s.ex, ctx)
-            && matches!(self.recv, Recv::Off | Recv::Ended)
-            && self.ops_in_flight == 0
+            && matches!(self.recv, Recv::Off { .. } | Recv::Ended)
+            && !self.in_flight.any()
             && !self.needs_linger(ctx, &s.ex);
         if close_now {
             match direct::send_before_close(fd, out.unsent()) {
@@ -122,8 +122,8 @@ impl Conn {
                 return self.sent_and_closed(ctx, out);
             }
         }
-        ctx.ring.send(fd, out, !last, self.token(Op::Send));
-        self.ops_in_flight += 1;
+        let token = self.token(Op::Send);
+        self.in_flight.submit(1, || ctx.ring.send(fd, out, !last, token));
     }
 
     pub(super) fn on_send(&mut self, result: i32, out: Option<Outgoing>, ctx: &mut Ctx) {
@@ -187,8 +187,7 @@ impl Conn {
             token: tok_out,
         };
         if sp.in_pipe > 0 {
-            ctx.ring.splice(drain(sp.in_pipe as u32));
-            self.ops_in_flight += 1;
+            self.in_flight.submit(1, || ctx.ring.splice(drain(sp.in_pipe as u32)));
         } else if sp.body.remaining > 0 {
             let chunk = sp.body.remaining.min(SENDFILE_CHUNK);
             if direct::pages_cached(sp.body.info.file.as_raw_fd(), sp.body.offset, chunk) {
@@ -204,8 +203,7 @@ impl Conn {
             };
             // The socket splice runs only if the file splice filled the pipe with all `len`
             // bytes; otherwise it completes with ECANCELED and what did arrive is sent alone.
-            ctx.ring.splice_linked(fill, drain(len));
-            self.ops_in_flight += 2;
+            self.in_flight.submit(2, || ctx.ring.splice_linked(fill, drain(len)));
         } else {
             let Phase::Splicing(mut sp) = self.take_phase() else { unreachable!("checked above") };
             if let Some(pipe) = sp.pipe.take() {
@@ -269,8 +267,8 @@ impl Conn {
         let Phase::Splicing(sp) = &mut self.phase else { unreachable!("a file body step outside splicing") };
         sp.stall = Some(Stall { unacked: direct::unacked_bytes(fd) });
         self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
-        ctx.ring.poll_writable(fd, self.token(Op::PollOut));
-        self.ops_in_flight += 1;
+        let token = self.token(Op::PollOut);
+        self.in_flight.submit(1, || ctx.ring.poll_writable(fd, token));
     }
 
     pub(super) fn on_splice_in(&mut self, result: i32, ctx: &mut Ctx) {

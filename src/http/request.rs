@@ -42,6 +42,12 @@ pub struct Request {
 }
 
 impl Request {
+    /// The answer carries no body: the one rule for HEAD (RFC 9110 §9.3.2), whatever the
+    /// status and wherever the response is built.
+    pub fn head_only(&self) -> bool {
+        self.method() == Method::Head
+    }
+
     pub fn method(&self) -> Method {
         match self.method_name.as_str() {
             "GET" => Method::Get,

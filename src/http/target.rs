@@ -31,17 +31,23 @@ pub struct Target<'a> {
     pub is_index: bool,
 }
 
-/// Splits and resolves a request target.
-pub fn resolve(target: &str) -> Result<Target<'_>, PathError> {
+/// Splits a request target into its path as sent (still percent-encoded) and its query,
+/// without decoding anything: what a redirect needs to rebuild the target.
+pub fn split(target: &str) -> Result<(&str, Option<&str>), PathError> {
     let origin = strip_absolute_form(target).ok_or(PathError::BadTarget)?;
     if !origin.starts_with('/') {
         return Err(PathError::BadTarget);
     }
     let origin = origin.split('#').next().unwrap_or(origin);
-    let (raw_path, query) = match origin.split_once('?') {
+    Ok(match origin.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (origin, None),
-    };
+    })
+}
+
+/// Splits and resolves a request target.
+pub fn resolve(target: &str) -> Result<Target<'_>, PathError> {
+    let (raw_path, query) = split(target)?;
     let (mut file, is_index) = match plain(raw_path.as_bytes()) {
         // Nothing to decode or normalise (the usual case): the path is the file name.
         Some(is_index) => (raw_path.as_bytes()[1..].to_vec(), is_index),

@@ -49,6 +49,8 @@ pub(super) enum OpMemory {
     /// A read's or a write's buffer; the kernel uses it from `at` on.
     Buffer {
         buf: Vec<u8>,
+        // Read back only by the simulated ring.
+        #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
         at: usize,
     },
     Send {
