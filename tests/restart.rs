@@ -541,6 +541,47 @@ fn a_failed_successor_leaves_the_old_process_serving() {
     assert_eq!(old.log().matches("hand-over failed: ").count(), 3, "{}", old.log());
 }
 
+/// A stop that comes while a successor is still starting ends that successor too: nobody asked
+/// it to serve on alone.
+#[test]
+fn a_stop_during_a_hand_over_stops_the_successor_too() {
+    let fixture = Fixture::create();
+    let program = fixture.base().join("ringhttpd");
+    std::fs::copy(BIN, &program).expect("copy");
+    let args = server_args(fixture.root(), 0);
+    let mut old = Process::spawn(fixture.base(), "server", program.to_str().unwrap(), &args, None);
+    let addr = old.wait_listening();
+    let old_pid = old.child.id() as libc::pid_t;
+    // A successor that never reports ready.
+    let script = fixture.base().join("slow.sh");
+    std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&script, &program).unwrap();
+    signal(old_pid, libc::SIGUSR2);
+    let successor = old.wait_log("the hand-over line", |log| {
+        log.split("handing the listening sockets over to pid ")
+            .nth(1)
+            .map(|rest| {
+                rest.trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").to_owned()
+            })
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+    });
+    signal(old_pid, libc::SIGTERM);
+    assert!(old.wait_exit(Duration::from_secs(20)).success(), "{}", old.log());
+    // SAFETY: signal 0 only asks whether the pid exists; it was the old process's child,
+    // reaped by it (or never reaped, and then still a zombie of an exited parent: gone too).
+    let alive = unsafe { libc::kill(successor, 0) } == 0 && !is_zombie(successor);
+    assert!(!alive, "the successor {successor} outlived the stop:\n{}", old.log());
+    assert!(old.log().contains("hand-over abandoned: "), "{}", old.log());
+    assert!(std::net::TcpStream::connect(addr).is_err(), "the port still accepts after the stop");
+}
+
+fn is_zombie(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .unwrap_or(true)
+}
+
 /// As a systemd service's main process (SYSTEMD_EXEC_PID names it), the server refuses
 /// SIGUSR2 with one line and goes on serving: systemd would stop the service, successor
 /// included, once this process exited.

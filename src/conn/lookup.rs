@@ -240,7 +240,9 @@ impl Conn {
         if lookup.variants.len() < Coding::ALL.len() {
             return self.open(ctx, lookup);
         }
-        let Some(mut main) = lookup.main.take() else { return };
+        let Some(mut main) = lookup.main.take() else {
+            unreachable!("siblings probed without the file they belong to");
+        };
         for (slot, variant) in main.variants.iter_mut().zip(lookup.variants.drain(..)) {
             *slot = variant;
         }

@@ -143,11 +143,19 @@ fn reuseport_bound(addr: SocketAddr) -> io::Result<OwnedFd> {
 /// 3 .. 3+LISTEN_FDS when LISTEN_PID names this process. `None` when nothing was passed;
 /// an error when something was passed that is not a listening TCP socket.
 pub fn listen_fds() -> io::Result<Option<Vec<OwnedFd>>> {
+    /// More than any socket unit would pass (one per address), and few enough to count.
+    const MAX_PASSED_SOCKETS: i32 = 1024;
     let pid = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok());
     let count = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<i32>().ok());
     let (Some(pid), Some(count)) = (pid, count) else { return Ok(None) };
     if pid != std::process::id() || count <= 0 {
         return Ok(None);
+    }
+    if count > MAX_PASSED_SOCKETS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("LISTEN_FDS={count} passes more than {MAX_PASSED_SOCKETS} sockets"),
+        ));
     }
     (3..3 + count)
         .map(|fd| {
@@ -551,7 +559,8 @@ pub fn unix_time() -> i64 {
         .unwrap_or(0)
 }
 
-/// Number of CPUs this process may run on.
+/// Number of CPUs this process may use at once: its affinity mask, or fewer under a cgroup
+/// CPU quota.
 pub fn online_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

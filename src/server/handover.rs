@@ -149,7 +149,7 @@ impl Handover {
         let mut argv = std::env::args_os();
         let arg0 = argv.next().unwrap_or_else(|| "ringhttpd".into());
         Handover {
-            program: std::env::current_exe(),
+            program: program_path(&arg0),
             arg0,
             args: argv.collect(),
             listeners,
@@ -217,10 +217,23 @@ impl Handover {
     }
 
     /// Stopping: drops the descriptors kept for a successor (the sockets themselves close only
-    /// once nothing else holds them).
+    /// once nothing else holds them), and stops a successor still starting, which would
+    /// otherwise serve on with nobody having asked for it.
     pub fn close_sockets(&mut self) {
+        self.abandon();
         self.listeners.clear();
         self.metrics = None;
+    }
+
+    /// Stops and reaps a successor that has not reported ready, if there is one.
+    fn abandon(&mut self) {
+        let Some(mut successor) = self.starting.take() else { return };
+        let pid = successor.child.id();
+        let _ = successor.child.kill();
+        let status = successor.child.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
+        log_error!(
+            "hand-over abandoned: pid {pid} stopped before it served ({status}): this process is stopping"
+        );
     }
 
     /// The readiness pipe to poll while a successor starts.
@@ -271,15 +284,51 @@ impl Handover {
     }
 }
 
+/// Whatever ends the supervision (a second signal, a worker that died) ends a successor that
+/// has not taken over yet too.
+impl Drop for Handover {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
 fn fd_list(fds: &[OwnedFd]) -> String {
     fds.iter().map(|fd| fd.as_raw_fd().to_string()).collect::<Vec<_>>().join(",")
 }
 
+/// The binary a successor runs: the path this one was started by, as given (made absolute,
+/// or found on PATH, now: the working directory and PATH may change), so that a symlink
+/// flipped to a new release, or a binary replaced at that path, is what runs. `/proc/self/exe`
+/// would name the old release's file. It is only the fallback.
+fn program_path(arg0: &std::ffi::OsStr) -> io::Result<PathBuf> {
+    let given = std::path::Path::new(arg0);
+    let found = if given.components().count() > 1 {
+        std::env::current_dir().ok().map(|dir| dir.join(given))
+    } else {
+        std::env::var_os("PATH")
+            .and_then(|path| std::env::split_paths(&path).map(|dir| dir.join(given)).find(|p| p.is_file()))
+    };
+    found.filter(|p| p.is_file()).map_or_else(std::env::current_exe, Ok)
+}
+
+/// Parents that end (or restart the service) when their one child exits: a hand-over under
+/// them would end in an outage or in two servers.
+const SINGLE_CHILD_PARENTS: &[&str] =
+    &["tini", "dumb-init", "docker-init", "catatonit", "runsv", "s6-supervise", "supervisord"];
+
 /// Why a hand-over cannot work where this process runs: its successor would be killed with it.
-fn refusal() -> Option<&'static str> {
+fn refusal() -> Option<String> {
     let me = std::process::id();
     if me == 1 {
-        return Some("this is process 1 (a container's init); the container would end with it");
+        return Some("this is process 1 (a container's init); the container would end with it".into());
+    }
+    let parent = std::os::unix::process::parent_id();
+    let parent_name = std::fs::read_to_string(format!("/proc/{parent}/comm")).unwrap_or_default();
+    let parent_name = parent_name.trim();
+    if SINGLE_CHILD_PARENTS.contains(&parent_name) {
+        return Some(format!(
+            "the parent process ({parent_name}, pid {parent}) stops or restarts the service when this process exits"
+        ));
     }
     let exec_pid = std::env::var("SYSTEMD_EXEC_PID").ok().and_then(|p| p.parse::<u32>().ok());
     let systemd_service = match exec_pid {
@@ -287,7 +336,7 @@ fn refusal() -> Option<&'static str> {
         // systemd before 248 sets no SYSTEMD_EXEC_PID.
         None => std::env::var_os("INVOCATION_ID").is_some() && std::os::unix::process::parent_id() == 1,
     };
-    systemd_service.then_some(
-        "this is a systemd service's main process, and systemd stops the service when it exits; use socket activation (deploy/ringhttpd.socket) and systemctl restart",
-    )
+    systemd_service.then(|| {
+        "this is a systemd service's main process, and systemd stops the service when it exits; use socket activation (deploy/ringhttpd.socket) and systemctl restart".into()
+    })
 }

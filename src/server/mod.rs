@@ -61,7 +61,8 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
 
     let cfg = Arc::new(cfg);
     let shared = Arc::new(Shared { access_log_path: cfg.access_log.clone(), ..Shared::default() });
-    let placement = placement::decide(cfg.placement, listeners.len(), placement::allowed_cpus());
+    let placement =
+        placement::decide(cfg.placement, listeners.len(), placement::allowed_cpus(), sys::online_cpus());
     let (workers, features) =
         start_workers(&cfg, &placement, listeners, metrics_listener, Arc::new(root), &shared, &done_fd)?;
     let max_conns = cfg.max_connections * cfg.workers;
@@ -180,6 +181,9 @@ fn start_workers(
 ) -> Result<(Running, Vec<&'static str>), StartError> {
     let metrics = Arc::new(crate::ops::metrics::Metrics::new(listeners.len(), sys::unix_time()));
     let (ready_tx, ready_rx) = mpsc::channel();
+    // No worker accepts before every worker is ready: a start-up that fails half-way then
+    // exits without having taken (and so reset) a connection from shared or inherited sockets.
+    let go = Arc::new(std::sync::Barrier::new(listeners.len() + 1));
     let listing_jobs = if cfg.autoindex {
         let threads = crate::files::listing::threads_for(listeners.len());
         Some(crate::files::listing::spawn(root.clone(), threads).map_err(StartError::Worker)?)
@@ -204,10 +208,10 @@ fn start_workers(
             metrics: metrics.clone(),
         };
         let done = done_fd.as_raw_fd();
-        let ready = ready_tx.clone();
+        let (ready, go) = (ready_tx.clone(), go.clone());
         let handle = std::thread::Builder::new()
             .name(format!("ringhttpd-w{index}"))
-            .spawn(move || worker_thread(setup, ready, done))
+            .spawn(move || worker_thread(setup, ready, &go, done))
             .map_err(StartError::Worker)?;
         running.handles.push(handle);
     }
@@ -222,14 +226,23 @@ fn start_workers(
             }
         }
     }
+    go.wait();
     Ok((running, features))
 }
 
-fn worker_thread(setup: Setup, ready: mpsc::Sender<io::Result<Vec<&'static str>>>, done: i32) {
+/// Prepares a worker, reports how, and once every worker is ready (`go`) runs it. A worker
+/// whose preparation failed never reaches `go`; the process then exits without serving.
+fn worker_thread(
+    setup: Setup,
+    ready: mpsc::Sender<io::Result<Vec<&'static str>>>,
+    go: &std::sync::Barrier,
+    done: i32,
+) {
     let index = setup.index;
     match worker::prepare(setup) {
         Ok((run, features)) => {
             let _ = ready.send(Ok(features));
+            go.wait();
             if let Err(e) = run() {
                 log_error!("worker {index}: io_uring failed: {}", describe(&e));
             }

@@ -30,8 +30,20 @@ pub struct Decision {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reason {
     Forced,
-    FewerWorkersThanCpus { workers: usize, cpus: usize },
-    WorkersCoverCpus { workers: usize, cpus: usize },
+    FewerWorkersThanCpus {
+        workers: usize,
+        cpus: usize,
+    },
+    WorkersCoverCpus {
+        workers: usize,
+        cpus: usize,
+    },
+    /// A cgroup CPU quota lets the process use fewer CPUs than its affinity mask names: every
+    /// instance pinned to the first few would pile onto the same ones.
+    Quota {
+        quota: usize,
+        cpus: usize,
+    },
     CpusUnknown,
 }
 
@@ -42,13 +54,15 @@ impl Decision {
     }
 }
 
-/// Decides for `workers` workers, given the CPUs this process may run on (its affinity mask).
-pub fn decide(asked: Placement, workers: usize, allowed: Vec<CoreId>) -> Decision {
+/// Decides for `workers` workers, given the CPUs this process may run on (its affinity mask)
+/// and how many it may use at once (`quota`: fewer under a cgroup CPU quota).
+pub fn decide(asked: Placement, workers: usize, allowed: Vec<CoreId>, quota: usize) -> Decision {
     let cpus = allowed.len();
     let (pin, reason) = match asked {
         Placement::Pin if cpus == 0 => (false, Reason::CpusUnknown),
         Placement::Pin | Placement::Unpinned => (asked == Placement::Pin, Reason::Forced),
         Placement::Auto if cpus == 0 => (false, Reason::CpusUnknown),
+        Placement::Auto if quota < cpus => (false, Reason::Quota { quota, cpus }),
         Placement::Auto if workers < cpus => (true, Reason::FewerWorkersThanCpus { workers, cpus }),
         Placement::Auto => (false, Reason::WorkersCoverCpus { workers, cpus }),
     };
@@ -72,6 +86,7 @@ impl fmt::Display for Decision {
             Reason::WorkersCoverCpus { workers, cpus } => {
                 write!(f, " (auto: workers {workers} >= CPUs {cpus})")
             }
+            Reason::Quota { quota, cpus } => write!(f, " (auto: a CPU quota of {quota} of CPUs {cpus})"),
             Reason::CpusUnknown => f.write_str(" (the allowed CPUs are unknown)"),
         }
     }
@@ -87,24 +102,34 @@ mod tests {
 
     #[test]
     fn auto_pins_only_when_workers_leave_cpus_free() {
-        assert_eq!(decide(Placement::Auto, 1, cpus(2)).cores.len(), 2);
-        assert_eq!(decide(Placement::Auto, 4, cpus(16)).core_for(5), Some(CoreId { id: 5 }));
-        assert!(decide(Placement::Auto, 2, cpus(2)).cores.is_empty());
-        assert!(decide(Placement::Auto, 8, cpus(2)).cores.is_empty());
+        assert_eq!(decide(Placement::Auto, 1, cpus(2), 2).cores.len(), 2);
+        assert_eq!(decide(Placement::Auto, 4, cpus(16), 16).core_for(5), Some(CoreId { id: 5 }));
+        assert!(decide(Placement::Auto, 2, cpus(2), 2).cores.is_empty());
+        assert!(decide(Placement::Auto, 8, cpus(2), 2).cores.is_empty());
+    }
+
+    #[test]
+    fn auto_never_pins_under_a_cpu_quota() {
+        let under_quota = decide(Placement::Auto, 2, cpus(64), 2);
+        assert!(under_quota.cores.is_empty());
+        assert_eq!(under_quota.to_string(), "unpinned (auto: a CPU quota of 2 of CPUs 64)");
     }
 
     #[test]
     fn forced_placements_ignore_the_counts() {
-        assert_eq!(decide(Placement::Pin, 2, cpus(2)).core_for(3), Some(CoreId { id: 1 }));
-        assert_eq!(decide(Placement::Unpinned, 1, cpus(16)).core_for(0), None);
-        assert_eq!(decide(Placement::Pin, 2, Vec::new()).core_for(0), None);
+        assert_eq!(decide(Placement::Pin, 2, cpus(2), 2).core_for(3), Some(CoreId { id: 1 }));
+        assert_eq!(decide(Placement::Unpinned, 1, cpus(16), 16).core_for(0), None);
+        assert_eq!(decide(Placement::Pin, 2, Vec::new(), 2).core_for(0), None);
     }
 
     #[test]
     fn the_startup_words_say_what_and_why() {
-        assert_eq!(decide(Placement::Auto, 2, cpus(2)).to_string(), "unpinned (auto: workers 2 >= CPUs 2)");
-        assert_eq!(decide(Placement::Auto, 1, cpus(2)).to_string(), "pinned (auto: workers 1 < CPUs 2)");
-        assert_eq!(decide(Placement::Pin, 2, cpus(2)).to_string(), "pinned (--pin)");
-        assert_eq!(decide(Placement::Unpinned, 2, cpus(2)).to_string(), "unpinned (--no-pin)");
+        assert_eq!(
+            decide(Placement::Auto, 2, cpus(2), 2).to_string(),
+            "unpinned (auto: workers 2 >= CPUs 2)"
+        );
+        assert_eq!(decide(Placement::Auto, 1, cpus(2), 2).to_string(), "pinned (auto: workers 1 < CPUs 2)");
+        assert_eq!(decide(Placement::Pin, 2, cpus(2), 2).to_string(), "pinned (--pin)");
+        assert_eq!(decide(Placement::Unpinned, 2, cpus(2), 2).to_string(), "unpinned (--no-pin)");
     }
 }
