@@ -9,26 +9,7 @@ use std::net::TcpListener;
 use common::check::assert_serves;
 use common::fixture::Fixture;
 use common::http::get;
-use common::server::{Exit, Server, run_to_exit};
-
-/// Asserts a start-up refusal: exit code 1 and exactly one `ringhttpd: error:` line mentioning
-/// every string of `mentions`.
-fn assert_clean_startup_error(exit: &Exit, mentions: &[&str]) {
-    assert_eq!(exit.code(), Some(1), "exit status of {exit:#?}");
-    assert_no_panic(exit);
-    let lines = exit.stderr_lines();
-    assert_eq!(lines.len(), 1, "one stderr line expected: {exit:#?}");
-    assert!(lines[0].starts_with("ringhttpd: error: "), "{exit:#?}");
-    for m in mentions {
-        assert!(lines[0].contains(m), "error line should mention {m:?}: {exit:#?}");
-    }
-}
-
-fn assert_no_panic(exit: &Exit) {
-    for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
-        assert!(!exit.stderr.contains(bad), "{bad:?} in {exit:#?}");
-    }
-}
+use common::server::{Server, assert_no_panic, assert_refused, run_to_exit};
 
 fn args(list: &[&str]) -> Vec<OsString> {
     list.iter().map(OsString::from).collect()
@@ -86,7 +67,7 @@ fn missing_document_root_is_refused() {
     let mut list = args(&["-a", "127.0.0.1", "-p", "0", "-r"]);
     list.push(missing.clone().into());
     let exit = run_to_exit(&list);
-    assert_clean_startup_error(&exit, &[missing.to_str().unwrap()]);
+    assert_refused(&exit, &[missing.to_str().unwrap()]);
 }
 
 #[test]
@@ -96,7 +77,7 @@ fn document_root_that_is_a_file_is_refused() {
     let mut list = args(&["-a", "127.0.0.1", "-p", "0", "-r"]);
     list.push(file.clone().into());
     let exit = run_to_exit(&list);
-    assert_clean_startup_error(&exit, &[file.to_str().unwrap()]);
+    assert_refused(&exit, &[file.to_str().unwrap()]);
 }
 
 #[test]
@@ -137,7 +118,7 @@ fn port_in_use_is_refused() {
     let mut list = args(&["-a", "127.0.0.1", "-p", &port, "-r"]);
     list.push(fixture.root().into());
     let exit = run_to_exit(&list);
-    assert_clean_startup_error(&exit, &[&port]);
+    assert_refused(&exit, &[&port]);
     drop(taken);
 }
 

@@ -186,6 +186,18 @@ fn dotfiles_allow_serves_them() {
 
 // ---- autoindex ----
 
+/// The listing page at `path`, which must be served (200).
+fn listing(server: &Server, path: &str) -> String {
+    let r = get(server.addr, path);
+    assert_eq!(r.status, 200, "{path}: {r:#?}");
+    r.body_text()
+}
+
+/// The targets of a listing's links, in order.
+fn hrefs(page: &str) -> Vec<String> {
+    links(page).into_iter().map(|(href, _)| href).collect()
+}
+
 /// The `href` targets and the link texts of a listing, in page order.
 fn links(page: &str) -> Vec<(String, String)> {
     page.split("<a href=\"")
@@ -278,10 +290,8 @@ fn autoindex_over_the_limit_shows_the_first_entries_in_order() {
     put_many(&server, "many", "f", 10_050);
     put(&server, "many/sub/inner.txt", "i");
     put(&server, "many/zdir/inner.txt", "i");
-    let r = get(server.addr, "/many/");
-    assert_eq!(r.status, 200, "{r:#?}");
-    let page = r.body_text();
-    let got: Vec<String> = links(&page).into_iter().map(|(href, _)| href).collect();
+    let page = listing(&server, "/many/");
+    let got = hrefs(&page);
     let mut expected = vec!["../".to_owned(), "sub/".to_owned(), "zdir/".to_owned()];
     expected.extend((0..9_998).map(|i| format!("f{i:05}")));
     assert!(got == expected, "first links {:?}, last links {:?}", &got[..5], &got[got.len() - 3..]);
@@ -295,10 +305,8 @@ fn autoindex_root_lists_well_known_while_dotfiles_are_denied() {
     put(&server, ".well-known/security.txt", "Contact: mailto:a@example.org\n");
     put(&server, ".secret/key", "k");
     put(&server, ".env", "SECRET=1\n");
-    let r = get(server.addr, "/");
-    assert_eq!(r.status, 200, "{r:#?}");
-    let page = r.body_text();
-    let hrefs: Vec<String> = links(&page).into_iter().map(|(href, _)| href).collect();
+    let page = listing(&server, "/");
+    let hrefs = hrefs(&page);
     assert!(hrefs.contains(&".well-known/".to_owned()), "{page}");
     assert!(!page.contains(".secret") && !page.contains(".env"), "{page}");
     // The link leads to what is always served.
@@ -311,9 +319,7 @@ fn autoindex_root_lists_well_known_while_dotfiles_are_denied() {
 fn autoindex_shows_control_characters_visibly_and_links_them_exactly() {
     let server = Server::start_with(2, &["--autoindex"]);
     put(&server, "ctl/bell\x07\x1b[31mred\nline.txt", "control");
-    let r = get(server.addr, "/ctl/");
-    assert_eq!(r.status, 200, "{r:#?}");
-    let page = r.body_text();
+    let page = listing(&server, "/ctl/");
     assert!(!page.bytes().any(|b| b < 0x20 && b != b'\n'), "a raw control byte in {page:?}");
     let got = links(&page);
     let expected = ("bell%07%1B%5B31mred%0Aline.txt", "bell\u{2407}\u{241B}[31mred\u{240A}line.txt");

@@ -16,26 +16,8 @@ use std::time::Duration;
 
 use common::fixture::Fixture;
 use common::http::{Parsed, exchange, get, parse_response, request};
-use common::server::{Exit, Server, run_to_exit, run_to_exit_with};
+use common::server::{Server, assert_no_panic, assert_refused, run_to_exit, run_to_exit_with};
 use proptest::prelude::*;
-
-fn assert_no_panic(exit: &Exit) {
-    for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace", "overflow"] {
-        assert!(!exit.stderr.contains(bad), "{bad:?} in {exit:#?}");
-    }
-}
-
-/// Exit status 1 and one `ringhttpd: error:` line that mentions every string of `mentions`.
-fn assert_refused(exit: &Exit, mentions: &[&str]) {
-    assert_eq!(exit.code(), Some(1), "{exit:#?}");
-    assert_no_panic(exit);
-    let lines = exit.stderr_lines();
-    assert_eq!(lines.len(), 1, "one error line: {exit:#?}");
-    assert!(lines[0].starts_with("ringhttpd: error: "), "{exit:#?}");
-    for m in mentions {
-        assert!(lines[0].contains(m), "the error should mention {m:?}: {exit:#?}");
-    }
-}
 
 fn args(list: &[&str]) -> Vec<OsString> {
     list.iter().map(OsString::from).collect()

@@ -100,14 +100,7 @@ fn switch_without_loss(
     settle(50);
     stop.store(true, Ordering::Relaxed);
     let (ok, failures) = clients.join().unwrap();
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed during the switch: {:?}",
-        failures.len(),
-        ok + failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    assert!(ok > 100, "only {ok} requests went through during the switch");
+    assert_all_served(ok, &failures, 100, "during the switch", "");
     drop(new);
 }
 
@@ -270,6 +263,18 @@ impl Drop for Successors {
     }
 }
 
+/// No request of `ok + failures` failed `when`, and more than `at_least` went through.
+fn assert_all_served(ok: usize, failures: &[String], at_least: usize, when: &str, log: &str) {
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed {when}: {:?}\n{log}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok > at_least, "only {ok} requests went through {when}");
+}
+
 fn signal(pid: libc::pid_t, sig: libc::c_int) {
     // SAFETY: a plain syscall; the pid is a server under test that has not been reaped.
     let rc = unsafe { libc::kill(pid, sig) };
@@ -379,14 +384,7 @@ fn five_hand_overs_lose_nothing_without_tcp_migrate_req() {
         current = next;
     });
     let log = first.log();
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed through 5 hand-overs: {:?}\n{log}",
-        failures.len(),
-        ok + failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    assert!(ok > 300, "only {ok} requests went through the hand-overs");
+    assert_all_served(ok, &failures, 300, "through 5 hand-overs", &log);
     eprintln!("5 hand-overs: {ok} requests, 0 failed");
     assert_eq!(log.matches(&format!("metrics on http://{metrics}/metrics")).count(), 6, "{log}");
     assert_eq!(log.matches("stopping (handed over to pid ").count(), 5, "{log}");

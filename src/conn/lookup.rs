@@ -17,6 +17,7 @@ use crate::http::encoding::Coding;
 use crate::http::request::Request;
 use crate::kernel::token::Op;
 use crate::server::context::Ctx;
+use crate::testing::hooks::Slow;
 
 /// Why a path is being looked up, which decides what its answer becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +103,8 @@ impl Conn {
             return self.lookup_failed(ctx, lookup, Status::BadRequest);
         };
         let flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
-        let delay = crate::testing::hooks::open_delay(c_path.as_bytes()).map(|d| (d, self.token(Op::Delay)));
+        let delay =
+            crate::testing::hooks::delay(Slow::Open, c_path.as_bytes()).map(|d| (d, self.token(Op::Delay)));
         let token = self.token(Op::Open);
         self.in_flight.submit(1, || ctx.ring.open_beneath(ctx.root, c_path, flags, delay, token));
         self.phase = Phase::Opening(Box::new(Opening { lookup }));

@@ -191,9 +191,20 @@ impl Conn {
         let mut buf = ctx.head_buffer();
         response::start(&mut buf, Status::PreconditionFailed, &ctx.date_line);
         response::content_length(&mut buf, 0);
+        self.send_bodiless(ctx, req, Status::PreconditionFailed, keep_alive, buf);
+    }
+
+    /// Finishes the head in `buf` and sends it alone: a response that has no body.
+    fn send_bodiless(
+        &mut self,
+        ctx: &mut Ctx,
+        req: Box<Request>,
+        status: Status,
+        keep_alive: bool,
+        mut buf: Vec<u8>,
+    ) {
         response::finish(&mut buf, keep_alive);
-        let ex = Exchange::new(Some(req), Status::PreconditionFailed, keep_alive, 0);
-        self.send(ctx, buf, Body::None, ex);
+        self.send(ctx, buf, Body::None, Exchange::new(Some(req), status, keep_alive, 0));
     }
 
     /// 304 with exactly the fields RFC 9110 §15.4.5 lists that apply here (validators, caching
@@ -210,9 +221,7 @@ impl Conn {
         response::header(&mut buf, "ETag", rep.info.etag.as_bytes());
         response::header(&mut buf, "Last-Modified", rep.info.last_modified.as_bytes());
         caching_headers(&mut buf, ctx, rep);
-        response::finish(&mut buf, keep_alive);
-        let ex = Exchange::new(Some(req), Status::NotModified, keep_alive, 0);
-        self.send(ctx, buf, Body::None, ex);
+        self.send_bodiless(ctx, req, Status::NotModified, keep_alive, buf);
     }
 
     /// 206 `multipart/byteranges`: one part per range, each with its own Content-Type and

@@ -274,7 +274,7 @@ fn serve(root: RawFd, incoming: &Mutex<Receiver<Job>>) {
         if !job.is_wanted() {
             continue;
         }
-        if let Some(delay) = crate::testing::hooks::listing_delay(&job.dir) {
+        if let Some(delay) = crate::testing::hooks::delay(crate::testing::hooks::Slow::Listing, &job.dir) {
             wait_while_wanted(&job, delay);
         }
         let Some(result) = build(root, &job) else { continue };

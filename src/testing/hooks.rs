@@ -19,35 +19,35 @@ pub fn panic_if_requested(target: &str) {
     let _ = target;
 }
 
-/// Debug builds only: how long to hold back the open of `name` (a path beneath the root), from
-/// `RINGHTTPD_TEST_SLOW_OPEN=NAME=MILLISECONDS[,NAME=MILLISECONDS...]`, so tests can play slow
-/// storage without a slow filesystem. Release builds compile this to `None`.
-pub fn open_delay(name: &[u8]) -> Option<std::time::Duration> {
-    #[cfg(debug_assertions)]
-    {
-        static DELAYS: std::sync::OnceLock<Delays> = std::sync::OnceLock::new();
-        delay_for(DELAYS.get_or_init(|| delays_from_env("RINGHTTPD_TEST_SLOW_OPEN")), name)
-    }
-    #[cfg(not(debug_assertions))]
-    {
-        let _ = name;
-        None
-    }
+/// What a test may slow down, each named by its environment variable.
+#[derive(Clone, Copy)]
+pub enum Slow {
+    /// `RINGHTTPD_TEST_SLOW_OPEN=NAME=MILLISECONDS[,...]`: the open of `NAME` (a path beneath
+    /// the root), to play slow storage without a slow filesystem.
+    Open,
+    /// `RINGHTTPD_TEST_SLOW_LISTING=DIR=MILLISECONDS[,...]`: reading the directory `DIR`
+    /// (beneath the root, `""` for the root, else ending in `/`) for a listing, to play a huge
+    /// directory or slow storage.
+    Listing,
 }
 
-/// Debug builds only: how long reading the directory `dir` (beneath the root, `""` for the
-/// root, else ending in `/`) takes longer for a listing, from
-/// `RINGHTTPD_TEST_SLOW_LISTING=DIR=MILLISECONDS[,DIR=MILLISECONDS...]`, so tests can play a
-/// huge directory or slow storage. Release builds compile this to `None`.
-pub fn listing_delay(dir: &[u8]) -> Option<std::time::Duration> {
+/// Debug builds only: how much longer `what` takes for `name`, as its variable says. Release
+/// builds compile this to `None`.
+pub fn delay(what: Slow, name: &[u8]) -> Option<std::time::Duration> {
     #[cfg(debug_assertions)]
     {
-        static DELAYS: std::sync::OnceLock<Delays> = std::sync::OnceLock::new();
-        delay_for(DELAYS.get_or_init(|| delays_from_env("RINGHTTPD_TEST_SLOW_LISTING")), dir)
+        static DELAYS: [std::sync::OnceLock<Delays>; 2] =
+            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+        let var = match what {
+            Slow::Open => "RINGHTTPD_TEST_SLOW_OPEN",
+            Slow::Listing => "RINGHTTPD_TEST_SLOW_LISTING",
+        };
+        let delays = DELAYS[what as usize].get_or_init(|| delays_from_env(var));
+        delays.iter().find(|(path, _)| path == name).map(|(_, delay)| *delay)
     }
     #[cfg(not(debug_assertions))]
     {
-        let _ = dir;
+        let _ = (what, name);
         None
     }
 }
@@ -65,11 +65,6 @@ fn delays_from_env(var: &str) -> Delays {
             Some((path.as_bytes().to_vec(), std::time::Duration::from_millis(ms.parse().ok()?)))
         })
         .collect()
-}
-
-#[cfg(debug_assertions)]
-fn delay_for(delays: &Delays, name: &[u8]) -> Option<std::time::Duration> {
-    delays.iter().find(|(path, _)| path == name).map(|(_, delay)| *delay)
 }
 
 /// Debug builds only: when the send of a response to the target named by

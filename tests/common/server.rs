@@ -358,6 +358,26 @@ impl Exit {
     }
 }
 
+/// Nothing in a run's output says it panicked (or overflowed on the way).
+pub fn assert_no_panic(exit: &Exit) {
+    for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace", "overflow"] {
+        assert!(!exit.stderr.contains(bad), "{bad:?} in {exit:#?}");
+    }
+}
+
+/// A start-up refusal: exit status 1 and exactly one `ringhttpd: error:` line, which mentions
+/// every string of `mentions`.
+pub fn assert_refused(exit: &Exit, mentions: &[&str]) {
+    assert_eq!(exit.code(), Some(1), "exit status of {exit:#?}");
+    assert_no_panic(exit);
+    let lines = exit.stderr_lines();
+    assert_eq!(lines.len(), 1, "one stderr line expected: {exit:#?}");
+    assert!(lines[0].starts_with("ringhttpd: error: "), "{exit:#?}");
+    for m in mentions {
+        assert!(lines[0].contains(m), "the error line should mention {m:?}: {exit:#?}");
+    }
+}
+
 /// Runs the binary with `args` and waits for it to exit; kills it and panics if it is still
 /// running after [`START_TIMEOUT`] (e.g. it started serving when it should have refused).
 pub fn run_to_exit<S: AsRef<OsStr>>(args: &[S]) -> Exit {
