@@ -199,3 +199,18 @@ fn pin_and_no_pin_force_the_placement() {
     assert_eq!(both.code(), Some(2), "{both:#?}");
     assert_no_panic(&both);
 }
+
+/// The compat mode kernels before 6.0 run (single-shot accepts and receives), forced by its
+/// variable: the start-up line names it, and it serves.
+#[test]
+fn compat_mode_is_named_at_start_up_and_serves() {
+    let server = Server::start_with_env(2, &[], &[("RINGHTTPD_IO_URING_COMPAT", "1")]);
+    let line = startup_line(&server);
+    assert!(line.contains("compat:single-shot-accept,compat:single-shot-recv"), "{line}");
+    assert!(!line.contains("provided-buffer-ring"), "{line}");
+    assert_serves(&get(server.addr, "/"), server.fixture(), "index.html");
+    let modern = Server::start_with_env(1, &[], &[("RINGHTTPD_IO_URING_COMPAT", "0")]);
+    let line = startup_line(&modern);
+    let old_kernel = !line.contains("provided-buffer-ring");
+    assert!(old_kernel || line.contains("multishot-recv"), "{line}");
+}

@@ -111,7 +111,7 @@ impl Conn {
         if matches!(self.recv, Recv::Armed { .. } | Recv::Pausing) || self.in_flight.any() {
             // (A socket closed right after its response had nothing in flight.)
             if let Some(socket) = &self.socket {
-                ctx.ring.cancel_fd(socket.as_raw_fd(), self.token(Op::Cancel));
+                ctx.ring.cancel_socket(socket.as_raw_fd(), self.token(Op::Cancel));
             }
         }
     }

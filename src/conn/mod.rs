@@ -350,7 +350,7 @@ impl Conn {
 
     // ---- receiving and parsing ----
 
-    fn on_recv(&mut self, c: &Completion, ctx: &mut Ctx) -> Followup {
+    fn on_recv(&mut self, c: &mut Completion, ctx: &mut Ctx) -> Followup {
         let was_pausing = self.recv == Recv::Pausing;
         if !c.more() {
             self.recv = self.recv.ended();
@@ -358,12 +358,13 @@ impl Conn {
         if c.result > 0 {
             self.input_left = c.input_left();
         }
-        if let Some(bid) = c.buffer_id() {
-            if c.result > 0 && !matches!(self.phase, Phase::Closing { .. } | Phase::Lingering) {
-                self.inbuf.extend_from_slice(ctx.ring.buffer(bid, c.result as usize));
+        let keep = c.result > 0 && !matches!(self.phase, Phase::Closing { .. } | Phase::Lingering);
+        let inbuf = &mut self.inbuf;
+        ctx.ring.received(c, |bytes| {
+            if keep {
+                inbuf.extend_from_slice(bytes);
             }
-            ctx.ring.recycle(bid);
-        }
+        });
         match c.result {
             n if n > 0 => self.on_input(ctx),
             0 => self.on_peer_closed(ctx),

@@ -196,7 +196,11 @@ impl SpliceLeg {
 pub struct Ring {
     // Declared first so it is dropped (and the kernel stops using our memory) before the buffers.
     ring: IoUring,
-    pub(super) bufs: BufRing,
+    /// The provided-buffer ring; `None` in compat mode (`Compat`), where each receive reads
+    /// into a buffer of its own.
+    pub(super) bufs: Option<BufRing>,
+    /// Receive buffers' size, for compat mode's own buffers.
+    recv_size: usize,
     timer: Box<Timespec>,
     wake_counter: Box<u64>,
     /// Groups of entries waiting for room in the SQ, oldest first (see `push_group`).
@@ -213,24 +217,40 @@ impl Ring {
     /// Builds a ring with the best task-running mode the kernel accepts, falling back on EINVAL.
     /// Under a small RLIMIT_MEMLOCK (ring memory is accounted to it for unprivileged users)
     /// smaller rings are tried before giving up; a full SQ only means an extra submit.
-    pub fn new(entries: u32, recv: RecvBuffers, cpu: Option<usize>) -> io::Result<Ring> {
+    ///
+    /// Where the kernel predates multishot receives (6.0) or provided-buffer rings, or
+    /// `compat` asks for it, the ring runs in compat mode (see `Compat`).
+    pub fn new(entries: u32, recv: RecvBuffers, cpu: Option<usize>, compat: Compat) -> io::Result<Ring> {
         let mut entries = entries;
         let (ring, mut features, bufs) = loop {
-            let attempt =
-                build_ring(entries).and_then(|(ring, f)| Ok((BufRing::new(&ring, &recv)?, ring, f)));
+            let attempt = build_ring(entries).and_then(|(ring, f)| {
+                let bufs = match compat {
+                    Compat::Forced | Compat::OldKernel => None,
+                    Compat::No => {
+                        BufRing::new(&ring, &recv).map(Some).or_else(|e| match e.raw_os_error() {
+                            // A kernel without provided-buffer rings (before 5.19).
+                            Some(libc::EINVAL) => Ok(None),
+                            _ => Err(e),
+                        })?
+                    }
+                };
+                Ok((ring, f, bufs))
+            });
             match attempt {
-                Ok((bufs, ring, f)) => break (ring, f, bufs),
+                Ok(built) => break built,
                 Err(e) if e.raw_os_error() == Some(libc::ENOMEM) && entries > 64 => entries /= 4,
                 Err(e) => return Err(e),
             }
         };
-        features.push("multishot-accept");
-        features.push("multishot-recv");
-        features.push("provided-buffer-ring");
+        match bufs {
+            Some(_) => features.extend(["multishot-accept", "multishot-recv", "provided-buffer-ring"]),
+            None => features.extend(["compat:single-shot-accept", "compat:single-shot-recv"]),
+        }
         bound_kernel_workers(&ring, cpu);
         Ok(Ring {
             ring,
             bufs,
+            recv_size: recv.size as usize,
             timer: Box::new(Timespec::new()),
             wake_counter: Box::new(0),
             backlog: VecDeque::new(),
@@ -308,17 +328,24 @@ impl Ring {
     /// Cancels every operation still in flight and waits until the cancellation has completed
     /// and every operation that owned memory has completed, so nothing the kernel holds points
     /// at this Ring's memory when it is dropped.
-    pub fn quiesce(&mut self) -> io::Result<()> {
+    /// In compat mode (no "cancel any" before 5.19) the operations the caller names in
+    /// `leftovers` are cancelled one by one instead.
+    pub fn quiesce(&mut self, leftovers: &[Token]) -> io::Result<()> {
         const QUIESCE: u64 = u64::MAX;
-        let e = opcode::AsyncCancel2::new(types::CancelBuilder::any()).build();
-        // SAFETY: no memory is referenced.
-        unsafe { self.push(e.user_data(QUIESCE)) };
+        let cancels: Vec<squeue::Entry> = match self.bufs {
+            Some(_) => vec![opcode::AsyncCancel2::new(types::CancelBuilder::any()).build()],
+            None => leftovers.iter().map(|t| opcode::AsyncCancel::new(t.encode()).build()).collect(),
+        };
+        let mut waiting = cancels.len();
+        for e in cancels {
+            // SAFETY: no memory is referenced.
+            unsafe { self.push(e.user_data(QUIESCE)) };
+        }
         let mut done = Vec::new();
-        let mut cancelled = false;
-        while !cancelled || !self.inflight.is_empty() {
+        while waiting > 0 || !self.inflight.is_empty() {
             self.submit_and_wait()?;
             self.drain(&mut done);
-            cancelled |= done.iter().any(|c| c.user_data == QUIESCE);
+            waiting -= done.iter().filter(|c| c.user_data == QUIESCE).count().min(waiting);
         }
         Ok(())
     }
@@ -328,12 +355,24 @@ impl Ring {
     pub fn drain(&mut self, out: &mut Vec<Completion>) {
         out.clear();
         let inflight = &mut self.inflight;
+        let own_recv_buffers = self.bufs.is_none();
         out.extend(self.ring.completion().map(|c| {
-            let (user_data, result, flags) = (c.user_data(), c.result(), c.flags());
+            let (user_data, result, mut flags) = (c.user_data(), c.result(), c.flags());
             let op = Token::decode(user_data).map(|t| t.op);
             let memory = match op {
                 Some(Op::Open | Op::Delay | Op::Statx | Op::Read | Op::Send | Op::LogWrite) => {
                     inflight.remove(&user_data)
+                }
+                Some(Op::Recv) if own_recv_buffers => {
+                    let memory = inflight.remove(&user_data);
+                    // No IORING_CQE_F_SOCK_NONEMPTY before 5.19: a receive that filled its
+                    // buffer probably left more behind.
+                    if let Some(OpMemory::Buffer { buf, .. }) = &memory {
+                        if result > 0 && result as usize == buf.len() {
+                            flags |= CQE_F_SOCK_NONEMPTY;
+                        }
+                    }
+                    memory
                 }
                 _ => None,
             };
@@ -345,36 +384,67 @@ impl Ring {
         }));
     }
 
+    /// Accepts connections on `listener`: multishot, or one at a time in compat mode (the
+    /// completion then comes without `more`, and the caller arms it again).
     pub fn accept_multi(&mut self, listener: RawFd, token: Token) {
-        let e =
-            opcode::AcceptMulti::new(Fd(listener)).flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK).build();
-        // SAFETY: no memory is referenced.
+        let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+        let e = match self.bufs {
+            Some(_) => opcode::AcceptMulti::new(Fd(listener)).flags(flags).build(),
+            None => opcode::Accept::new(Fd(listener), std::ptr::null_mut(), std::ptr::null_mut())
+                .flags(flags)
+                .build(),
+        };
+        // SAFETY: no memory is referenced (the peer address is not asked for).
         unsafe { self.push(e.user_data(token.encode())) }
     }
 
-    /// Multishot receive into the provided-buffer ring (which this `Ring` owns).
+    /// Multishot receive into the provided-buffer ring (which this `Ring` owns); one receive
+    /// into a buffer of its own in compat mode.
     pub fn recv_multi(&mut self, fd: RawFd, token: Token) {
+        if self.bufs.is_none() {
+            return self.recv_into_own_buffer(fd, token);
+        }
         let e = opcode::RecvMulti::new(Fd(fd), BUF_GROUP).build();
         // SAFETY: the kernel writes only into provided buffers, which live as long as the ring.
         unsafe { self.push(e.user_data(token.encode())) }
     }
 
-    /// One receive into a provided buffer.
+    /// One receive into a provided buffer (into a buffer of its own in compat mode).
     pub fn recv_once(&mut self, fd: RawFd, token: Token) {
+        if self.bufs.is_none() {
+            return self.recv_into_own_buffer(fd, token);
+        }
         let e = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), 0).buf_group(BUF_GROUP).build();
         let e = e.flags(squeue::Flags::BUFFER_SELECT);
         // SAFETY: the kernel writes only into provided buffers, which live as long as the ring.
         unsafe { self.push(e.user_data(token.encode())) }
     }
 
-    /// The bytes a receive completion delivered into buffer `bid`.
-    pub fn buffer(&self, bid: u16, len: usize) -> &[u8] {
-        self.bufs.slice(bid, len)
+    /// Compat mode's receive: into a buffer the ring owns until the completion hands it back.
+    fn recv_into_own_buffer(&mut self, fd: RawFd, token: Token) {
+        let mut buf = vec![0u8; self.recv_size];
+        let e =
+            opcode::Recv::new(Fd(fd), buf.as_mut_ptr(), buf.len() as u32).build().user_data(token.encode());
+        self.submit_owned(e, token, OpMemory::Buffer { buf, at: 0 });
+    }
+
+    /// Hands the bytes a receive completion delivered to `consume`, from a provided buffer
+    /// (which goes back to the kernel afterwards) or from the receive's own buffer.
+    pub fn received(&mut self, c: &mut Completion, consume: impl FnOnce(&[u8])) {
+        let len = c.result.max(0) as usize;
+        if let (Some(bid), Some(bufs)) = (c.buffer_id(), self.bufs.as_mut()) {
+            consume(bufs.slice(bid, len));
+            bufs.recycle(bid);
+        } else if let Some(buf) = c.take_buffer() {
+            consume(&buf[..len.min(buf.len())]);
+        }
     }
 
     /// Hands a provided buffer back to the kernel once its bytes have been consumed.
     pub fn recycle(&mut self, bid: u16) {
-        self.bufs.recycle(bid);
+        if let Some(bufs) = &mut self.bufs {
+            bufs.recycle(bid);
+        }
     }
 
     /// Splices up to `leg.len` bytes (both ends non-blocking).
@@ -423,8 +493,15 @@ impl Ring {
         unsafe { self.push(e.user_data(token.encode())) }
     }
 
-    /// Cancels every operation in flight on `fd`.
-    pub fn cancel_fd(&mut self, fd: RawFd, token: Token) {
+    /// Ends every operation in flight on the connected socket `fd`: cancelled, or in compat
+    /// mode (no cancellation by descriptor before 5.19) woken by shutting the socket down,
+    /// which completes its receives, sends and polls at once.
+    pub fn cancel_socket(&mut self, fd: RawFd, token: Token) {
+        if self.bufs.is_none() {
+            // SAFETY: a plain syscall without memory arguments, on a socket the caller owns.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            return;
+        }
         let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(Fd(fd)).all()).build();
         // SAFETY: no memory is referenced.
         unsafe { self.push(e.user_data(token.encode())) }
@@ -559,6 +636,10 @@ impl Ring {
     }
 }
 
+/// `IORING_CQE_F_SOCK_NONEMPTY` (not exported by the io-uring crate; the same on every
+/// architecture): set by compat mode itself when a receive filled its buffer.
+const CQE_F_SOCK_NONEMPTY: u32 = 1 << 2;
+
 /// A submit error that only means "reap completions first, then try again".
 fn is_transient(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN))
@@ -566,6 +647,37 @@ fn is_transient(e: &io::Error) -> bool {
 
 /// A task-running mode to try: its feature names and how it configures the builder.
 type Mode = (&'static [&'static str], fn(&mut io_uring::Builder));
+
+/// Whether the ring runs in compat mode: single-shot accepts and receives into buffers of their
+/// own, cancellation by user_data or by shutting the socket down, and no
+/// `IORING_CQE_F_SOCK_NONEMPTY` (a full buffer stands for it). What kernels before 6.0 need,
+/// down to 5.10; forced on newer ones so the tests run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compat {
+    /// The kernel has everything; use it (provided-buffer rings are still probed).
+    No,
+    /// The kernel predates multishot receives (6.0).
+    OldKernel,
+    /// Asked for (`RINGHTTPD_IO_URING_COMPAT=1`).
+    Forced,
+}
+
+impl Compat {
+    /// The variable that forces compat mode on any kernel.
+    pub const VARIABLE: &'static str = "RINGHTTPD_IO_URING_COMPAT";
+
+    /// What this process should use: forced by `VARIABLE=1`, else decided by the kernel's
+    /// version (multishot receives arrived in 6.0).
+    pub fn detect() -> Compat {
+        if std::env::var_os(Compat::VARIABLE).is_some_and(|v| v == "1") {
+            Compat::Forced
+        } else if crate::kernel::sys::kernel_version().is_some_and(|v| v < (6, 0)) {
+            Compat::OldKernel
+        } else {
+            Compat::No
+        }
+    }
+}
 
 fn build_ring(entries: u32) -> io::Result<(IoUring, Vec<&'static str>)> {
     let cq = entries * 4;
@@ -579,14 +691,21 @@ fn build_ring(entries: u32) -> io::Result<(IoUring, Vec<&'static str>)> {
         (&[], |_| {}),
     ];
     let mut last = io::Error::from_raw_os_error(libc::EINVAL);
+    // SUBMIT_ALL arrived in 5.18; before it a failing entry stops the rest of a submission,
+    // which the backlog then submits again.
     for (names, configure) in attempts {
-        let mut builder = IoUring::builder();
-        builder.setup_cqsize(cq).setup_submit_all();
-        configure(&mut builder);
-        match builder.build(entries) {
-            Ok(ring) => return Ok((ring, names.to_vec())),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = e,
-            Err(e) => return Err(e),
+        for submit_all in [true, false] {
+            let mut builder = IoUring::builder();
+            builder.setup_cqsize(cq);
+            if submit_all {
+                builder.setup_submit_all();
+            }
+            configure(&mut builder);
+            match builder.build(entries) {
+                Ok(ring) => return Ok((ring, names.to_vec())),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = e,
+                Err(e) => return Err(e),
+            }
         }
     }
     Err(last)
@@ -617,7 +736,7 @@ mod tests {
     /// a short first splice instead of being cancelled.
     #[test]
     fn linked_pair_is_not_split_by_a_full_submission_queue() {
-        let mut ring = Ring::new(8, RecvBuffers { count: 8, size: 64 }, None).expect("ring");
+        let mut ring = Ring::new(8, RecvBuffers { count: 8, size: 64 }, None, Compat::No).expect("ring");
         let capacity = ring.ring.submission().capacity();
         for i in 1..capacity {
             // SAFETY: a no-op references no memory.

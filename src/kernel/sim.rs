@@ -23,7 +23,12 @@ impl Ring {
     /// A ring whose submissions are recorded instead of submitted (a real, idle io_uring still
     /// backs the provided-buffer ring, whose memory receives are simulated into).
     pub(crate) fn simulated() -> io::Result<Ring> {
-        let mut ring = Ring::new(64, super::buf_ring::RecvBuffers { count: 16, size: 2048 }, None)?;
+        let mut ring = Ring::new(
+            64,
+            super::buf_ring::RecvBuffers { count: 16, size: 2048 },
+            None,
+            super::ring::Compat::No,
+        )?;
         ring.sim = Some(Box::default());
         Ok(ring)
     }
@@ -57,9 +62,10 @@ impl Ring {
     pub(crate) fn sim_receive(&mut self, bytes: &[u8]) -> u32 {
         let bid = self.sim().next_bid;
         self.sim().next_bid = (bid + 1) % 16;
-        let start = bid as usize * self.bufs.size;
-        let len = bytes.len().min(self.bufs.size);
-        self.bufs.data[start..start + len].copy_from_slice(&bytes[..len]);
+        let bufs = self.bufs.as_mut().expect("a simulated ring has provided buffers");
+        let start = bid as usize * bufs.size;
+        let len = bytes.len().min(bufs.size);
+        bufs.data[start..start + len].copy_from_slice(&bytes[..len]);
         cqueue_flags::BUFFER | (u32::from(bid) << cqueue_flags::BUFFER_SHIFT)
     }
 

@@ -559,8 +559,40 @@ pub fn unix_time() -> i64 {
         .unwrap_or(0)
 }
 
+/// The running kernel's version (major, minor), from uname(2).
+pub fn kernel_version() -> Option<(u32, u32)> {
+    // SAFETY: utsname is plain old data; uname fills it.
+    let mut name: libc::utsname = unsafe { mem::zeroed() };
+    // SAFETY: the pointer refers to a live local of the right type.
+    if unsafe { libc::uname(&mut name) } != 0 {
+        return None;
+    }
+    // SAFETY: uname NUL-terminates `release` within the array.
+    let release = unsafe { std::ffi::CStr::from_ptr(name.release.as_ptr()) }.to_string_lossy().into_owned();
+    parse_kernel_version(&release)
+}
+
+/// `6.12.48-1-amd64` → (6, 12).
+fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit());
+    Some((numbers.next()?.parse().ok()?, numbers.next()?.parse().ok()?))
+}
+
 /// Number of CPUs this process may use at once: its affinity mask, or fewer under a cgroup
 /// CPU quota.
 pub fn online_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_kernel_version;
+
+    #[test]
+    fn kernel_versions_parse_from_release_strings() {
+        assert_eq!(parse_kernel_version("6.12.48-1-amd64"), Some((6, 12)));
+        assert_eq!(parse_kernel_version("5.10.0-33-cloud-amd64"), Some((5, 10)));
+        assert_eq!(parse_kernel_version("6.18.44-fc-v1098"), Some((6, 18)));
+        assert_eq!(parse_kernel_version("garbage"), None);
+    }
 }

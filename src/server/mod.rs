@@ -35,6 +35,9 @@ use worker::{Setup, Shared};
 pub fn run(cfg: Config) -> Result<i32, StartError> {
     crate::ops::log::set_level(cfg.log_level);
     install_panic_abort();
+    if let Some(version) = sys::kernel_version().filter(|v| *v < start_error::MIN_KERNEL) {
+        return Err(StartError::OldKernel(version));
+    }
     // Before anything opens a descriptor, which could take the number of an inherited one.
     let mut inherited = handover::inherited().map_err(StartError::Inherited)?;
     sys::close_on_exec_above_stdio();
@@ -131,6 +134,9 @@ pub fn check(cfg: &Config) -> Vec<String> {
                 ));
             }
         }
+    }
+    if let Some(version) = sys::kernel_version().filter(|v| *v < start_error::MIN_KERNEL) {
+        problems.push(StartError::OldKernel(version).to_string());
     }
     if let Err(e) = worker::probe_ring() {
         problems.push(StartError::IoUring(e).to_string());

@@ -25,7 +25,14 @@ pub enum StartError {
     },
     /// The sockets a predecessor handed over (SIGUSR2) are unusable.
     Inherited(io::Error),
+    /// The kernel predates what the server needs (its version).
+    OldKernel((u32, u32)),
 }
+
+/// The oldest kernel the server runs on: io_uring's openat2 and statx arrived in 5.6 and
+/// splice in 5.7; 5.10 is the oldest long-term kernel it is tested on. Below 6.0 the ring
+/// runs in compat mode (single-shot accepts and receives).
+pub const MIN_KERNEL: (u32, u32) = (5, 10);
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -51,6 +58,11 @@ impl fmt::Display for StartError {
             StartError::Activation(e) => write!(f, "socket activation: {}", describe(e)),
             StartError::Metrics(e) => write!(f, "--metrics: {e}"),
             StartError::Inherited(e) => write!(f, "sockets handed over: {}", describe(e)),
+            StartError::OldKernel((major, minor)) => write!(
+                f,
+                "Linux {major}.{minor} is too old: ringhttpd needs Linux {}.{} or later (io_uring with openat2, statx and splice)",
+                MIN_KERNEL.0, MIN_KERNEL.1
+            ),
             StartError::MetricsOverlap { metrics, public } => write!(
                 f,
                 "--metrics {metrics} overlaps the public listener {public}: give the metrics a port of their own"
@@ -88,8 +100,10 @@ fn io_uring_refusal(e: &io::Error) -> String {
             memlock_limit()
         ),
         _ => format!(
-            "cannot set up io_uring: {} (kernel 5.19+ with provided buffer rings is required)",
-            describe(e)
+            "cannot set up io_uring: {} (Linux {}.{} or later with io_uring enabled is required)",
+            describe(e),
+            MIN_KERNEL.0,
+            MIN_KERNEL.1
         ),
     }
 }

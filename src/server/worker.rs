@@ -20,7 +20,7 @@ use crate::files::listing::Lister;
 use crate::http::response;
 use crate::kernel::buf_ring::RecvBuffers;
 use crate::kernel::pipe_pool::PipePool;
-use crate::kernel::ring::{Completion, Ring};
+use crate::kernel::ring::{Compat, Completion, Ring};
 use crate::kernel::sys;
 use crate::kernel::token::{Op, Token, WORKER_KEY};
 use crate::ops::access_log::AccessLog;
@@ -103,8 +103,10 @@ impl Listener {
 
     /// Cancels the armed accept (its final completion still arrives).
     fn cancel(&self, ring: &mut Ring) {
-        if let (Some(socket), true) = (&self.socket, self.accepting) {
-            ring.cancel_fd(socket.as_raw_fd(), Token::worker(Op::Cancel));
+        // By user_data, not by descriptor: that works on every kernel, and the socket itself
+        // (shared with other workers, or a successor) must never be shut down.
+        if self.socket.is_some() && self.accepting {
+            ring.cancel_op(Token::worker(self.op), Token::worker(Op::Cancel));
         }
     }
 
@@ -137,7 +139,7 @@ struct Worker {
 
 /// Sets up (and drops) a ring of the size workers use, to tell whether io_uring is usable.
 pub fn probe_ring() -> std::io::Result<()> {
-    Ring::new(RING_ENTRIES, RECV_BUFFERS, None).map(drop)
+    Ring::new(RING_ENTRIES, RECV_BUFFERS, None, Compat::detect()).map(drop)
 }
 
 /// Builds the worker's ring (on this thread: the ring is single-issuer) and reports the
@@ -148,7 +150,7 @@ pub fn prepare(
     if let Some(core) = setup.core {
         core_affinity::set_for_current(core);
     }
-    let ring = Ring::new(RING_ENTRIES, RECV_BUFFERS, setup.core.map(|c| c.id))?;
+    let ring = Ring::new(RING_ENTRIES, RECV_BUFFERS, setup.core.map(|c| c.id), Compat::detect())?;
     let features = ring.features().to_vec();
     let log = match &setup.cfg.access_log {
         Some(path) => Some(AccessLog::new(path.clone())?),
@@ -220,7 +222,7 @@ impl Worker {
         }
         // The timer and the wake-up read still point at memory the ring owns: cancel them and
         // wait for the cancellation (with the last closes) before the ring and that memory go.
-        self.ctx.ring.quiesce()?;
+        self.ctx.ring.quiesce(&[Token::worker(Op::Timer), Token::worker(Op::Wake)])?;
         if let Some(log) = &mut self.ctx.log {
             log.flush_blocking();
         }
