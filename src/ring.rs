@@ -242,6 +242,8 @@ impl Ring {
         features.push("multishot-accept");
         features.push("multishot-recv");
         features.push("provided-buffer-ring");
+        // Not io_uring, but the other kernel-dependent choice on the start-up line.
+        features.push(crate::sys::page_cache_check());
         bound_kernel_workers(&ring, cpu);
         Ok(Ring {
             ring,
