@@ -3,7 +3,8 @@
 # chosen Debian kernel, from Debian packages only (no image download):
 #
 #   1. a guest image: mmdebstrap root filesystem (Debian 12 userland on
-#      x86-64, Debian 13 on arm64) with the chosen Debian kernel, turned into
+#      x86-64 with the kernels of Debian 11 and 12, Debian 13 with Debian 13's
+#      and on arm64) with the chosen Debian kernel, turned into
 #      an ext4 image without a loop device (mke2fs -d); cached;
 #   2. the build, on the host: x86-64 natively; arm64 cross-built in a Debian
 #      13 chroot (rustc 1.85, gcc-aarch64-linux-gnu), cached;
@@ -67,7 +68,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 case "$arch" in
-    x86_64 | amd64) arch=x86_64; deb_arch=amd64; userland=bookworm ;;
+    x86_64 | amd64) arch=x86_64; deb_arch=amd64; userland=bookworm ;; # the host build's glibc 2.36
     arm64 | aarch64) arch=arm64; deb_arch=arm64; userland=trixie ;;
     *) die "--arch is x86_64 or arm64" ;;
 esac
@@ -77,6 +78,9 @@ case "$kernel" in
     13) ksuite=trixie ;;
     *) die "--kernel is 11, 12 or 13" ;;
 esac
+# Debian 13's kernel comes with its own userland (newer than the host build needs); Debian 11's
+# goes into the default userland, whose glibc the host build needs.
+[[ "$kernel" == 13 ]] && userland=trixie
 case "$accel" in auto | kvm | tcg) ;; *) die "--accel is auto, kvm or tcg" ;; esac
 [[ -n "$timeout_s" ]] || timeout_s=$((quick ? 1200 : 3600))
 [[ "$timeout_s" =~ ^[0-9]+$ ]] || die "--timeout takes seconds"
