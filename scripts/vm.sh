@@ -141,7 +141,8 @@ if [ "$ksuite" != "$userland" ]; then
     rm "\$root/etc/apt/sources.list.d/kernel.list"
     : >"\$root/etc/resolv.conf"
 fi
-# The run: a oneshot unit mounts the share "out" and runs the run.sh the host
+# The run: a oneshot unit mounts the share "out" (Debian 11's 5.10 does not load
+# 9p's virtio transport on demand) and runs the run.sh the host
 # put there; the guest powers off when it ends, whatever the outcome.
 cat >"\$root/etc/systemd/system/ringhttpd-vm-run.service" <<'UNIT'
 [Unit]
@@ -151,7 +152,7 @@ SuccessAction=poweroff-force
 FailureAction=poweroff-force
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'mkdir -p /srv/out && mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 out /srv/out && exec /bin/sh /srv/out/run.sh'
+ExecStart=/bin/sh -c 'modprobe -q 9pnet_virtio; mkdir -p /srv/out && mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 out /srv/out && exec /bin/sh /srv/out/run.sh'
 StandardOutput=journal+console
 StandardError=journal+console
 TimeoutStartSec=infinity
