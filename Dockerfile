@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # ringhttpd container image.
 #
 #   docker build -t ringhttpd .
@@ -16,9 +14,24 @@
 #
 # Stages: builder (release build), test (docker-compose.yml's "tests"
 # service), runtime (the default, last stage).
+#
+# Base images are build arguments. The defaults come from Docker Hub; where no
+# registry can be reached, deploy/base-images.sh builds both from Debian
+# packages (with the crates of Cargo.lock inside) and prints the arguments:
+#   docker build --build-arg BUILDER_IMAGE=ringhttpd-base/build:trixie \
+#     --build-arg RUNTIME_IMAGE=ringhttpd-base/runtime:trixie \
+#     --build-arg CARGO_OFFLINE=true -t ringhttpd .
+# The runtime image needs the builder's glibc or a newer one.
+# No "# syntax=" line: it would make BuildKit fetch a frontend image from
+# Docker Hub even when both base images are local.
+ARG BUILDER_IMAGE=rust:1-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 # --- builder -------------------------------------------------------------------
-FROM rust:1-bookworm AS builder
+FROM ${BUILDER_IMAGE} AS builder
+# true: cargo uses only the crates already in CARGO_HOME (deploy/base-images.sh).
+ARG CARGO_OFFLINE=false
+ENV CARGO_NET_OFFLINE=${CARGO_OFFLINE}
 WORKDIR /src
 
 # Dependencies first, compiled against stub sources, so that editing src/
@@ -41,16 +54,18 @@ RUN find src -type f -exec touch {} + \
 # --- test (docker compose: service "tests") ------------------------------------
 # Test binaries are compiled here; they run when the container starts, since
 # image builds always use Docker's default seccomp profile, which has no
-# io_uring.
+# io_uring. A debug build: the fault-injection hooks some tests need exist
+# only there (src/test_hooks.rs).
 FROM builder AS test
-RUN apt-get update \
- && apt-get install -y --no-install-recommends apache2-utils \
- && rm -rf /var/lib/apt/lists/*
-RUN cargo test --release --locked --no-run
+RUN command -v ab >/dev/null \
+ || { apt-get update \
+      && apt-get install -y --no-install-recommends apache2-utils \
+      && rm -rf /var/lib/apt/lists/*; }
+RUN cargo test --locked --no-run
 CMD ["deploy/compose-tests.sh"]
 
 # --- runtime -------------------------------------------------------------------
-FROM debian:bookworm-slim AS runtime
+FROM ${RUNTIME_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 ringhttpd \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin ringhttpd

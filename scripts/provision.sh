@@ -12,6 +12,9 @@
 #   VM_USER=vagrant            user that owns the toolchain and builds
 #   RINGHTTPD_SKIP_TESTS=1     do not run scripts/run_tests.sh
 #   RINGHTTPD_BENCH_PEERS=0    do not install nginx/lighttpd/h2o for bench.sh
+#   RINGHTTPD_RUST=system      Rust from the distribution's packages (1.85+,
+#                              Debian 13), not rustup; also the fallback when
+#                              https://sh.rustup.rs cannot be reached
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -125,17 +128,40 @@ if [[ "${RINGHTTPD_BENCH_PEERS:-1}" != "0" ]]; then
 fi
 
 # --- Rust toolchain ----------------------------------------------------------
-# Ubuntu's packaged rustc is too old for edition 2024 (Rust 1.85+): rustup.
+# Edition 2024 needs Rust 1.85+. rustup (stable) where https://sh.rustup.rs can
+# be reached; else the distribution's own rustc/cargo/rustfmt/clippy packages,
+# which are new enough from Debian 13 (trixie, 1.85) on. Set
+# RINGHTTPD_RUST=system to use the packages without trying rustup.
 step "Rust toolchain for $vm_user"
-if [[ ! -x "$user_home/.cargo/bin/rustup" ]]; then
-    note "installing rustup (stable, minimal profile, clippy + rustfmt)"
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
-        as_user sh -s -- -y --profile minimal --default-toolchain stable \
-            --component clippy --component rustfmt
-else
-    note "rustup present; updating stable"
-    as_user rustup toolchain install stable --profile minimal \
-        --component clippy --component rustfmt
+rust_minimum="1.85"
+rust_from="${RINGHTTPD_RUST:-rustup}"
+if [[ "$rust_from" == "rustup" ]]; then
+    if [[ -x "$user_home/.cargo/bin/rustup" ]]; then
+        note "rustup present; updating stable"
+        as_user rustup toolchain install stable --profile minimal \
+            --component clippy --component rustfmt ||
+            warn "rustup could not update stable; keeping the installed toolchain"
+    elif rustup_sh="$(curl --proto '=https' --tlsv1.2 -sSf --max-time 60 https://sh.rustup.rs)"; then
+        note "installing rustup (stable, minimal profile, clippy + rustfmt)"
+        if ! printf '%s\n' "$rustup_sh" | as_user sh -s -- -y --profile minimal \
+            --default-toolchain stable --component clippy --component rustfmt; then
+            warn "rustup could not install a toolchain; using the distribution's packages"
+            rust_from=system
+        fi
+    else
+        warn "https://sh.rustup.rs cannot be reached; using the distribution's Rust packages"
+        rust_from=system
+    fi
+fi
+if [[ "$rust_from" == "system" ]]; then
+    mapfile -t todo < <(missing_packages rustc cargo rustfmt rust-clippy)
+    if [[ ${#todo[@]} -gt 0 ]]; then
+        apt_install "${todo[@]}" || die "could not install: ${todo[*]}"
+    fi
+fi
+rust_version="$(as_user rustc --version | awk '{print $2}')"
+if [[ "$(printf '%s\n%s\n' "$rust_minimum" "${rust_version%%-*}" | sort -V | head -n 1)" != "$rust_minimum" ]]; then
+    die "rustc $rust_version is older than $rust_minimum (edition 2024): use Debian 13+ or reach https://sh.rustup.rs"
 fi
 as_user rustc --version
 as_user cargo --version

@@ -40,52 +40,71 @@ pub fn send_before_close(fd: RawFd, parts: [&[u8]; 2]) -> io::Result<usize> {
 /// 5.1 share one table.
 const SYS_CACHESTAT: libc::c_long = 451;
 
+#[repr(C)]
+struct CachestatRange {
+    off: u64,
+    len: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Cachestat {
+    nr_cache: u64,
+    nr_dirty: u64,
+    nr_writeback: u64,
+    nr_evicted: u64,
+    nr_recently_evicted: u64,
+}
+
+/// `cachestat(2)` of `file`'s bytes `off..off + len`, or the error it gives.
+fn cachestat(file: RawFd, off: u64, len: u64) -> io::Result<Cachestat> {
+    let range = CachestatRange { off, len };
+    let mut stat = Cachestat::default();
+    // SAFETY: both pointers refer to live locals of the layouts the syscall reads and writes.
+    let ret = unsafe { libc::syscall(SYS_CACHESTAT, file, &range, &mut stat, 0) };
+    if ret != 0 { Err(io::Error::last_os_error()) } else { Ok(stat) }
+}
+
+/// Whether the kernel has `cachestat` (Linux 6.5+), asked once per process with a descriptor
+/// that cannot be open (EBADF if the call exists, ENOSYS if not). `RINGHTTPD_TEST_CACHESTAT_MISSING`
+/// (debug builds, `testing::hooks`) makes a kernel that has it look like one that has not.
+fn has_cachestat() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        !crate::testing::hooks::cachestat_missing()
+            && cachestat(-1, 0, 1).err().and_then(|e| e.raw_os_error()) != Some(libc::ENOSYS)
+    })
+}
+
+/// The page-cache check `pages_cached` uses, as named in the start-up line: `cachestat`, or
+/// `nowait-probe` (one-byte `RWF_NOWAIT` reads) on kernels before 6.5.
+pub fn page_cache_check() -> &'static str {
+    if has_cachestat() { "cachestat" } else { "nowait-probe" }
+}
+
 /// Whether every page of `file`'s bytes `offset..offset + len` is in the page cache, so that
-/// reading them cannot wait for the disk. False when the kernel cannot tell (before 6.5).
-/// Where `cachestat` is denied (since about 6.14, for files this process may not write: the
-/// usual case for a server running as its own user over a read-only site), the first, middle
-/// and last byte are probed instead (`bytes_cached`).
+/// reading them cannot wait for the disk. With `cachestat` (Linux 6.5+) the kernel counts the
+/// pages. Without it, and where it is denied (since about 6.14, for files this process may not
+/// write: the usual case for a server running as its own user over a read-only site), the
+/// first, middle and last byte are probed instead (`bytes_cached`).
 pub fn pages_cached(file: RawFd, offset: u64, len: u64) -> bool {
-    #[repr(C)]
-    struct Range {
-        off: u64,
-        len: u64,
-    }
-    #[repr(C)]
-    #[derive(Default)]
-    struct Stat {
-        nr_cache: u64,
-        nr_dirty: u64,
-        nr_writeback: u64,
-        nr_evicted: u64,
-        nr_recently_evicted: u64,
-    }
-    // A kernel without cachestat (before 6.5) is asked once.
-    static MISSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if len == 0 {
         return true;
     }
-    if MISSING.load(std::sync::atomic::Ordering::Relaxed) {
-        return false;
-    }
     let probes = [offset, offset + len / 2, offset + len - 1];
-    if crate::testing::hooks::cachestat_denied() {
+    if !has_cachestat() || crate::testing::hooks::cachestat_denied() {
         return bytes_cached(file, probes);
     }
-    let range = Range { off: offset, len };
-    let mut stat = Stat::default();
-    // SAFETY: both pointers refer to live locals of the layouts the syscall reads and writes.
-    let ret = unsafe { libc::syscall(SYS_CACHESTAT, file, &range, &mut stat, 0) };
-    if ret != 0 {
-        return match io::Error::last_os_error().raw_os_error() {
-            Some(libc::EPERM) => bytes_cached(file, probes),
-            Some(libc::ENOSYS) => {
-                MISSING.store(true, std::sync::atomic::Ordering::Relaxed);
-                false
-            }
-            _ => false,
-        };
-    }
+    let stat = match cachestat(file, offset, len) {
+        Ok(stat) => stat,
+        Err(e) => {
+            return match e.raw_os_error() {
+                // ENOSYS here: a seccomp filter that answers for the call only on real files.
+                Some(libc::EPERM | libc::ENOSYS) => bytes_cached(file, probes),
+                _ => false,
+            };
+        }
+    };
     // SAFETY: sysconf has no memory arguments.
     let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as u64;
     // Pages the range touches.

@@ -246,6 +246,8 @@ impl Ring {
             Some(_) => features.extend(["multishot-accept", "multishot-recv", "provided-buffer-ring"]),
             None => features.extend(["compat:single-shot-accept", "compat:single-shot-recv"]),
         }
+        // Not io_uring, but the other kernel-dependent choice on the start-up line.
+        features.push(crate::kernel::direct::page_cache_check());
         bound_kernel_workers(&ring, cpu);
         Ok(Ring {
             ring,

@@ -113,3 +113,16 @@ pub fn hold_check() {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }
+
+/// Debug builds only: with `RINGHTTPD_TEST_CACHESTAT_MISSING` set, the server behaves as on a
+/// kernel without `cachestat` (before 6.5): the page-cache check probes bytes with `RWF_NOWAIT`
+/// reads, and the start-up line says so. Release builds compile this to `false`.
+pub fn cachestat_missing() -> bool {
+    #[cfg(debug_assertions)]
+    {
+        static MISSING: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *MISSING.get_or_init(|| std::env::var_os("RINGHTTPD_TEST_CACHESTAT_MISSING").is_some())
+    }
+    #[cfg(not(debug_assertions))]
+    false
+}
