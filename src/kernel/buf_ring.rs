@@ -10,6 +10,7 @@ use io_uring::IoUring;
 use io_uring::types::BufRingEntry;
 
 /// Sizes of the receive buffer ring: `count` buffers of `size` bytes each.
+#[derive(Debug, Clone, Copy)]
 pub struct RecvBuffers {
     pub count: u16,
     pub size: u32,
@@ -29,7 +30,27 @@ pub(super) struct BufRing {
 }
 
 impl BufRing {
+    /// Allocates the buffers and registers them with `ring`'s kernel side.
     pub(super) fn new(ring: &IoUring, recv: &RecvBuffers) -> io::Result<BufRing> {
+        let mut bufs = BufRing::allocate(recv)?;
+        let (entries, count) = (bufs.entries, recv.count);
+        // SAFETY: `entries` is page aligned, sized for `count` entries, and lives (with `data`)
+        // until this BufRing is dropped, which happens after the ring (field order in `Ring`).
+        unsafe { ring.submitter().register_buf_ring_with_flags(entries as u64, count, BUF_GROUP, 0) }?;
+        for bid in 0..count {
+            bufs.recycle(bid);
+        }
+        Ok(bufs)
+    }
+
+    /// The buffers alone, never shown to a kernel: what the simulated ring receives into, on
+    /// any kernel (those before 5.19 have no provided-buffer rings).
+    #[cfg(feature = "fuzzing")]
+    pub(super) fn unregistered(recv: &RecvBuffers) -> io::Result<BufRing> {
+        BufRing::allocate(recv)
+    }
+
+    fn allocate(recv: &RecvBuffers) -> io::Result<BufRing> {
         let count = recv.count;
         assert!(count.is_power_of_two(), "buffer ring size must be a power of two");
         let entries_layout =
@@ -48,15 +69,7 @@ impl BufRing {
             // SAFETY: `page` is a valid, exclusive reference into `data`.
             unsafe { std::ptr::write_volatile(page.as_mut_ptr(), 0) };
         }
-        let mut bufs =
-            BufRing { entries, entries_layout, data, size: recv.size as usize, mask: count - 1, tail: 0 };
-        // SAFETY: `entries` is page aligned, sized for `count` entries, and lives (with `data`)
-        // until this BufRing is dropped, which happens after the ring (field order in `Ring`).
-        unsafe { ring.submitter().register_buf_ring_with_flags(entries as u64, count, BUF_GROUP, 0) }?;
-        for bid in 0..count {
-            bufs.recycle(bid);
-        }
-        Ok(bufs)
+        Ok(BufRing { entries, entries_layout, data, size: recv.size as usize, mask: count - 1, tail: 0 })
     }
 
     pub(super) fn slice(&self, bid: u16, len: usize) -> &[u8] {

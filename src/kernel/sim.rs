@@ -20,15 +20,13 @@ pub struct Simulated {
 
 /// The simulated ring, for driving connections without a kernel (`crate::testing::fuzzing`).
 impl Ring {
-    /// A ring whose submissions are recorded instead of submitted (a real, idle io_uring still
-    /// backs the provided-buffer ring, whose memory receives are simulated into).
+    /// A ring whose submissions are recorded instead of submitted (a real, idle io_uring is
+    /// still made; receives are simulated into provided buffers the kernel never sees, so the
+    /// simulation runs the same on every kernel).
     pub(crate) fn simulated() -> io::Result<Ring> {
-        let mut ring = Ring::new(
-            64,
-            super::buf_ring::RecvBuffers { count: 16, size: 2048 },
-            None,
-            super::ring::Compat::No,
-        )?;
+        let recv = super::buf_ring::RecvBuffers { count: 16, size: 2048 };
+        let mut ring = Ring::new(64, recv, None, super::ring::Compat::Forced)?;
+        ring.bufs = Some(super::buf_ring::BufRing::unregistered(&recv)?);
         ring.sim = Some(Box::default());
         Ok(ring)
     }
