@@ -132,6 +132,11 @@ impl InFlight {
         self.0 += count;
     }
 
+    /// One of them completed.
+    fn completed(&mut self) {
+        self.0 -= 1;
+    }
+
     fn any(&self) -> bool {
         self.0 > 0
     }
@@ -330,7 +335,7 @@ impl Conn {
             Op::Cancel | Op::Delay => return Followup::None,
             _ => {}
         }
-        self.in_flight.0 -= 1;
+        self.in_flight.completed();
         if self.is_closing() {
             return Followup::None;
         }
