@@ -23,3 +23,4 @@ pub(crate) mod kernel;
 pub mod ops;
 pub mod server;
 pub mod testing;
+pub mod tls;

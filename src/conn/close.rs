@@ -57,6 +57,7 @@ impl Conn {
     /// The FIN goes out with a plain `shutdown`, which never blocks: io_uring would hand its
     /// shutdown to a kernel worker thread every time.
     pub(super) fn linger(&mut self, ctx: &mut Ctx) {
+        self.close_notify_in_kernel();
         if direct::shutdown_write(self.fd()).is_err() {
             // Not connected any more (the client reset it): nothing to wait for.
             return self.abort(ctx);
@@ -96,9 +97,14 @@ impl Conn {
                 self.log_exchange(ctx, &sp.ex);
                 Some(Box::new(Phase::Splicing(sp)))
             }
+            Phase::Sealing(sl) => {
+                self.log_exchange(ctx, &sl.ex);
+                Some(Box::new(Phase::Sealing(sl)))
+            }
             // Their descriptors may still be in use by the operation in flight.
             previous @ (Phase::Stating(_) | Phase::Loading(_)) => Some(Box::new(previous)),
-            Phase::Waiting(_)
+            Phase::Handshaking
+            | Phase::Waiting(_)
             | Phase::Opening(_)
             | Phase::Listing(_)
             | Phase::Lingering
@@ -124,6 +130,9 @@ impl Conn {
     pub fn on_timeout(&mut self, ctx: &mut Ctx) {
         if matches!(self.phase, Phase::Listing(_)) {
             return self.give_up_listing(ctx);
+        }
+        if matches!(self.phase, Phase::Handshaking) {
+            return self.handshake_failed(crate::tls::session::Failure::Timeout, ctx);
         }
         if self.server_is_working() || self.client_took_bytes() {
             self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
@@ -163,9 +172,10 @@ impl Conn {
     /// The server, not the client, is what the connection waits for.
     fn server_is_working(&self) -> bool {
         match &self.phase {
-            Phase::Opening(_) | Phase::Stating(_) | Phase::Loading(_) => true,
+            Phase::Opening(_) | Phase::Stating(_) | Phase::Loading(_) | Phase::Sealing(_) => true,
             Phase::Splicing(sp) => sp.stall.is_none(),
-            Phase::Waiting(_)
+            Phase::Handshaking
+            | Phase::Waiting(_)
             | Phase::Sending(_)
             | Phase::Listing(_)
             | Phase::Lingering
@@ -184,7 +194,9 @@ impl Conn {
             Phase::Waiting(Wait::NextRequest) if self.inbuf.is_empty() => {
                 self.abort_for(CloseReason::Shutdown, ctx);
             }
-            Phase::Waiting(_) => self.deadline = self.deadline.min(ctx.now + STOP_HEAD_GRACE),
+            Phase::Waiting(_) | Phase::Handshaking => {
+                self.deadline = self.deadline.min(ctx.now + STOP_HEAD_GRACE)
+            }
             // Nothing is waited for once stopping: the client is told to come back.
             Phase::Listing(_) => self.give_up_listing(ctx),
             _ => {}

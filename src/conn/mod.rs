@@ -14,6 +14,7 @@
 //!
 //! | phase | waits for | next |
 //! |---|---|---|
+//! | `Handshaking` | a TLS client's handshake bytes, or our flight's send (header timeout) | `Waiting(Head)` (records sealed by the kernel or by rustls), `Closing` |
 //! | `Waiting(Head)` | request bytes (header timeout) | `Opening`, `Sending` (from the cache, or an error), `Listing` (a cached directory), `Closing` |
 //! | `Waiting(NextRequest)` | a keep-alive client's next request (keep-alive timeout) | `Waiting(Head)` on its first bytes, `Closing` |
 //! | `Opening` | `openat2` | `Stating`, `Opening` (next sibling), `Sending`, `Listing` |
@@ -21,6 +22,7 @@
 //! | `Loading` | `read` of a small file | `Opening` (next sibling), `Sending` |
 //! | `Listing` | the listing threads (`--autoindex`; send timeout, a close or a stop cancels) | `Sending`, `Opening` (fallback), `Closing` |
 //! | `Sending` | `send` of a head and cached body (send timeout); a response that ends the connection and needs no lingering close is sent and closed at once, when the socket takes it whole | `Splicing`, `Sending` (next multipart piece), `Waiting`, `Lingering`, `Closing` |
+//! | `Sealing` | `read` of a file body's next chunk, to seal it in user space (TLS without kTLS) | `Sending` (the sealed chunk) |
 //! | `Splicing` | file → pipe → socket splices; `poll` for room (send timeout only then) | `Sending` (next piece), `Waiting`, `Lingering`, `Closing` |
 //! | `Lingering` | the client's FIN after ours (2 s) | `Closing` |
 //! | `Closing` | the last completions in flight | freed by the worker (`is_finished`) |
@@ -41,6 +43,7 @@ mod close;
 mod lookup;
 mod respond;
 mod send;
+mod tls;
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -56,7 +59,8 @@ use crate::kernel::sys;
 use crate::kernel::token::{Op, Token};
 use crate::server::context::Ctx;
 use lookup::{Loading, Lookup, Opening, Purpose, Stating};
-use send::{Body, Sending, Splicing};
+use send::{Body, Sealing, Sending, Splicing};
+use tls::Tls;
 
 /// Buffered request bytes above which receiving pauses until requests are answered (the rest
 /// waits in the socket, and TCP flow control slows the client down).
@@ -118,6 +122,8 @@ pub struct Conn {
     /// Accepted on the `--metrics` listener: only `/metrics` is served here.
     serves_metrics: bool,
     close_reason: CloseReason,
+    /// HTTPS: who seals and opens the records (`None` on a plain connection).
+    tls: Option<Tls>,
 }
 
 /// The phase's operations in flight: one, or two for a linked file → pipe → socket splice.
@@ -187,6 +193,8 @@ enum Wait {
 }
 
 enum Phase {
+    /// A TLS handshake: waiting for the client's next flight, or sending ours.
+    Handshaking,
     /// Waiting for a request.
     Waiting(Wait),
     /// `openat2` of the requested path in flight.
@@ -197,6 +205,8 @@ enum Phase {
     Loading(Box<Loading>),
     /// Sending a response head (and a small body, or an error page).
     Sending(Box<Sending>),
+    /// Reading a file body's next chunk to seal it in user space.
+    Sealing(Box<Sealing>),
     /// Moving a large body file → pipe → socket.
     Splicing(Box<Splicing>),
     /// Waiting for the listing threads to build a directory listing (`--autoindex`); no ring
@@ -225,13 +235,21 @@ struct Exchange {
 }
 
 impl Conn {
-    pub fn new(socket: OwnedFd, key: usize, generation: u32, serves_metrics: bool, ctx: &mut Ctx) -> Conn {
+    pub fn new(
+        socket: OwnedFd,
+        key: usize,
+        generation: u32,
+        serves_metrics: bool,
+        secure: bool,
+        ctx: &mut Ctx,
+    ) -> Conn {
         let peer = if ctx.log.is_some() { sys::peer_ip(socket.as_raw_fd()) } else { None };
+        let tls = if secure { Tls::new(ctx) } else { None };
         let mut conn = Conn {
             socket: Some(socket),
             key,
             generation,
-            phase: Phase::Waiting(Wait::Head),
+            phase: if tls.is_some() { Phase::Handshaking } else { Phase::Waiting(Wait::Head) },
             recv: Recv::Off { multishot: false },
             in_flight: InFlight::default(),
             inbuf: Vec::new(),
@@ -241,6 +259,7 @@ impl Conn {
             peer,
             serves_metrics,
             close_reason: CloseReason::Client,
+            tls,
         };
         conn.deadline = ctx.now + conn.timeout(ctx.cfg.header_timeout);
         conn
@@ -343,7 +362,13 @@ impl Conn {
         match op {
             Op::Open => self.on_open(result, c.take_fd(), ctx),
             Op::Statx => self.on_statx(result, c.statx().copied(), ctx),
+            Op::Read if matches!(self.phase, Phase::Sealing(_)) => {
+                self.on_sealed_read(result, c.take_buffer(), ctx)
+            }
             Op::Read => self.on_read(result, c.take_buffer(), ctx),
+            Op::Send if matches!(self.phase, Phase::Handshaking) => {
+                self.on_flight_sent(result, c.take_outgoing(), ctx)
+            }
             Op::Send => self.on_send(result, c.take_outgoing(), ctx),
             Op::SpliceIn => self.on_splice_in(result, ctx),
             Op::SpliceOut => self.on_splice_out(result, ctx),
@@ -364,14 +389,31 @@ impl Conn {
             self.input_left = c.input_left();
         }
         let keep = c.result > 0 && !matches!(self.phase, Phase::Closing { .. } | Phase::Lingering);
-        let inbuf = &mut self.inbuf;
+        let (tls, inbuf) = (&mut self.tls, &mut self.inbuf);
+        let before = inbuf.len();
+        let mut opened = Ok(Default::default());
         ctx.ring.received(c, |bytes| {
             if keep {
-                inbuf.extend_from_slice(bytes);
+                opened = Conn::take_input(tls, inbuf, bytes);
             }
         });
         match c.result {
-            n if n > 0 => self.on_input(ctx),
+            n if n > 0 => match opened {
+                Err(failure) if matches!(self.phase, Phase::Handshaking) => {
+                    self.handshake_failed(failure, ctx)
+                }
+                Err(_) => self.fail_tls(CloseReason::Client, ctx),
+                Ok(_) if matches!(self.phase, Phase::Handshaking) => self.handshake_step(ctx),
+                Ok(received) => {
+                    if self.inbuf.len() > before || !self.sealed_by_user() {
+                        self.on_input(ctx);
+                    }
+                    if received.peer_closed && matches!(self.phase, Phase::Waiting(_) | Phase::Lingering) {
+                        // close_notify: nothing more will come, and nothing is left to answer.
+                        self.abort(ctx);
+                    }
+                }
+            },
             0 => self.on_peer_closed(ctx),
             // No provided buffer was free: bytes are waiting in the socket.
             e if -e == libc::ENOBUFS && matches!(self.recv, Recv::Off { .. }) => {
@@ -381,6 +423,7 @@ impl Conn {
             e if -e == libc::ENOBUFS => self.input_left = true,
             // Paused; resume at once if the requests were answered while the cancel was on its way.
             e if -e == libc::ECANCELED && was_pausing => self.arm_recv(ctx),
+            e if -e == libc::EIO && matches!(self.tls, Some(Tls::Kernel)) => self.on_control_record(ctx),
             _ => self.abort(ctx),
         }
         if c.result > 0 && matches!(self.phase, Phase::Waiting(_) | Phase::Lingering) {
@@ -392,6 +435,7 @@ impl Conn {
     fn on_peer_closed(&mut self, ctx: &mut Ctx) {
         self.recv = Recv::Ended;
         match self.phase {
+            Phase::Handshaking => self.handshake_failed(crate::tls::session::Failure::PeerClosed, ctx),
             // Nothing (complete) to answer, or our side is already done.
             Phase::Waiting(_) | Phase::Lingering => self.abort(ctx),
             // Nobody may be left to read a listing that has not been built yet.
@@ -452,6 +496,9 @@ impl Conn {
         if req.method() == Method::Other {
             return self.respond_error(ctx, Some(req), Status::MethodNotAllowed, keep_alive);
         }
+        if self.redirects_to_https(ctx, &req) {
+            return self.redirect_to_https(ctx, req, keep_alive);
+        }
         let (file, is_index) = match target::resolve(&req.target) {
             Ok(t) => (t.file, t.is_index),
             Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
@@ -487,6 +534,7 @@ impl Conn {
             // Counted here, not when the worker frees the connection: the client may ask the
             // metrics the moment it sees the close.
             ctx.metrics.closed(self.close_reason);
+            self.close_notify_in_kernel();
             drop(self.socket.take());
             return self.abort(ctx);
         }

@@ -282,6 +282,36 @@ impl Conn {
         self.respond_page(ctx, req, status, keep_alive, &extra);
     }
 
+    /// `--redirect-https` applies: a plain connection's GET or HEAD, except for ACME HTTP-01
+    /// challenges, which must stay reachable over plain HTTP.
+    pub(super) fn redirects_to_https(&self, ctx: &Ctx, req: &Request) -> bool {
+        self.tls.is_none()
+            && ctx.cfg.https.as_ref().is_some_and(|h| h.redirect)
+            && !req.target.starts_with("/.well-known/acme-challenge/")
+    }
+
+    /// 308 to the same URL over HTTPS: the host the client asked for, the HTTPS port.
+    pub(super) fn redirect_to_https(&mut self, ctx: &mut Ctx, req: Box<Request>, keep_alive: bool) {
+        let port = ctx.tls.as_ref().map_or(443, |t| t.port);
+        let host = match req.host.as_deref() {
+            Some(host) => target::host_without_port(host).to_owned(),
+            None => self.local_host(),
+        };
+        let authority = if port == 443 { host } else { format!("{host}:{port}") };
+        let location = format!("https://{authority}{}", target::origin_form(&req.target));
+        let extra: [(&str, &[u8]); 1] = [("Location", location.as_bytes())];
+        self.respond_page(ctx, req, Status::PermanentRedirect, keep_alive, &extra);
+    }
+
+    /// The address the client connected to, as a URL host (for a request without Host).
+    fn local_host(&self) -> String {
+        match crate::kernel::sys::local_addr(self.fd()).map(|a| a.ip()) {
+            Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            Ok(ip) => ip.to_string(),
+            Err(_) => "localhost".to_owned(),
+        }
+    }
+
     /// `GET /dir` → 301 to `/dir/`, keeping the query string.
     fn redirect_to_dir(&mut self, ctx: &mut Ctx, req: Box<Request>) {
         let location = match target::split(&req.target) {

@@ -21,11 +21,30 @@ use crate::server::context::Ctx;
 /// connections (nginx's `sendfile_max_chunk` makes the same bound).
 const SENDFILE_CHUNK: u64 = 2 * 1024 * 1024;
 
+/// Bytes of a file body read and sealed at a time by a TLS connection in user space: four
+/// full records, a fair turn among the worker's connections.
+const SEAL_CHUNK: u64 = 64 * 1024;
+
 /// A head (and a body from the cache) going out; the bytes themselves are with the ring while
 /// a send is in flight (`ring::Outgoing`).
 pub(super) struct Sending {
-    /// A file body to splice once the head is sent.
-    pub(super) then: Option<(BodyFile, Pipe)>,
+    /// The file body to send once this is sent.
+    pub(super) then: Option<Then>,
+    pub(super) ex: Exchange,
+}
+
+/// How a file body follows its head.
+pub(super) enum Then {
+    /// Spliced (or sent with sendfile) through this pipe.
+    Splice(BodyFile, Pipe),
+    /// Read and sealed in user space, a chunk at a time, into this buffer.
+    Seal(BodyFile, Vec<u8>),
+}
+
+/// A chunk of a file body being read to be sealed (TLS in user space); the buffer is with the
+/// ring while the read is in flight.
+pub(super) struct Sealing {
+    pub(super) body: BodyFile,
     pub(super) ex: Exchange,
 }
 
@@ -71,14 +90,28 @@ impl Conn {
     }
 
     /// Sends one piece of a response: the first (its head), or a later one (a multipart part).
-    pub(super) fn send_piece(&mut self, ctx: &mut Ctx, head: Vec<u8>, body: Body, ex: Exchange, first: bool) {
+    pub(super) fn send_piece(
+        &mut self,
+        ctx: &mut Ctx,
+        mut head: Vec<u8>,
+        body: Body,
+        ex: Exchange,
+        first: bool,
+    ) {
+        if first && self.tls.is_some() {
+            if let Some(hsts) = ctx.tls.as_ref().and_then(|t| t.hsts.as_deref()) {
+                add_header_line(&mut head, hsts);
+            }
+        }
         let (cached, then) = match body {
             Body::None => (None, None),
             Body::Cached(c) => (Some(c), None),
+            // Sealed in user space: read into memory a chunk at a time.
+            Body::File(f) if self.sealed_by_user() => (None, Some(Then::Seal(f, Vec::new()))),
             // The pipe is taken before the head goes out: without one (out of descriptors) the
             // answer is a 503, not a promised body cut short after its head.
             Body::File(f) => match ctx.pipes.take() {
-                Some(pipe) => (None, Some((f, pipe))),
+                Some(pipe) => (None, Some(Then::Splice(f, pipe))),
                 None if first => {
                     crate::log_warn!("cannot create a pipe for a file body; answering 503");
                     ctx.recycle_head_buffer(head);
@@ -93,9 +126,18 @@ impl Conn {
                 }
             },
         };
+        let out = if self.sealed_by_user() {
+            let closing = then.is_none() && ex.rest.is_empty() && ends_connection(&ex, ctx);
+            let body = cached.as_ref().map_or(&[][..], |c| c.bytes());
+            let sealed = self.seal(&[&head, body], closing);
+            ctx.recycle_head_buffer(head);
+            Outgoing { head: sealed, body: None, sent: 0 }
+        } else {
+            Outgoing { head, body: cached, sent: 0 }
+        };
         self.phase = Phase::Sending(Box::new(Sending { then, ex }));
         self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
-        self.send_rest(ctx, Outgoing { head, body: cached, sent: 0 });
+        self.send_rest(ctx, out);
     }
 
     /// Hands what is left of `out` to the ring, which owns it until the send completes.
@@ -107,7 +149,10 @@ impl Conn {
         let Phase::Sending(s) = &self.phase else { unreachable!("sending outside the sending phase") };
         let last = s.then.is_none() && s.ex.rest.is_empty();
         // Nothing else may be in flight on the socket: its number is free once it is closed.
+        // Not for kernel TLS: the send that holds the last bytes back for the FIN would leave
+        // them in an open record.
         let close_now = last
+            && !matches!(self.tls, Some(super::Tls::Kernel))
             && ends_connection(&s.ex, ctx)
             && matches!(self.recv, Recv::Off { .. } | Recv::Ended)
             && !self.in_flight.any()
@@ -146,8 +191,46 @@ impl Conn {
         let Sending { then, ex } = *s;
         match then {
             None => self.next_piece(ctx, ex),
-            Some((body, pipe)) => self.start_splice(ctx, body, pipe, ex),
+            Some(Then::Splice(body, pipe)) => self.start_splice(ctx, body, pipe, ex),
+            Some(Then::Seal(body, buf)) => self.read_to_seal(ctx, body, buf, ex),
         }
+    }
+
+    /// Reads the next chunk of a file body that rustls seals (a TLS connection in user space).
+    /// Like a splice from a file, the read may wait for the disk; the ring does it off this
+    /// thread then.
+    fn read_to_seal(&mut self, ctx: &mut Ctx, body: BodyFile, mut buf: Vec<u8>, ex: Exchange) {
+        let len = body.remaining.min(SEAL_CHUNK) as usize;
+        buf.resize(len, 0);
+        let (file, offset, token) = (body.info.file.as_raw_fd(), body.offset, self.token(Op::Read));
+        self.phase = Phase::Sealing(Box::new(Sealing { body, ex }));
+        self.in_flight.submit(1, || ctx.ring.read_at(file, buf, 0, offset, token));
+    }
+
+    /// A chunk to seal was read: seal it and send it, with the rest of the body to follow.
+    pub(super) fn on_sealed_read(&mut self, result: i32, buf: Option<Vec<u8>>, ctx: &mut Ctx) {
+        let Some(mut buf) = buf else { unreachable!("a read completion without its buffer") };
+        if result <= 0 {
+            // The file shrank (0) or failed: the promised length cannot be kept, so close.
+            if result == 0 {
+                crate::log_warn!("file shrank while being sent; closing the connection");
+            }
+            return self.abort_for(CloseReason::Error, ctx);
+        }
+        let Phase::Sealing(sl) = self.take_phase() else { unreachable!("checked by the caller") };
+        let Sealing { mut body, ex } = *sl;
+        let n = (result as usize).min(buf.len());
+        buf.truncate(n);
+        body.offset += n as u64;
+        body.remaining -= (n as u64).min(body.remaining);
+        ctx.metrics.file_body_sent(BodyRoute::Sealed, n as u64);
+        let then = (body.remaining > 0).then_some(());
+        let closing = then.is_none() && ex.rest.is_empty() && ends_connection(&ex, ctx);
+        let sealed = self.seal(&[&buf], closing);
+        let then = then.map(|()| Then::Seal(body, buf));
+        self.phase = Phase::Sending(Box::new(Sending { then, ex }));
+        self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
+        self.send_rest(ctx, Outgoing { head: sealed, body: None, sent: 0 });
     }
 
     /// A response that ends the connection went out whole at once: close the socket now (a
@@ -159,7 +242,9 @@ impl Conn {
     /// pays for the ones it holds (on 16 cores that held new-connection-per-request to half of
     /// nginx's rate, with the client's cores saturated and the server's half idle).
     fn sent_and_closed(&mut self, ctx: &mut Ctx, out: Outgoing) {
-        ctx.recycle_head_buffer(out.head);
+        if !self.sealed_by_user() {
+            ctx.recycle_head_buffer(out.head);
+        }
         let Phase::Sending(s) = self.take_phase() else { unreachable!("sending outside the sending phase") };
         self.response_done(ctx, s.ex, true);
     }
@@ -318,4 +403,10 @@ impl Conn {
             None => self.response_done(ctx, ex, false),
         }
     }
+}
+
+/// Adds a header line (ending in CRLF) to a response head, right after its status line.
+fn add_header_line(head: &mut Vec<u8>, line: &[u8]) {
+    let at = head.windows(2).position(|w| w == b"\r\n").map_or(head.len(), |p| p + 2);
+    head.splice(at..at, line.iter().copied());
 }

@@ -15,6 +15,7 @@ pub enum Status {
     Ok,
     PartialContent,
     MovedPermanently,
+    PermanentRedirect,
     NotModified,
     BadRequest,
     Forbidden,
@@ -33,10 +34,11 @@ pub enum Status {
 
 impl Status {
     /// Every status, in the order `index` numbers them.
-    pub const ALL: [Status; 17] = [
+    pub const ALL: [Status; 18] = [
         Status::Ok,
         Status::PartialContent,
         Status::MovedPermanently,
+        Status::PermanentRedirect,
         Status::NotModified,
         Status::BadRequest,
         Status::Forbidden,
@@ -63,6 +65,7 @@ impl Status {
             Status::Ok => 200,
             Status::PartialContent => 206,
             Status::MovedPermanently => 301,
+            Status::PermanentRedirect => 308,
             Status::NotModified => 304,
             Status::BadRequest => 400,
             Status::Forbidden => 403,
@@ -85,6 +88,7 @@ impl Status {
             Status::Ok => "OK",
             Status::PartialContent => "Partial Content",
             Status::MovedPermanently => "Moved Permanently",
+            Status::PermanentRedirect => "Permanent Redirect",
             Status::NotModified => "Not Modified",
             Status::BadRequest => "Bad Request",
             Status::Forbidden => "Forbidden",

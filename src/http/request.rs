@@ -25,6 +25,8 @@ pub struct Request {
     /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     pub keep_alive: bool,
+    /// The Host header, as sent (validated).
+    pub host: Option<String>,
     /// The request announced a body (Content-Length > 0 or Transfer-Encoding); the server does
     /// not read bodies, so such a connection closes after the response.
     pub has_body: bool,
@@ -184,6 +186,7 @@ fn build(req: &httparse::Request) -> Result<Request, Status> {
         if name.eq_ignore_ascii_case("host") {
             hosts += 1;
             validate_host(h.value)?;
+            out.host = Some(text(h.value)?.to_owned());
         } else if name.eq_ignore_ascii_case("content-length") {
             let n = parse_content_length(text(h.value)?)?;
             if content_length.is_some_and(|prev| prev != n) {

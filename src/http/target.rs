@@ -249,3 +249,37 @@ mod tests {
         assert_eq!(file("httpü//x"), Err(PathError::BadTarget));
     }
 }
+
+/// The host of a Host header value, without its port (`[::1]:8080` → `[::1]`).
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    host.split_once(':').map_or(host, |(name, _)| name)
+}
+
+/// The path and query of a request target: itself in origin form, the part after the
+/// authority in absolute form (`http://h/p?q` → `/p?q`).
+pub fn origin_form(target: &str) -> &str {
+    if target.starts_with('/') {
+        return target;
+    }
+    let after_scheme = target.split_once("://").map_or(target, |(_, rest)| rest);
+    after_scheme.find('/').map_or("/", |at| &after_scheme[at..])
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lose_their_port_and_targets_their_authority() {
+        assert_eq!(host_without_port("example.com:8080"), "example.com");
+        assert_eq!(host_without_port("example.com"), "example.com");
+        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
+        assert_eq!(host_without_port("[::1]"), "[::1]");
+        assert_eq!(origin_form("/a/b?x=1"), "/a/b?x=1");
+        assert_eq!(origin_form("http://h:80/a?q"), "/a?q");
+        assert_eq!(origin_form("http://h"), "/");
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod buf_ring;
 pub mod direct;
+pub mod ktls;
 pub mod pipe_pool;
 pub mod ring;
 #[cfg(feature = "fuzzing")]

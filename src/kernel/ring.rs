@@ -378,7 +378,7 @@ impl Ring {
                 }
                 _ => None,
             };
-            let creates_fd = matches!(op, Some(Op::Accept | Op::AcceptMetrics | Op::Open));
+            let creates_fd = matches!(op, Some(Op::Accept | Op::AcceptTls | Op::AcceptMetrics | Op::Open));
             // SAFETY: a non-negative result of an accept or an open is a new descriptor that
             // nothing else owns; it is adopted here, once.
             let fd = (creates_fd && result >= 0).then(|| unsafe { OwnedFd::from_raw_fd(result) });

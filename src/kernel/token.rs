@@ -27,10 +27,12 @@ pub enum Op {
     Delay,
     /// The multishot accept on the `--metrics` listener.
     AcceptMetrics,
+    /// The multishot accept on the HTTPS listener beside the plain one.
+    AcceptTls,
 }
 
 impl Op {
-    const ALL: [Op; 16] = [
+    const ALL: [Op; 17] = [
         Op::Accept,
         Op::Recv,
         Op::Open,
@@ -47,6 +49,7 @@ impl Op {
         Op::Close,
         Op::Delay,
         Op::AcceptMetrics,
+        Op::AcceptTls,
     ];
 
     fn from_u8(v: u8) -> Option<Op> {

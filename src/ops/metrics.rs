@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::http::Status;
+use crate::tls::session::Failure as TlsFailure;
 
 /// Why a connection ended, as `ringhttpd_connections_closed_total{reason=...}` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,8 +93,20 @@ pub struct WorkerMetrics {
     duration_sum_us: Counter,
     cache_hits: Counter,
     cache_misses: Counter,
-    /// File body bytes by how they went out: `[sendfile, splice]`.
-    file_body_bytes: [Counter; 2],
+    /// File body bytes by how they went out: `[sendfile, splice, sealed]`.
+    file_body_bytes: [Counter; 3],
+    tls_handshakes: Counter,
+    tls_failures: [Counter; TlsFailure::ALL.len()],
+    /// TLS connections by who seals their records: `[kernel, user]`.
+    tls_modes: [Counter; 2],
+}
+
+/// Who seals a TLS connection's records, as `ringhttpd_tls_connections_total{mode=...}`
+/// reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Kernel,
+    User,
 }
 
 /// How file body bytes went to the socket, as `ringhttpd_file_body_bytes_total{via=...}`
@@ -104,6 +117,8 @@ pub enum BodyRoute {
     Sendfile,
     /// File → pipe → socket splices through the ring (and its kernel workers).
     Splice,
+    /// Read into memory and sealed by rustls (TLS connections the kernel could not take).
+    Sealed,
 }
 
 impl WorkerMetrics {
@@ -131,6 +146,16 @@ impl WorkerMetrics {
 
     pub fn file_body_sent(&self, via: BodyRoute, bytes: u64) {
         self.file_body_bytes[via as usize].add(bytes);
+    }
+
+    pub fn tls_handshake(&self, result: Result<TlsMode, TlsFailure>) {
+        match result {
+            Ok(mode) => {
+                self.tls_handshakes.add(1);
+                self.tls_modes[mode as usize].add(1);
+            }
+            Err(failure) => self.tls_failures[failure as usize].add(1),
+        }
     }
 
     pub fn cache_lookup(&self, hit: bool) {
@@ -165,6 +190,7 @@ impl Metrics {
         self.render_requests(&mut out);
         self.render_connections(&mut out);
         self.render_duration(&mut out);
+        self.render_tls(&mut out);
         let hits = self.sum(|w| w.cache_hits.get());
         let misses = self.sum(|w| w.cache_misses.get());
         family(
@@ -220,9 +246,35 @@ impl Metrics {
             "counter",
             "File body bytes handed to sockets, by how: sendfile from the page cache, or splice.",
         );
-        for (i, via) in ["sendfile", "splice"].iter().enumerate() {
+        for (i, via) in ["sendfile", "splice", "sealed"].iter().enumerate() {
             let n = self.sum(|w| w.file_body_bytes[i].get());
             let _ = writeln!(out, "ringhttpd_file_body_bytes_total{{via=\"{via}\"}} {n}");
+        }
+    }
+
+    fn render_tls(&self, out: &mut String) {
+        family(out, "ringhttpd_tls_handshakes_total", "counter", "TLS handshakes completed.");
+        let _ = writeln!(out, "ringhttpd_tls_handshakes_total {}", self.sum(|w| w.tls_handshakes.get()));
+        family(
+            out,
+            "ringhttpd_tls_handshake_failures_total",
+            "counter",
+            "TLS connections that ended before their handshake completed, by reason.",
+        );
+        for failure in TlsFailure::ALL {
+            let n = self.sum(|w| w.tls_failures[failure as usize].get());
+            let _ =
+                writeln!(out, "ringhttpd_tls_handshake_failures_total{{reason=\"{}\"}} {n}", failure.label());
+        }
+        family(
+            out,
+            "ringhttpd_tls_connections_total",
+            "counter",
+            "TLS connections after their handshake, by who seals their records: the kernel (kTLS) or rustls.",
+        );
+        for (i, mode) in ["kernel", "user"].iter().enumerate() {
+            let n = self.sum(|w| w.tls_modes[i].get());
+            let _ = writeln!(out, "ringhttpd_tls_connections_total{{mode=\"{mode}\"}} {n}");
         }
     }
 

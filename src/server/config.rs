@@ -11,6 +11,7 @@ use clap::Parser;
 
 use crate::ops::log::Level;
 use crate::server::placement::Placement;
+use crate::tls::certs::PairPaths;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -109,6 +110,106 @@ pub struct Args {
     /// other busy processes, such as a load generator).
     #[arg(long)]
     pub no_pin: bool,
+
+    /// PEM certificate chain for HTTPS; repeatable, each with its --tls-key (the first pair is
+    /// the default, the others are chosen by SNI against their subjectAltName names).
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Vec<PathBuf>,
+
+    /// PEM private key (ECDSA, RSA or Ed25519) of the --tls-cert given in the same position.
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Vec<PathBuf>,
+
+    /// TCP port of the HTTPS listener (on --address); 0 picks a free one.
+    #[arg(long, value_name = "PORT")]
+    pub tls_port: Option<u16>,
+
+    /// Serve HTTPS only: no plain HTTP listener (-p is not used).
+    #[arg(long)]
+    pub https_only: bool,
+
+    /// Answer GET and HEAD on the plain listener with a 308 to the same URL over HTTPS
+    /// (except /.well-known/acme-challenge/, still served).
+    #[arg(long)]
+    pub redirect_https: bool,
+
+    /// Add `Strict-Transport-Security: max-age=SECS` to HTTPS responses.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
+    pub hsts: Option<u64>,
+
+    /// Kernel TLS: `auto` hands each connection's records to the kernel after the handshake
+    /// where the kernel can take them (else rustls seals them); `off` always uses rustls.
+    #[arg(long, value_enum, default_value_t = Ktls::Auto)]
+    pub ktls: Ktls,
+}
+
+/// What `--ktls` allows.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ktls {
+    Auto,
+    Off,
+}
+
+/// HTTPS settings, present when certificates were given.
+#[derive(Debug, Clone)]
+pub struct Https {
+    pub pairs: Vec<PairPaths>,
+    /// Where the HTTPS listener binds.
+    pub addr: SocketAddr,
+    /// No plain listener: the public listener is the HTTPS one.
+    pub only: bool,
+    pub redirect: bool,
+    pub hsts: Option<u64>,
+    pub ktls: bool,
+}
+
+impl Https {
+    fn from_args(args: &Args) -> Result<Option<Https>, String> {
+        let tls_flag_without_certs = if args.tls_port.is_some() {
+            Some("--tls-port")
+        } else if args.https_only {
+            Some("--https-only")
+        } else if args.redirect_https {
+            Some("--redirect-https")
+        } else if args.hsts.is_some() {
+            Some("--hsts")
+        } else {
+            None
+        };
+        if args.tls_cert.is_empty() && args.tls_key.is_empty() {
+            return match tls_flag_without_certs {
+                Some(flag) => Err(format!("{flag} needs --tls-cert and --tls-key")),
+                None => Ok(None),
+            };
+        }
+        if args.tls_cert.len() != args.tls_key.len() {
+            return Err(format!(
+                "--tls-cert and --tls-key come in pairs ({} certificates, {} keys given)",
+                args.tls_cert.len(),
+                args.tls_key.len()
+            ));
+        }
+        let Some(port) = args.tls_port else {
+            return Err("--tls-cert needs --tls-port (the HTTPS listener's port)".into());
+        };
+        if args.https_only && args.redirect_https {
+            return Err("--redirect-https needs the plain listener that --https-only removes".into());
+        }
+        let pairs = args
+            .tls_cert
+            .iter()
+            .zip(&args.tls_key)
+            .map(|(cert, key)| PairPaths { cert: cert.clone(), key: key.clone() })
+            .collect();
+        Ok(Some(Https {
+            pairs,
+            addr: SocketAddr::new(args.address, port),
+            only: args.https_only,
+            redirect: args.redirect_https,
+            hsts: args.hsts,
+            ktls: args.ktls == Ktls::Auto,
+        }))
+    }
 }
 
 /// What `--dotfiles` does with paths that have a segment starting with ".".
@@ -180,9 +281,18 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// `--check`: validate everything, serve nothing.
     pub check: bool,
+    pub https: Option<Https>,
 }
 
 impl Config {
+    /// Where the public listener binds: the HTTPS address with `--https-only`.
+    pub fn public_addr(&self) -> SocketAddr {
+        match &self.https {
+            Some(https) if https.only => https.addr,
+            _ => self.addr,
+        }
+    }
+
     /// The error page configured for `code`, if any (the last one given wins).
     pub fn error_page(&self, code: u16) -> Option<&UrlPath> {
         self.error_pages.iter().rev().find(|(c, _)| *c == code).map(|(_, page)| page)
@@ -194,7 +304,9 @@ impl Config {
                 return Err("--cache-control must not contain control characters".into());
             }
         }
+        let https = Https::from_args(&args)?;
         Ok(Config {
+            https,
             addr: SocketAddr::new(args.address, args.port),
             document_root: args.document_root,
             workers: args.workers.map(usize::from).unwrap_or_else(crate::kernel::sys::online_cpus),

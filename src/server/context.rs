@@ -38,6 +38,20 @@ pub struct Ctx {
     pub metrics: Arc<WorkerMetrics>,
     /// Every worker's counters, for a scrape.
     pub registry: Arc<Metrics>,
+    /// With HTTPS: what its connections share.
+    pub tls: Option<TlsCtx>,
+}
+
+/// What HTTPS connections share on a worker.
+pub struct TlsCtx {
+    pub config: Arc<rustls::ServerConfig>,
+    /// Try kernel TLS after each handshake: `--ktls auto`, until the kernel shows it has no
+    /// `tls` module (then every later connection goes straight to rustls).
+    pub kernel: bool,
+    /// The `Strict-Transport-Security` line, with `--hsts`.
+    pub hsts: Option<Vec<u8>>,
+    /// The HTTPS listener's port, for `--redirect-https`.
+    pub port: u16,
 }
 
 /// Capacity of a response-head buffer: a head, plus a small body copied behind it.

@@ -28,6 +28,8 @@ use crate::{log_error, log_info};
 
 /// The public listening sockets, as a comma-separated list of descriptor numbers.
 const LISTEN_VAR: &str = "RINGHTTPD_LISTEN_FDS";
+/// The HTTPS listening sockets beside the plain ones, as a comma-separated list.
+const TLS_VAR: &str = "RINGHTTPD_TLS_FDS";
 /// The `--metrics` listening socket, when there is one.
 const METRICS_VAR: &str = "RINGHTTPD_METRICS_FD";
 /// The pipe the successor writes one byte to once it serves.
@@ -41,6 +43,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a successor inherited from the process that started it.
 pub struct Inherited {
     pub listeners: Vec<OwnedFd>,
+    /// The HTTPS listeners beside plain ones (with `--https-only`, `listeners` are HTTPS).
+    pub tls: Vec<OwnedFd>,
     pub metrics: Option<OwnedFd>,
     /// The process that handed the sockets over.
     pub from: String,
@@ -73,17 +77,24 @@ impl Drop for Inherited {
 pub fn inherited() -> io::Result<Option<Inherited>> {
     let Some(list) = std::env::var_os(LISTEN_VAR) else { return Ok(None) };
     let listeners = parse_fds(LISTEN_VAR, &list)?;
+    let tls = match std::env::var_os(TLS_VAR) {
+        Some(list) => parse_fds(TLS_VAR, &list)?,
+        None => Vec::new(),
+    };
     let metrics = parse_one(METRICS_VAR)?;
     let ready =
         parse_one(READY_VAR)?.ok_or_else(|| invalid(format!("{LISTEN_VAR} is set without {READY_VAR}")))?;
-    let all: Vec<RawFd> = listeners.iter().copied().chain(metrics).chain([ready]).collect();
+    let all: Vec<RawFd> =
+        listeners.iter().copied().chain(tls.iter().copied()).chain(metrics).chain([ready]).collect();
     let mut fds = sys::adopt_inherited(&all)?;
-    // In the order of `all`: the readiness pipe last, the metrics socket before it.
+    // In the order of `all`: the readiness pipe last, the metrics socket before it, the HTTPS
+    // listeners before that.
     let ready = fds.pop();
     let metrics = if metrics.is_some() { fds.pop() } else { None };
+    let tls = fds.split_off(listeners.len());
     let from = std::env::var(FROM_VAR).unwrap_or_else(|_| "?".to_owned());
     // Built before the checks, so that on failure its Drop keeps the pipe open (see there).
-    let inherited = Inherited { listeners: fds, metrics, from, ready };
+    let inherited = Inherited { listeners: fds, tls, metrics, from, ready };
     inherited.validate()?;
     Ok(Some(inherited))
 }
@@ -93,7 +104,13 @@ impl Inherited {
         if !self.ready.as_ref().is_some_and(|fd| sys::is_pipe(fd.as_raw_fd())) {
             return Err(invalid(format!("{READY_VAR} does not name a pipe")));
         }
-        match self.listeners.iter().chain(&self.metrics).find(|fd| !sys::is_listening(fd.as_raw_fd())) {
+        match self
+            .listeners
+            .iter()
+            .chain(&self.tls)
+            .chain(&self.metrics)
+            .find(|fd| !sys::is_listening(fd.as_raw_fd()))
+        {
             Some(fd) => Err(invalid(format!("descriptor {} is not a listening socket", fd.as_raw_fd()))),
             None => Ok(()),
         }
@@ -132,6 +149,7 @@ pub struct Handover {
     args: Vec<OsString>,
     /// One descriptor per distinct listening socket (duplicates of the workers' ones).
     listeners: Vec<OwnedFd>,
+    tls: Vec<OwnedFd>,
     metrics: Option<OwnedFd>,
     starting: Option<Successor>,
 }
@@ -145,7 +163,7 @@ struct Successor {
 }
 
 impl Handover {
-    pub fn new(listeners: Vec<OwnedFd>, metrics: Option<OwnedFd>) -> Handover {
+    pub fn new(listeners: Vec<OwnedFd>, tls: Vec<OwnedFd>, metrics: Option<OwnedFd>) -> Handover {
         let mut argv = std::env::args_os();
         let arg0 = argv.next().unwrap_or_else(|| "ringhttpd".into());
         Handover {
@@ -153,6 +171,7 @@ impl Handover {
             arg0,
             args: argv.collect(),
             listeners,
+            tls,
             metrics,
             starting: None,
         }
@@ -195,6 +214,8 @@ impl Handover {
             .iter()
             .map(|l| sys::dup_inheritable(l.as_raw_fd()))
             .collect::<io::Result<Vec<_>>>()?;
+        let tls =
+            self.tls.iter().map(|l| sys::dup_inheritable(l.as_raw_fd())).collect::<io::Result<Vec<_>>>()?;
         let metrics = self.metrics.as_ref().map(|m| sys::dup_inheritable(m.as_raw_fd())).transpose()?;
         let ready = sys::dup_inheritable(ready_write.as_raw_fd())?;
         let mut command = Command::new(program);
@@ -208,6 +229,10 @@ impl Handover {
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_PID")
             .env_remove("LISTEN_FDNAMES");
+        match tls.is_empty() {
+            false => command.env(TLS_VAR, fd_list(&tls)),
+            true => command.env_remove(TLS_VAR),
+        };
         match &metrics {
             Some(m) => command.env(METRICS_VAR, m.as_raw_fd().to_string()),
             None => command.env_remove(METRICS_VAR),
@@ -222,6 +247,7 @@ impl Handover {
     pub fn close_sockets(&mut self) {
         self.abandon();
         self.listeners.clear();
+        self.tls.clear();
         self.metrics = None;
     }
 

@@ -63,8 +63,11 @@ fn bind_listeners(addr: SocketAddr, count: usize) -> Result<Vec<OwnedFd>, StartE
 
 /// The listening sockets the workers accept from, and what a successor will get.
 pub(super) struct Sockets {
-    /// One per worker.
+    /// One per worker (HTTPS ones with `--https-only`).
     pub listeners: Vec<OwnedFd>,
+    /// One HTTPS listener per worker beside the plain ones; empty without HTTPS or with
+    /// `--https-only`.
+    pub tls_listeners: Vec<OwnedFd>,
     pub metrics_listener: Option<OwnedFd>,
     /// Another descriptor for each distinct socket, kept for a successor (SIGUSR2).
     pub handover: Handover,
@@ -87,15 +90,39 @@ pub(super) fn open_sockets(
     let (listeners, kept) = match &passed {
         Some(sockets) => (share_passed(sockets, cfg.workers).map_err(StartError::Activation)?, None),
         None => {
-            let listeners = bind_listeners(cfg.addr, cfg.workers)?;
+            let listeners = bind_listeners(cfg.public_addr(), cfg.workers)?;
             let kept = duplicate(&listeners)?;
             (listeners, Some(kept))
         }
     };
     let public = sys::local_addr(listeners[0].as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?;
+    let (tls_listeners, kept_tls) = match (&cfg.https, inherited.as_deref_mut()) {
+        (Some(https), _) if https.only => (Vec::new(), Vec::new()),
+        (Some(_), Some(from)) if !from.tls.is_empty() => {
+            let kept = std::mem::take(&mut from.tls);
+            (share_passed(&kept, cfg.workers).map_err(StartError::Inherited)?, kept)
+        }
+        (Some(https), _) => {
+            if overlaps(https.addr, public) {
+                return Err(StartError::TlsOverlap { tls: https.addr, public });
+            }
+            let listeners = bind_listeners(https.addr, cfg.workers)?;
+            let kept = duplicate(&listeners)?;
+            (listeners, kept)
+        }
+        (None, _) => (Vec::new(), Vec::new()),
+    };
     let metrics_listener = match (cfg.metrics, inherited.and_then(|from| from.metrics.take())) {
         (Some(_), Some(socket)) => Some(socket),
-        (Some(addr), None) => Some(bind_metrics(addr, public)?.0),
+        (Some(addr), None) => {
+            if let Some(tls) = tls_listeners.first() {
+                let tls = sys::local_addr(tls.as_raw_fd()).map_err(|e| StartError::Listen(addr, e))?;
+                if overlaps(addr, tls) {
+                    return Err(StartError::MetricsOverlap { metrics: addr, public: tls });
+                }
+            }
+            Some(bind_metrics(addr, public)?.0)
+        }
         (None, _) => None,
     };
     let kept_metrics = duplicate(metrics_listener.as_slice())?.pop();
@@ -103,8 +130,9 @@ pub(super) fn open_sockets(
     let kept = kept.or(passed).unwrap_or_default();
     Ok(Sockets {
         listeners,
+        tls_listeners,
         metrics_listener,
-        handover: Handover::new(kept, kept_metrics),
+        handover: Handover::new(kept, kept_tls, kept_metrics),
         passed: is_passed,
     })
 }

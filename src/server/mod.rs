@@ -22,6 +22,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use crate::kernel::sys;
+use crate::tls::config::Tls;
 use crate::{log_error, log_info, log_warn};
 use config::Config;
 use handover::Handover;
@@ -47,9 +48,17 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
     if let Some(path) = &cfg.access_log {
         crate::ops::access_log::open(path).map_err(|e| StartError::AccessLog(path.clone(), e))?;
     }
-    let Sockets { listeners, metrics_listener, handover, passed: activated } =
+    let tls = cfg.https.as_ref().map(|h| Tls::new(h.pairs.clone())).transpose().map_err(StartError::Tls)?;
+    let Sockets { listeners, tls_listeners, metrics_listener, handover, passed: activated } =
         open_sockets(&cfg, inherited.as_mut())?;
     let bound = sys::local_addr(listeners[0].as_raw_fd()).map_err(|e| StartError::Listen(cfg.addr, e))?;
+    let tls_bound = match (&cfg.https, tls_listeners.first()) {
+        (Some(https), Some(l)) => {
+            Some(sys::local_addr(l.as_raw_fd()).map_err(|e| StartError::Listen(https.addr, e))?)
+        }
+        (Some(_), None) => Some(bound),
+        (None, _) => None,
+    };
     let metrics_bound = match (&metrics_listener, cfg.metrics) {
         (Some(l), Some(addr)) => Some(
             sys::local_addr(l.as_raw_fd())
@@ -63,11 +72,24 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
     let done_fd = sys::eventfd().map_err(StartError::Signals)?;
 
     let cfg = Arc::new(cfg);
-    let shared = Arc::new(Shared { access_log_path: cfg.access_log.clone(), ..Shared::default() });
+    let shared = Arc::new(Shared {
+        access_log_path: cfg.access_log.clone(),
+        tls: tls.map(Arc::new),
+        https_port: tls_bound.map(|a| a.port()),
+        ..Shared::default()
+    });
     let placement =
         placement::decide(cfg.placement, listeners.len(), placement::allowed_cpus(), sys::online_cpus());
-    let (workers, features) =
-        start_workers(&cfg, &placement, listeners, metrics_listener, Arc::new(root), &shared, &done_fd)?;
+    let (workers, features) = start_workers(
+        &cfg,
+        &placement,
+        listeners,
+        tls_listeners,
+        metrics_listener,
+        Arc::new(root),
+        &shared,
+        &done_fd,
+    )?;
     let max_conns = cfg.max_connections * cfg.workers;
     if (max_conns as u64) > nofile {
         log_warn!(
@@ -82,8 +104,13 @@ pub fn run(cfg: Config) -> Result<i32, StartError> {
         None if activated => ", socket activation".to_owned(),
         None => String::new(),
     };
+    let listening = match tls_bound {
+        Some(tls) if tls == bound => format!("https://{tls}"),
+        Some(tls) => format!("{bound} and https://{tls}"),
+        None => bound.to_string(),
+    };
     log_info!(
-        "listening on {bound} (workers: {}, io_uring: {}{how}), placement: {placement}",
+        "listening on {listening} (workers: {}, io_uring: {}{how}), placement: {placement}",
         workers.handles.len(),
         features.join(",")
     );
@@ -138,6 +165,11 @@ pub fn check(cfg: &Config) -> Vec<String> {
     if let Some(version) = sys::kernel_version().filter(|v| *v < start_error::MIN_KERNEL) {
         problems.push(StartError::OldKernel(version).to_string());
     }
+    if let Some(https) = &cfg.https {
+        if let Err(e) = Tls::new(https.pairs.clone()) {
+            problems.push(StartError::Tls(e).to_string());
+        }
+    }
     if let Err(e) = worker::probe_ring() {
         problems.push(StartError::IoUring(e).to_string());
     }
@@ -176,10 +208,12 @@ struct Running {
     wakes: Vec<Arc<OwnedFd>>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start_workers(
     cfg: &Arc<Config>,
     placement: &Decision,
     listeners: Vec<OwnedFd>,
+    tls_listeners: Vec<OwnedFd>,
     mut metrics_listener: Option<OwnedFd>,
     root: Arc<OwnedFd>,
     shared: &Arc<Shared>,
@@ -197,6 +231,7 @@ fn start_workers(
         None
     };
     let mut running = Running { handles: Vec::new(), wakes: Vec::new() };
+    let mut tls_listeners = tls_listeners.into_iter();
     for (index, listener) in listeners.into_iter().enumerate() {
         let wake = Arc::new(sys::eventfd().map_err(StartError::Worker)?);
         running.wakes.push(wake.clone());
@@ -204,6 +239,7 @@ fn start_workers(
             index,
             core: placement.core_for(index),
             listener,
+            tls_listener: tls_listeners.next(),
             wake,
             root: root.clone(),
             cfg: cfg.clone(),
@@ -293,9 +329,12 @@ fn supervise(
         let stopping = shared.stop.load(Ordering::Acquire);
         if ready[0] {
             match sys::read_signal(signal_fd.as_raw_fd()) {
-                Ok(libc::SIGHUP | libc::SIGUSR1) => {
+                Ok(sig @ (libc::SIGHUP | libc::SIGUSR1)) => {
                     log_info!("reopening logs");
                     reopen_access_log(shared);
+                    if sig == libc::SIGHUP {
+                        reload_certificates(shared);
+                    }
                     wake_all();
                 }
                 Ok(libc::SIGUSR2) if stopping => log_info!("SIGUSR2 ignored: already stopping"),
@@ -327,6 +366,16 @@ fn supervise(
     }
     log_info!("stopped");
     0
+}
+
+/// Reads the certificates and keys again (SIGHUP): new handshakes get them, established
+/// connections keep what they negotiated; a pair that fails to load keeps the old ones.
+fn reload_certificates(shared: &Shared) {
+    let Some(tls) = &shared.tls else { return };
+    match tls.reload() {
+        Ok(()) => log_info!("certificates reloaded ({} pairs)", tls.pairs.len()),
+        Err(e) => log_error!("certificate reload failed, keeping the previous ones: {e}"),
+    }
 }
 
 /// Opens the access log again here, off the workers' rings (an open may block on the disk),

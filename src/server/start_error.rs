@@ -23,6 +23,13 @@ pub enum StartError {
         metrics: SocketAddr,
         public: SocketAddr,
     },
+    /// The HTTPS listener would share the plain listener's port.
+    TlsOverlap {
+        tls: SocketAddr,
+        public: SocketAddr,
+    },
+    /// A certificate or key cannot be used (the file is named).
+    Tls(crate::tls::certs::LoadError),
     /// The sockets a predecessor handed over (SIGUSR2) are unusable.
     Inherited(io::Error),
     /// The kernel predates what the server needs (its version).
@@ -57,6 +64,10 @@ impl fmt::Display for StartError {
             StartError::Signals(e) => write!(f, "cannot set up signal handling: {}", describe(e)),
             StartError::Activation(e) => write!(f, "socket activation: {}", describe(e)),
             StartError::Metrics(e) => write!(f, "--metrics: {e}"),
+            StartError::TlsOverlap { tls, public } => {
+                write!(f, "--tls-port: {tls} is the plain listener's {public}; give HTTPS a port of its own")
+            }
+            StartError::Tls(e) => write!(f, "TLS: {e}"),
             StartError::Inherited(e) => write!(f, "sockets handed over: {}", describe(e)),
             StartError::OldKernel((major, minor)) => write!(
                 f,

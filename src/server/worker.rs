@@ -26,7 +26,7 @@ use crate::kernel::token::{Op, Token, WORKER_KEY};
 use crate::ops::access_log::AccessLog;
 use crate::ops::metrics::{CloseReason, Metrics, PauseReason};
 use crate::server::config::Config;
-use crate::server::context::Ctx;
+use crate::server::context::{Ctx, TlsCtx};
 
 const RING_ENTRIES: u32 = 1024;
 const RECV_BUFFERS: RecvBuffers = RecvBuffers { count: 2048, size: 2048 };
@@ -47,6 +47,10 @@ pub struct Shared {
     /// The access log reopened by the main thread (SIGHUP/SIGUSR1), shared by all workers.
     pub access_log_fd: std::sync::Mutex<Option<Arc<OwnedFd>>>,
     pub access_log_path: Option<std::path::PathBuf>,
+    /// The TLS configuration and certificates (SIGHUP reloads them), with HTTPS.
+    pub tls: Option<Arc<crate::tls::config::Tls>>,
+    /// The HTTPS listener's port, for redirects to it.
+    pub https_port: Option<u16>,
 }
 
 /// Everything a worker is started with.
@@ -54,6 +58,8 @@ pub struct Setup {
     pub index: usize,
     pub core: Option<core_affinity::CoreId>,
     pub listener: OwnedFd,
+    /// The HTTPS listener beside the plain one.
+    pub tls_listener: Option<OwnedFd>,
     pub wake: Arc<OwnedFd>,
     pub root: Arc<OwnedFd>,
     pub cfg: Arc<Config>,
@@ -63,6 +69,28 @@ pub struct Setup {
     /// The `--metrics` listener, for the one worker that serves it.
     pub metrics_listener: Option<OwnedFd>,
     pub metrics: Arc<Metrics>,
+}
+
+/// Which listener a connection came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// The public listener: plain HTTP, or HTTPS with `--https-only`.
+    Public,
+    /// The HTTPS listener beside the plain one.
+    Tls,
+    /// The `--metrics` listener.
+    Metrics,
+}
+
+/// What a worker's HTTPS connections share, with HTTPS.
+fn tls_ctx(cfg: &Config, shared: &Shared) -> Option<TlsCtx> {
+    let (https, tls) = (cfg.https.as_ref()?, shared.tls.as_ref()?);
+    Some(TlsCtx {
+        config: tls.config.clone(),
+        kernel: https.ktls,
+        hsts: https.hsts.map(|secs| format!("Strict-Transport-Security: max-age={secs}\r\n").into_bytes()),
+        port: shared.https_port.unwrap_or(https.addr.port()),
+    })
 }
 
 /// A listening socket and the multishot accept armed on it.
@@ -124,10 +152,14 @@ struct Worker {
     ctx: Ctx,
     conns: Slab<Conn>,
     listener: Listener,
+    /// The HTTPS listener beside the plain one (with `--https-only`, `listener` is HTTPS).
+    tls_listener: Listener,
     /// The `--metrics` listener (worker 0 only).
     metrics_listener: Listener,
     /// Connections in `conns` accepted on the metrics listener.
     metrics_conns: usize,
+    /// The public listener serves HTTPS (`--https-only`).
+    secure_public: bool,
     accept_paused_until: Option<Instant>,
     wake: Arc<OwnedFd>,
     shared: Arc<Shared>,
@@ -157,6 +189,8 @@ pub fn prepare(
         None => None,
     };
     let unix_now = sys::unix_time();
+    let tls = tls_ctx(&setup.cfg, &setup.shared);
+    let secure_public = setup.cfg.https.as_ref().is_some_and(|h| h.only);
     let ctx = Ctx {
         ring,
         root: setup.root.as_raw_fd(),
@@ -172,14 +206,17 @@ pub fn prepare(
         lister: setup.listing_jobs.map(|jobs| Lister::new(jobs, setup.wake.clone())),
         metrics: setup.metrics.worker(setup.index),
         registry: setup.metrics,
+        tls,
     };
     let reopen_seen = setup.shared.reopen.load(Ordering::Relaxed);
     let worker = Worker {
         ctx,
         conns: Slab::new(),
         listener: Listener::new(Some(setup.listener), Op::Accept),
+        tls_listener: Listener::new(setup.tls_listener, Op::AcceptTls),
         metrics_listener: Listener::new(setup.metrics_listener, Op::AcceptMetrics),
         metrics_conns: 0,
+        secure_public,
         accept_paused_until: None,
         wake: setup.wake,
         shared: setup.shared,
@@ -232,6 +269,7 @@ impl Worker {
     fn finished(&self) -> bool {
         self.ctx.stopping
             && self.listener.is_closed()
+            && self.tls_listener.is_closed()
             && self.metrics_listener.is_closed()
             && self.conns.is_empty()
             && self.ctx.log.as_ref().is_none_or(|l| l.is_quiet())
@@ -273,8 +311,9 @@ impl Worker {
 
     fn on_worker_op(&mut self, op: Op, c: &mut Completion) {
         match op {
-            Op::Accept => self.on_accept(c, false),
-            Op::AcceptMetrics => self.on_accept(c, true),
+            Op::Accept => self.on_accept(c, Side::Public),
+            Op::AcceptTls => self.on_accept(c, Side::Tls),
+            Op::AcceptMetrics => self.on_accept(c, Side::Metrics),
             Op::Timer => self.on_tick(),
             Op::Wake => self.on_wake(),
             Op::LogWrite => {
@@ -317,7 +356,8 @@ impl Worker {
         if self.ctx.stopping || paused || self.public_conns() >= self.ctx.cfg.max_connections {
             return;
         }
-        if self.listener.arm(&mut self.ctx.ring) {
+        let armed = self.listener.arm(&mut self.ctx.ring);
+        if self.tls_listener.arm(&mut self.ctx.ring) || armed {
             self.accept_paused_until = None;
         }
     }
@@ -329,14 +369,18 @@ impl Worker {
         }
     }
 
-    fn on_accept(&mut self, c: &mut Completion, serves_metrics: bool) {
-        let listener = if serves_metrics { &mut self.metrics_listener } else { &mut self.listener };
+    fn on_accept(&mut self, c: &mut Completion, side: Side) {
+        let listener = match side {
+            Side::Public => &mut self.listener,
+            Side::Tls => &mut self.tls_listener,
+            Side::Metrics => &mut self.metrics_listener,
+        };
         listener.completed(c.more(), self.ctx.stopping);
         match c.take_fd() {
-            Some(socket) => self.add_conn(socket, serves_metrics),
+            Some(socket) => self.add_conn(socket, side),
             None => self.on_accept_error(-c.result),
         }
-        if serves_metrics { self.arm_metrics_accept() } else { self.arm_accept() }
+        if side == Side::Metrics { self.arm_metrics_accept() } else { self.arm_accept() }
     }
 
     fn on_accept_error(&mut self, errno: i32) {
@@ -358,12 +402,15 @@ impl Worker {
     /// Starts serving an accepted connection. One accepted while stopping (before the accept's
     /// cancellation took effect) is served too: dropping it would reset a client whose request
     /// is already on its way.
-    fn add_conn(&mut self, socket: OwnedFd, serves_metrics: bool) {
+    fn add_conn(&mut self, socket: OwnedFd, side: Side) {
         self.ctx.metrics.accepted();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         self.next_generation = Token::next_generation(self.next_generation);
-        let conn = entry.insert(Conn::new(socket, key, self.next_generation, serves_metrics, &mut self.ctx));
+        let serves_metrics = side == Side::Metrics;
+        let secure = side == Side::Tls || (side == Side::Public && self.secure_public);
+        let conn =
+            entry.insert(Conn::new(socket, key, self.next_generation, serves_metrics, secure, &mut self.ctx));
         conn.arm_recv(&mut self.ctx);
         if self.ctx.stopping {
             conn.on_stop(&mut self.ctx);
@@ -375,9 +422,12 @@ impl Worker {
             if self.metrics_conns >= METRICS_MAX_CONNECTIONS && self.metrics_listener.accepting {
                 self.metrics_listener.cancel(&mut self.ctx.ring);
             }
-        } else if self.public_conns() >= self.ctx.cfg.max_connections && self.listener.accepting {
+        } else if self.public_conns() >= self.ctx.cfg.max_connections
+            && (self.listener.accepting || self.tls_listener.accepting)
+        {
             self.ctx.metrics.accept_paused(PauseReason::MaxConnections);
             self.listener.cancel(&mut self.ctx.ring);
+            self.tls_listener.cancel(&mut self.ctx.ring);
         }
     }
 
@@ -450,6 +500,7 @@ impl Worker {
         self.ctx.stopping = true;
         self.stop_deadline = Some(self.ctx.now + self.ctx.cfg.shutdown_timeout);
         self.listener.stop(&mut self.ctx.ring);
+        self.tls_listener.stop(&mut self.ctx.ring);
         self.metrics_listener.stop(&mut self.ctx.ring);
         let mut finished = Vec::new();
         for (key, conn) in self.conns.iter_mut() {

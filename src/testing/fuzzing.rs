@@ -74,6 +74,7 @@ fn context() -> Ctx {
         lister: None,
         metrics: registry.worker(0),
         registry,
+        tls: None,
     }
 }
 
@@ -90,7 +91,7 @@ pub fn drive_connection(data: &[u8]) {
 
 fn run(ctx: &mut Ctx, data: &[u8]) {
     let (socket, _peer) = std::os::unix::net::UnixStream::pair().expect("socketpair");
-    let mut conn = Conn::new(OwnedFd::from(socket), 0, 1, false, ctx);
+    let mut conn = Conn::new(OwnedFd::from(socket), 0, 1, false, false, ctx);
     conn.arm_recv(ctx);
     let mut input = Input(data);
     for _ in 0..MAX_STEPS {
