@@ -10,6 +10,7 @@
 //! - `http`: request parsing, request targets, response heads, dates, ranges, encodings, MIME;
 //!   pure functions, no I/O.
 //! - `files`: the per-worker file cache and directory listings.
+//! - `tls`: HTTPS: certificates, the rustls configuration, one connection's TLS session; no I/O.
 //! - `ops`: what operators see: metrics, the access log, the error log.
 //! - `testing`: fault hooks for the integration tests and the connection fuzzer's driver.
 //!
@@ -23,4 +24,4 @@ pub(crate) mod kernel;
 pub mod ops;
 pub mod server;
 pub mod testing;
-pub mod tls;
+pub(crate) mod tls;
