@@ -147,8 +147,10 @@ second, TLS port of every server:
                       handshake (ab never resumes a session); ab stops
                       early at 50,000 requests
   9. https-resume     wrk -t2 -c100 -d10s -H 'Connection: close' /index.html
-                      new connection per request, each resuming the TLS
-                      session of the one before (wrk keeps it)
+                      new connection per request, each offering the TLS
+                      session of the one before for resumption (wrk keeps
+                      it); a server that sends no new ticket on a resumed
+                      connection gets full and resumed handshakes in turn
  10. https-small      wrk -t1 -c100 -d10s /index.html  keep-alive
  11. https-16k        wrk -t1 -c100 -d10s /16k.bin
  12. https-1m         wrk -t1 -c16  -d10s /1m.bin
@@ -763,7 +765,7 @@ collect_meta() {
   u="https://127.0.0.1:TLSPORT"
   meta title.https-handshake "8. HTTPS, new connection per request, each a full TLS 1.3 handshake (ab, ${DURATION} s, ${AB_C} concurrent, one client thread)"
   meta cmd.https-handshake "ab -t $DURATION -c $AB_C -r -s 60 -f TLS1.3 $u/index.html"
-  meta title.https-resume "9. HTTPS, new connection per request (wrk, Connection: close), each resuming the session of the one before, ${WRK_C[https-resume]} connections, ${WRK_T[https-resume]} client threads"
+  meta title.https-resume "9. HTTPS, new connection per request (wrk, Connection: close), each offering the session of the one before (see HTTPS setup), ${WRK_C[https-resume]} connections, ${WRK_T[https-resume]} client threads"
   meta cmd.https-resume "wrk -t${WRK_T[https-resume]} -c${WRK_C[https-resume]} -d${DURATION}s -H 'Connection: close' $u/index.html"
   meta title.https-small "10. HTTPS keep-alive, small file (11 bytes), ${WRK_C[https-small]} connections"
   meta title.https-16k "11. HTTPS keep-alive, 16 KiB file, ${WRK_C[https-16k]} connections"
@@ -907,31 +909,40 @@ sanity_check() {
 
 # What an OpenSSL client with its default settings (as wrk and ab are)
 # negotiates with the server, whether the certificate verifies for
-# 127.0.0.1, and whether a second connection resumes the session of the
-# first (a TLS 1.3 ticket); one line in the report per server.
+# 127.0.0.1, and whether sessions resume: a second connection offers the
+# session (TLS 1.3 ticket) of the first, a third the session of the second.
+# wrk offers each new connection the session of the one before, so a server
+# that sends no new ticket on a resumed connection gets alternately full and
+# resumed handshakes in https-resume.  One line in the report per server.
 tls_probe() {
-  local name=$1 dir="$WORK/tlscheck/$1" first second proto cipher group sig resumed req
+  local name=$1 dir="$WORK/tlscheck/$1" said=() i proto cipher group sig resumed req
+  local opts=(-connect "127.0.0.1:$SERVER_TLS_PORT" -servername localhost -CAfile "$TLS_CERT" -ign_eof)
   mkdir -p "$dir"
   req=$'GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'
-  first=$(printf '%s' "$req" | timeout 10 "${CLIENT_WRAP[@]}" openssl s_client \
-    -connect "127.0.0.1:$SERVER_TLS_PORT" -servername localhost -CAfile "$TLS_CERT" \
-    -verify_ip 127.0.0.1 -verify_return_error -ign_eof -sess_out "$dir/session.pem" 2>&1 || true)
-  second=$(printf '%s' "$req" | timeout 10 "${CLIENT_WRAP[@]}" openssl s_client \
-    -connect "127.0.0.1:$SERVER_TLS_PORT" -servername localhost -CAfile "$TLS_CERT" \
-    -ign_eof -sess_in "$dir/session.pem" 2>&1 || true)
-  printf '%s\n===\n%s\n' "$first" "$second" >"$dir/s_client.txt"
-  read -r proto cipher < <(sed -n 's/^New, \([^,]*\), Cipher is \(.*\)/\1 \2/p' <<<"$first" | head -1) || true
-  group=$(sed -n 's/^Server Temp Key: \([^,]*\).*/\1/p' <<<"$first" | head -1)
-  sig=$(sed -n 's/^Peer signature type: //p' <<<"$first" | head -1)
-  resumed=no
-  grep -q '^Reused, ' <<<"$second" && resumed=yes
-  if [[ -z $proto ]] || ! grep -q '^Verification: OK' <<<"$first"; then
-    note "$name: openssl s_client could not complete a verified handshake on its TLS port: $(grep -m1 -i error <<<"$first")"
+  said[0]=$(printf '%s' "$req" | timeout 10 "${CLIENT_WRAP[@]}" openssl s_client "${opts[@]}" \
+    -verify_ip 127.0.0.1 -verify_return_error -sess_out "$dir/session.0.pem" 2>&1 || true)
+  for i in 1 2; do
+    said[i]=$(printf '%s' "$req" | timeout 10 "${CLIENT_WRAP[@]}" openssl s_client "${opts[@]}" \
+      -sess_in "$dir/session.$((i - 1)).pem" -sess_out "$dir/session.$i.pem" 2>&1 || true)
+  done
+  printf '%s\n=====\n' "${said[@]}" >"$dir/s_client.txt"
+  read -r proto cipher < <(sed -n 's/^New, \([^,]*\), Cipher is \(.*\)/\1 \2/p' <<<"${said[0]}" | head -1) || true
+  group=$(sed -n 's/^Server Temp Key: \([^,]*\).*/\1/p' <<<"${said[0]}" | head -1)
+  sig=$(sed -n 's/^Peer signature type: //p' <<<"${said[0]}" | head -1)
+  if [[ -z $proto ]] || ! grep -q '^Verification: OK' <<<"${said[0]}"; then
+    note "$name: openssl s_client could not complete a verified handshake on its TLS port: $(grep -m1 -i error <<<"${said[0]}")"
     return 1
   fi
-  meta "tls.$name" "$proto, $cipher, ${group:-?}, ${sig:-?} signature; session resumed: $resumed"
-  [[ $resumed == yes ]] ||
+  if ! grep -q '^Reused, ' <<<"${said[1]}"; then
+    resumed="no"
     note "$name did not resume a TLS session (openssl s_client -sess_in): its https-resume row is full handshakes"
+  elif grep -q '^Reused, ' <<<"${said[2]}"; then
+    resumed="yes, also from a resumed session"
+  else
+    resumed="yes, but a resumed connection brings no new ticket"
+    note "$name resumes a TLS session but sends no new ticket on the resumed connection: in https-resume, wrk's handshakes alternate between full and resumed"
+  fi
+  meta "tls.$name" "$proto, $cipher, ${group:-?}, ${sig:-?} signature; session resumption: $resumed"
 }
 
 start_server() {
@@ -1054,7 +1065,8 @@ run_workload() {
       # hang up; wrk then counts the response and reconnects (a server that
       # ignored the header would show up in the connection count below).
       # Over TLS, wrk offers each new connection the session of the one
-      # before, so https-resume is a resumed handshake per request.
+      # before, so https-resume is a resumed handshake per request where the
+      # server hands out a new ticket on resumed connections (tls_probe).
       local hdr=()
       if [[ $wl == close || $wl == https-resume ]]; then hdr=(-H 'Connection: close'); fi
       timeout "$cap" "${CLIENT_WRAP[@]}" wrk -t"${WRK_T[$wl]}" -c"${WRK_C[$wl]}" -d"$d" \
