@@ -805,18 +805,18 @@ start_ringhttpd() { start_ring_binary ringhttpd "$RING_BIN" "$1"; }
 start_baseline() { start_ring_binary baseline "$BASE_BIN" "$1"; }
 
 # start_ring_binary NAME BINARY ROUND
-# With HTTPS, the TLS port is picked here like the peers' (port 0 is not
-# assumed to work for it) and read back from the start-up line
+# With HTTPS it also binds --tls-port 0 and reports both:
 # `listening on 127.0.0.1:P and https://127.0.0.1:T (workers: ...`.
+# Kernel TLS is left at ringhttpd's default (--ktls auto), as a user gets it.
 start_ring_binary() {
   local name=$1 bin=$2 log="$WORK/$1.$3.log" i tls=() tls_port=""
   if wants_tls "$name"; then
-    tls_port=$(free_port)
+    tls_port=0
     tls=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY" --tls-port "$tls_port")
   fi
   "${SERVER_WRAP[@]}" setsid "$bin" -a 127.0.0.1 -p 0 -r "$ROOT" -w "$WORKERS" "${RING_PLACEMENT[@]}" "${tls[@]}" 2>"$log" &
   SERVER_PID=$!
-  # It binds port 0 and reports the port it got on stderr.
+  # It binds port 0 and reports the port(s) it got on stderr.
   for ((i = 0; i < 200; i++)); do
     SERVER_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
     if [[ -n $SERVER_PORT && -n $tls_port ]]; then
@@ -885,6 +885,7 @@ wait_ready() {
       curl -s -o /dev/null -m 1 "${CURL_CA[@]}" "$url" && continue 2
       sleep 0.05
     done
+    log "no answer from $url"
     return 1
   done
 }
