@@ -15,7 +15,9 @@
 # stops it, so only one server is ever alive while measured.  On a machine
 # with many cores, --server-cpus and --client-cpus keep servers and load
 # generators on separate CPU sets (taskset), and --wrk-threads/--connections
-# scale the load.  The Markdown
+# scale the load.  The https-* workloads (--workloads https) run the same
+# loads over TLS, on a second port of every server with one certificate made
+# for the run.  The Markdown
 # report goes to stdout and to bench-results/bench-<date>.md; progress goes
 # to stderr.  Run `scripts/bench.sh --help` for the details.
 
@@ -28,16 +30,22 @@ LIB="$REPO/scripts/bench_lib"
 # shellcheck source=scripts/bench_lib/servers.sh
 source "$LIB/servers.sh"
 ALL_SERVERS=(ringhttpd nginx lighttpd h2o)
-ALL_WORKLOADS=(ab close small 16k 1m c2000 100m)
+PLAIN_WORKLOADS=(ab close small 16k 1m c2000 100m)
+HTTPS_WORKLOADS=(https-handshake https-resume https-small https-16k https-1m)
+ALL_WORKLOADS=("${PLAIN_WORKLOADS[@]}" "${HTTPS_WORKLOADS[@]}")
 
 # The wrk workloads: URL path, default threads (-t) and connections (-c).
 # --wrk-threads replaces every -t; --connections replaces the -c of the
 # workloads in SCALABLE (the others are defined by their connection count).
+# Each https-* wrk workload is its plain twin over TLS.
 declare -A WL_PATH=([close]=/index.html [small]=/index.html [16k]=/16k.bin
-  [1m]=/1m.bin [c2000]=/index.html [100m]=/100m.bin)
-declare -A WL_THREADS=([close]=2 [small]=1 [16k]=1 [1m]=1 [c2000]=2 [100m]=1)
-declare -A WL_CONNS=([close]=100 [small]=100 [16k]=100 [1m]=16 [c2000]=2000 [100m]=1)
-SCALABLE=(close small 16k)
+  [1m]=/1m.bin [c2000]=/index.html [100m]=/100m.bin [https-resume]=/index.html
+  [https-small]=/index.html [https-16k]=/16k.bin [https-1m]=/1m.bin)
+declare -A WL_THREADS=([close]=2 [small]=1 [16k]=1 [1m]=1 [c2000]=2 [100m]=1
+  [https-resume]=2 [https-small]=1 [https-16k]=1 [https-1m]=1)
+declare -A WL_CONNS=([close]=100 [small]=100 [16k]=100 [1m]=16 [c2000]=2000 [100m]=1
+  [https-resume]=100 [https-small]=100 [https-16k]=100 [https-1m]=16)
+SCALABLE=(close small 16k https-resume https-small https-16k)
 # The -t and -c each wrk workload runs with (set by parse_args).
 declare -A WRK_T=() WRK_C=()
 
@@ -80,8 +88,9 @@ Options:
   --rounds R       rounds per workload; medians are reported (default 3)
   --quick          smoke mode: 1 round, short runs, 1000 idle conns (~1 min)
   --only LIST      comma-separated subset of: ringhttpd,nginx,lighttpd,h2o
-  --workloads LIST comma-separated subset of the workloads below, by name:
-                   ab,close,small,16k,1m,c2000,100m (default: all)
+  --workloads LIST comma-separated workloads (listed below) by name, or the
+                   groups `plain` (1-7), `https` (8-12) and `all`
+                   (default: plain)
   --idle-conns N   idle keep-alive connections for the memory test
                    (default 10000, 1000 with --quick, 0 to skip)
   --no-install     never install anything (no apt-get): use the tools found on
@@ -114,7 +123,7 @@ Many cores:
   --wrk-threads N  wrk threads (-t) for every wrk workload, capped at its
                    connection count (default: per workload, as listed below)
   --connections N  connections (-c) of the close, small and 16k workloads
-                   (default 100); wrk opens connections/threads per thread,
+                   and their https twins (default 100); wrk opens connections/threads per thread,
                    so N is rounded down to a multiple of the threads
   -h, --help       this text
 
@@ -130,6 +139,27 @@ Workloads (each against every server, R rounds):
   6. c2000  wrk -t2 -c2000 -d10s /index.html many keep-alive connections
   7. 100m   wrk -t1 -c1    -d10s /100m.bin   one connection streaming
 plus RSS per idle keep-alive connection.
+
+HTTPS workloads (only with --workloads https, all, or by name), against a
+second, TLS port of every server:
+  8. https-handshake  ab -t10 -c100 -f TLS1.3 /index.html
+                      new connection per request, each a full TLS 1.3
+                      handshake (ab never resumes a session); ab stops
+                      early at 50,000 requests
+  9. https-resume     wrk -t2 -c100 -d10s -H 'Connection: close' /index.html
+                      new connection per request, each offering the TLS
+                      session of the one before for resumption (wrk keeps
+                      it); a server that sends no new ticket on a resumed
+                      connection gets full and resumed handshakes in turn
+ 10. https-small      wrk -t1 -c100 -d10s /index.html  keep-alive
+ 11. https-16k        wrk -t1 -c100 -d10s /16k.bin
+ 12. https-1m         wrk -t1 -c16  -d10s /1m.bin
+Every server gets the same certificate, made with openssl for the run
+(ECDSA P-256, self-signed, for localhost and 127.0.0.1), TLS 1.2 and 1.3,
+Mozilla's intermediate ciphers and session tickets on.  nginx also gets
+`ssl_conf_command Options KTLS` (sendfile through kernel TLS) when nginx -t
+accepts it and the kernel offers the `tls` ULP; the report says which.
+ringhttpd's https rows need a build that takes --tls-port (else skipped).
 
 Example, 16 cores: servers on 0-7, load generators on 8-15:
   scripts/bench.sh --workers 8 --server-cpus 0-7 --client-cpus 8-15 \
@@ -202,18 +232,26 @@ parse_args() {
   fi
   if [[ -n $BASE_PREBUILT ]]; then SERVERS+=(baseline); fi
 
-  local w wanted_wl
-  WORKLOADS=("${ALL_WORKLOADS[@]}")
+  local w wanted_wl expanded=""
+  WORKLOADS=("${PLAIN_WORKLOADS[@]}")
   if [[ -n $WORKLOAD_LIST ]]; then
     IFS=, read -ra wanted_wl <<<"$WORKLOAD_LIST"
     for w in "${wanted_wl[@]}"; do
-      [[ " ${ALL_WORKLOADS[*]} " == *" $w "* ]] ||
-        { echo "bench.sh: unknown workload '$w' in --workloads (see --help)" >&2; exit 2; }
+      case $w in
+        plain) expanded+=",${PLAIN_WORKLOADS[*]}" ;;
+        https) expanded+=",${HTTPS_WORKLOADS[*]}" ;;
+        all) expanded+=",${ALL_WORKLOADS[*]}" ;;
+        *)
+          [[ " ${ALL_WORKLOADS[*]} " == *" $w "* ]] ||
+            { echo "bench.sh: unknown workload '$w' in --workloads (see --help)" >&2; exit 2; }
+          expanded+=",$w" ;;
+      esac
     done
+    expanded="${expanded// /,},"
     # Always in the published order, whatever order the list gives.
     WORKLOADS=()
     for w in "${ALL_WORKLOADS[@]}"; do
-      [[ ",$WORKLOAD_LIST," == *",$w,"* ]] && WORKLOADS+=("$w")
+      [[ $expanded == *",$w,"* ]] && WORKLOADS+=("$w")
     done
   fi
 
@@ -300,10 +338,24 @@ join_by() {
 
 wants_workload() { [[ " ${WORKLOADS[*]} " == *" $1 "* ]]; }
 
-# True if some selected workload runs wrk (all but ab).
+# The workloads ab runs; all others run wrk.
+is_ab() { [[ $1 == ab || $1 == https-handshake ]]; }
+is_https() { [[ $1 == https-* ]]; }
+
+# True if some selected workload runs wrk, ab, or goes over TLS.
 wants_wrk() {
   local w
-  for w in "${WORKLOADS[@]}"; do [[ $w == ab ]] || return 0; done
+  for w in "${WORKLOADS[@]}"; do is_ab "$w" || return 0; done
+  return 1
+}
+wants_ab() {
+  local w
+  for w in "${WORKLOADS[@]}"; do is_ab "$w" && return 0; done
+  return 1
+}
+wants_https() {
+  local w
+  for w in "${WORKLOADS[@]}"; do is_https "$w" && return 0; done
   return 1
 }
 
@@ -361,6 +413,7 @@ tool_version() {
   case $1 in
     ab) ab -V ;;
     curl) curl -V ;;
+    openssl) openssl version ;;
     h2o | python3 | timeout) "$1" --version ;;
     setsid | taskset) "$1" -V ;;
     *) "$1" -v ;;
@@ -380,10 +433,11 @@ ensure_tools() {
   # releases; the retry below falls back to plain nginx.  With --no-install
   # nothing is installed and PATH alone decides (apt is never assumed).
   local -A pkg_of=([ab]=apache2-utils [wrk]=wrk [curl]=curl [taskset]=util-linux
-    [nginx]=nginx-light [lighttpd]=lighttpd [h2o]=h2o)
+    [openssl]=openssl [nginx]=nginx-light [lighttpd]=lighttpd [h2o]=h2o)
   local required=(curl python3 setsid timeout) wanted=() missing=() cmd s
-  if wants_workload ab; then required+=(ab); fi
+  if wants_ab; then required+=(ab); fi
   if wants_wrk; then required+=(wrk); fi
+  if wants_https; then required+=(openssl); fi
   if [[ -n $SERVER_CPUS$CLIENT_CPUS ]]; then required+=(taskset); fi
   wanted=("${required[@]}")
   for s in "${SERVERS[@]}"; do [[ $s == ringhttpd || $s == baseline ]] || wanted+=("$s"); done
@@ -479,6 +533,106 @@ make_docroot() {
   chmod 644 "$ROOT"/*
 }
 
+# The one certificate every server presents: ECDSA P-256, self-signed, valid
+# for localhost and 127.0.0.1, made fresh for the run.
+make_tls_cert() {
+  wants_https || return 0
+  mkdir -p "$WORK/tls"
+  TLS_CERT="$WORK/tls/cert.pem" TLS_KEY="$WORK/tls/key.pem"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -sha256 -nodes \
+    -keyout "$TLS_KEY" -out "$TLS_CERT" -days 2 -subj /CN=localhost \
+    -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' >"$WORK/tls/openssl.log" 2>&1 ||
+    { log "FATAL: openssl could not make the certificate:"; tail -3 "$WORK/tls/openssl.log" >&2; exit 1; }
+  chmod 644 "$TLS_CERT"
+  CURL_CA=(--cacert "$TLS_CERT")
+}
+
+# Which servers take part in the https workloads: ringhttpd builds that take
+# --tls-port, and peers whose HTTPS configuration passes their own test mode
+# (lighttpd needs mod_openssl, a package of its own on Debian).  The others
+# are skipped from those workloads only.
+declare -A HAS_TLS=()
+TLS_CERT="" TLS_KEY=""
+CURL_CA=()  # curl's option to trust the certificate
+check_tls_support() {
+  wants_https || return 0
+  local s dir bin
+  for s in "${SERVERS[@]}"; do
+    HAS_TLS[$s]=0
+    dir="$WORK/tlscheck/$s"
+    mkdir -p "$dir"
+    case $s in
+      ringhttpd | baseline)
+        bin=$RING_BIN
+        [[ $s == baseline ]] && bin=$BASE_BIN
+        if "$bin" --help 2>&1 | grep -q -- '--tls-port'; then
+          HAS_TLS[$s]=1
+        else
+          note "$s does not accept --tls-port (a build without HTTPS): its https rows are skipped"
+        fi
+        continue ;;
+      nginx)
+        write_nginx_conf "$dir" "$(free_port)" "$WORKERS" "$ROOT" "" "" "$(free_port)" "$TLS_CERT" "$TLS_KEY"
+        nginx -t -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/test.log" 2>&1 && HAS_TLS[$s]=1 ;;
+      lighttpd)
+        write_lighttpd_conf "$dir" "$(free_port)" "$WORKERS" "$ROOT" "$(free_port)" "$TLS_CERT" "$TLS_KEY"
+        if ! lighttpd -tt -f "$dir/lighttpd.conf" >"$dir/test.log" 2>&1; then
+          apt_install lighttpd-mod-openssl || true
+        fi
+        lighttpd -tt -f "$dir/lighttpd.conf" >"$dir/test.log" 2>&1 && HAS_TLS[$s]=1 ;;
+      h2o)
+        write_h2o_conf "$dir" "$(free_port)" "$WORKERS" "$ROOT" "$(free_port)" "$TLS_CERT" "$TLS_KEY"
+        h2o -t -c "$dir/h2o.conf" >"$dir/test.log" 2>&1 && HAS_TLS[$s]=1 ;;
+    esac
+    ((HAS_TLS[$s])) ||
+      note "$s refuses its HTTPS configuration, so its https rows are skipped: $(grep -v '^\s*$' "$dir/test.log" | tail -1)"
+  done
+  detect_nginx_ktls
+}
+
+# True if the kernel can do TLS itself: the `tls` ULP is listed, or setting
+# it on a connected socket works (which loads the module if there is one).
+kernel_tls_ulp() {
+  grep -qw tls /proc/sys/net/ipv4/tcp_available_ulp 2>/dev/null && return 0
+  python3 -c '
+import socket, sys
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(1)
+c = socket.create_connection(l.getsockname()); a, _ = l.accept()
+try:
+    c.setsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_ULP", 31), b"tls")
+except OSError as e:
+    sys.exit(e.strerror)
+' 2>/dev/null
+}
+
+# nginx sends files through kernel TLS (SSL_sendfile) when OpenSSL is told
+# to (ssl_conf_command Options KTLS, nginx >= 1.21.4 with OpenSSL 3) and the
+# kernel has the tls ULP; otherwise it encrypts in user space and cannot use
+# sendfile over TLS.  Whether it really did shows in /proc/net/tls_stat.
+NGINX_KTLS=0
+detect_nginx_ktls() {
+  [[ ${HAS_TLS[nginx]:-0} == 1 ]] || return 0
+  local dir="$WORK/tlscheck/nginx-ktls" why="" short="" ulps
+  mkdir -p "$dir"
+  write_nginx_conf "$dir" "$(free_port)" "$WORKERS" "$ROOT" "" "" "$(free_port)" "$TLS_CERT" "$TLS_KEY" 1
+  ulps=$(cat /proc/sys/net/ipv4/tcp_available_ulp 2>/dev/null || echo unreadable)
+  if ! nginx -t -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/test.log" 2>&1; then
+    why="nginx -t refuses \`ssl_conf_command Options KTLS\` ($(grep -m1 emerg "$dir/test.log"))"
+    short="off (nginx or its OpenSSL lacks it)"
+  elif ! kernel_tls_ulp; then
+    why="nginx and OpenSSL accept \`ssl_conf_command Options KTLS\`, but the kernel has no tls ULP (tcp_available_ulp: ${ulps:-none})"
+    short="off (no tls ULP in the kernel)"
+  fi
+  if [[ -z $why ]]; then
+    NGINX_KTLS=1
+    meta ktls.nginx "on (\`ssl_conf_command Options KTLS\`: sendfile through kernel TLS)"
+    note "nginx ran with \`ssl_conf_command Options KTLS\`: nginx -t accepts it and the kernel has the tls ULP"
+  else
+    meta ktls.nginx "$short"
+    note "nginx ran with TLS in user space (no kTLS, no sendfile over TLS): $why"
+  fi
+}
+
 collect_meta() {
   local cpu cores
   cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
@@ -509,14 +663,15 @@ collect_meta() {
   local tools=() paths=() cmd
   # (`wrk -v` exits 1, hence the `|| true`: set -e would stop at it.)
   if wants_wrk; then tools+=("$({ tool_version wrk || true; } | head -1 | awk '{print $1, $2}')"); fi
-  if wants_workload ab; then tools+=("ab $(tool_version ab | sed -n 's/.*Version \([0-9.]*\).*/\1/p')"); fi
+  if wants_ab; then tools+=("ab $(tool_version ab | sed -n 's/.*Version \([0-9.]*\).*/\1/p')"); fi
+  if wants_https; then tools+=("$(tool_version openssl | awk '{print $1, $2}')"); fi
   meta tools "$(join_by ', ' "${tools[@]}")"
   # Where each tool came from: the system, or a bundle put on PATH (--env).
   for cmd in wrk ab "${SERVERS[@]}"; do
     case $cmd in
       ringhttpd | baseline) continue ;;
       wrk) wants_wrk || continue ;;
-      ab) wants_workload ab || continue ;;
+      ab) wants_ab || continue ;;
     esac
     paths+=("$cmd \`$(command -v "$cmd")\`")
   done
@@ -546,19 +701,20 @@ collect_meta() {
     note "only one side is confined (${SERVER_CPUS:+--server-cpus}${CLIENT_CPUS:+--client-cpus}): the other runs on any CPU, these included"
   fi
   for w in "${WORKLOADS[@]}"; do
-    if [[ $w == ab ]]; then load+=("ab -c$AB_C"); else load+=("$w -t${WRK_T[$w]} -c${WRK_C[$w]}"); fi
+    if is_ab "$w"; then load+=("$w -c$AB_C"); else load+=("$w -t${WRK_T[$w]} -c${WRK_C[$w]}"); fi
   done
   meta load "$(join_by ', ' "${load[@]}")"
   local asked
   for w in "${WORKLOADS[@]}"; do
-    [[ $w != ab ]] || continue
+    ! is_ab "$w" || continue
     asked=${WL_CONNS[$w]}
     if [[ -n $CONNECTIONS && " ${SCALABLE[*]} " == *" $w "* ]]; then asked=$CONNECTIONS; fi
     if ((WRK_C[$w] != asked)); then
       note "wrk opens connections ÷ threads per thread: $w ran -c${WRK_C[$w]} instead of $asked with ${WRK_T[$w]} threads"
     fi
   done
-  if { wants_workload ab || wants_workload close; } &&
+  if { wants_workload ab || wants_workload close || wants_workload https-handshake ||
+    wants_workload https-resume; } &&
     [[ $(cat /proc/sys/net/ipv4/tcp_tw_reuse 2>/dev/null || echo 2) == 0 ]]; then
     note "net.ipv4.tcp_tw_reuse is 0: the new-connection workloads may run out of local ports (connect errors)"
   fi
@@ -604,6 +760,26 @@ collect_meta() {
   for w in small 16k 1m c2000 100m; do
     meta "cmd.$w" "wrk -t${WRK_T[$w]} -c${WRK_C[$w]} -d${DURATION}s $u${WL_PATH[$w]}"
   done
+
+  # The https workloads, against each server's TLS port.
+  u="https://127.0.0.1:TLSPORT"
+  meta title.https-handshake "8. HTTPS, new connection per request, each a full TLS 1.3 handshake (ab, ${DURATION} s, ${AB_C} concurrent, one client thread)"
+  meta cmd.https-handshake "ab -t $DURATION -c $AB_C -r -s 60 -f TLS1.3 $u/index.html"
+  meta title.https-resume "9. HTTPS, new connection per request (wrk, Connection: close), each offering the session of the one before (see HTTPS setup), ${WRK_C[https-resume]} connections, ${WRK_T[https-resume]} client threads"
+  meta cmd.https-resume "wrk -t${WRK_T[https-resume]} -c${WRK_C[https-resume]} -d${DURATION}s -H 'Connection: close' $u/index.html"
+  meta title.https-small "10. HTTPS keep-alive, small file (11 bytes), ${WRK_C[https-small]} connections"
+  meta title.https-16k "11. HTTPS keep-alive, 16 KiB file, ${WRK_C[https-16k]} connections"
+  meta title.https-1m "12. HTTPS throughput, 1 MiB file, ${WRK_C[https-1m]} connections"
+  for w in https-small https-16k https-1m; do
+    meta "cmd.$w" "wrk -t${WRK_T[$w]} -c${WRK_C[$w]} -d${DURATION}s $u${WL_PATH[$w]}"
+  done
+  if wants_https; then
+    meta tls.cert "ECDSA P-256, self-signed (subjectAltName DNS:localhost, IP:127.0.0.1), the same for every server"
+    meta tls.config "TLS 1.2 and 1.3, Mozilla intermediate ciphers (TLS 1.2), groups ${TLS_GROUPS//:/, }, session tickets on"
+    local s tls_servers=()
+    for s in "${SERVERS[@]}"; do ((${HAS_TLS[$s]:-0})) && tls_servers+=("$s"); done
+    meta tls.servers "$(IFS=,; echo "${tls_servers[*]}")"
+  fi
 }
 
 # ----------------------------------------------------------------------------
@@ -619,18 +795,37 @@ collect_meta() {
 # ----------------------------------------------------------------------------
 SERVER_PID=""
 SERVER_PORT=""
+# The HTTPS port, for a server that serves the https workloads; else empty.
+SERVER_TLS_PORT=""
+
+# wants_tls NAME: true if NAME gets an HTTPS port this run.
+wants_tls() { wants_https && ((${HAS_TLS[$1]:-0})); }
 
 start_ringhttpd() { start_ring_binary ringhttpd "$RING_BIN" "$1"; }
 start_baseline() { start_ring_binary baseline "$BASE_BIN" "$1"; }
 
 # start_ring_binary NAME BINARY ROUND
+# With HTTPS it also binds --tls-port 0 and reports both:
+# `listening on 127.0.0.1:P and https://127.0.0.1:T (workers: ...`.
+# Kernel TLS is left at ringhttpd's default (--ktls auto), as a user gets it.
 start_ring_binary() {
-  local name=$1 bin=$2 log="$WORK/$1.$3.log" i
-  "${SERVER_WRAP[@]}" setsid "$bin" -a 127.0.0.1 -p 0 -r "$ROOT" -w "$WORKERS" "${RING_PLACEMENT[@]}" 2>"$log" &
+  local name=$1 bin=$2 log="$WORK/$1.$3.log" i tls=() tls_port=""
+  if wants_tls "$name"; then
+    tls_port=0
+    tls=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY" --tls-port "$tls_port")
+  fi
+  "${SERVER_WRAP[@]}" setsid "$bin" -a 127.0.0.1 -p 0 -r "$ROOT" -w "$WORKERS" "${RING_PLACEMENT[@]}" "${tls[@]}" 2>"$log" &
   SERVER_PID=$!
-  # It binds port 0 and reports the port it got on stderr.
+  # It binds port 0 and reports the port(s) it got on stderr.
   for ((i = 0; i < 200; i++)); do
     SERVER_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
+    if [[ -n $SERVER_PORT && -n $tls_port ]]; then
+      SERVER_TLS_PORT=$(sed -n 's/.*listening on .*https:\/\/127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$log" | head -1)
+      if [[ -z $SERVER_TLS_PORT ]]; then
+        log "$name did not report an https:// address on its start-up line; its stderr:"; tail -5 "$log" >&2
+        return 1
+      fi
+    fi
     [[ -n $SERVER_PORT ]] && return 0
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.05
@@ -643,7 +838,13 @@ start_nginx() {
   local dir="$WORK/nginx"
   mkdir -p "$dir"
   SERVER_PORT=$(free_port)
-  write_nginx_conf "$dir" "$SERVER_PORT" "$WORKERS" "$ROOT"
+  if wants_tls nginx; then
+    SERVER_TLS_PORT=$(free_port)
+    write_nginx_conf "$dir" "$SERVER_PORT" "$WORKERS" "$ROOT" "" "" \
+      "$SERVER_TLS_PORT" "$TLS_CERT" "$TLS_KEY" "$NGINX_KTLS"
+  else
+    write_nginx_conf "$dir" "$SERVER_PORT" "$WORKERS" "$ROOT"
+  fi
   local conf="$dir/nginx.conf"
   "${SERVER_WRAP[@]}" setsid nginx -e "$dir/error.log" -p "$dir" -c "$conf" 2>>"$dir/stderr.log" &
   SERVER_PID=$!
@@ -653,7 +854,9 @@ start_lighttpd() {
   local dir="$WORK/lighttpd"
   mkdir -p "$dir"
   SERVER_PORT=$(free_port)
-  write_lighttpd_conf "$dir" "$SERVER_PORT" "$WORKERS" "$ROOT"
+  if wants_tls lighttpd; then SERVER_TLS_PORT=$(free_port); fi
+  write_lighttpd_conf "$dir" "$SERVER_PORT" "$WORKERS" "$ROOT" \
+    ${SERVER_TLS_PORT:+"$SERVER_TLS_PORT" "$TLS_CERT" "$TLS_KEY"}
   local conf="$dir/lighttpd.conf"
   "${SERVER_WRAP[@]}" setsid lighttpd -D -f "$conf" 2>>"$dir/stderr.log" &
   SERVER_PID=$!
@@ -663,41 +866,89 @@ start_h2o() {
   local dir="$WORK/h2o"
   mkdir -p "$dir"
   SERVER_PORT=$(free_port)
-  write_h2o_conf "$dir" "$SERVER_PORT" "$WORKERS" "$ROOT"
+  if wants_tls h2o; then SERVER_TLS_PORT=$(free_port); fi
+  write_h2o_conf "$dir" "$SERVER_PORT" "$WORKERS" "$ROOT" \
+    ${SERVER_TLS_PORT:+"$SERVER_TLS_PORT" "$TLS_CERT" "$TLS_KEY"}
   local conf="$dir/h2o.conf"
   "${SERVER_WRAP[@]}" setsid h2o -c "$conf" 2>>"$dir/stderr.log" &
   SERVER_PID=$!
 }
 
-# Readiness is a bounded series of real HTTP requests, not a fixed sleep.
+# Readiness is a bounded series of real HTTP requests, not a fixed sleep;
+# over HTTPS too when the server has a TLS port (curl checks the certificate).
 wait_ready() {
-  local i
-  for ((i = 0; i < 200; i++)); do
-    kill -0 "$SERVER_PID" 2>/dev/null || return 1
-    curl -s -o /dev/null -m 1 "http://127.0.0.1:$SERVER_PORT/index.html" && return 0
-    sleep 0.05
+  local i url
+  for url in "http://127.0.0.1:$SERVER_PORT/index.html" \
+    ${SERVER_TLS_PORT:+"https://127.0.0.1:$SERVER_TLS_PORT/index.html"}; do
+    for ((i = 0; i < 200; i++)); do
+      kill -0 "$SERVER_PID" 2>/dev/null || return 1
+      curl -s -o /dev/null -m 1 "${CURL_CA[@]}" "$url" && continue 2
+      sleep 0.05
+    done
+    log "no answer from $url"
+    return 1
   done
-  return 1
 }
 
-# Every file must come back whole with 200: a server that serves the wrong
-# thing would otherwise post meaningless numbers.  Also warms the page cache.
+# Every file must come back whole with 200, over HTTPS as well: a server that
+# serves the wrong thing would otherwise post meaningless numbers.  Also
+# warms the page cache.
 sanity_check() {
-  local f want got
-  for f in index.html:11 16k.bin:16384 1m.bin:1048576 100m.bin:104857600; do
-    want="200 ${f#*:}"
-    got=$(curl -s -o /dev/null -m 30 -w '%{http_code} %{size_download}' \
-      "http://127.0.0.1:$SERVER_PORT/${f%%:*}" || true)
-    if [[ $got != "$want" ]]; then
-      note "$1: GET /${f%%:*} gave '$got', expected '$want'"
-      return 1
-    fi
+  local f want got base
+  for base in "http://127.0.0.1:$SERVER_PORT" ${SERVER_TLS_PORT:+"https://127.0.0.1:$SERVER_TLS_PORT"}; do
+    for f in index.html:11 16k.bin:16384 1m.bin:1048576 100m.bin:104857600; do
+      want="200 ${f#*:}"
+      got=$(curl -s -o /dev/null -m 30 "${CURL_CA[@]}" \
+        -w '%{http_code} %{size_download}' "$base/${f%%:*}" || true)
+      if [[ $got != "$want" ]]; then
+        note "$1: GET $base/${f%%:*} gave '$got', expected '$want'"
+        return 1
+      fi
+    done
   done
+}
+
+# What an OpenSSL client with its default settings (as wrk and ab are)
+# negotiates with the server, whether the certificate verifies for
+# 127.0.0.1, and whether sessions resume: a second connection offers the
+# session (TLS 1.3 ticket) of the first, a third the session of the second.
+# wrk offers each new connection the session of the one before, so a server
+# that sends no new ticket on a resumed connection gets alternately full and
+# resumed handshakes in https-resume.  One line in the report per server.
+tls_probe() {
+  local name=$1 dir="$WORK/tlscheck/$1" said=() i proto cipher group sig resumed req
+  local opts=(-connect "127.0.0.1:$SERVER_TLS_PORT" -servername localhost -CAfile "$TLS_CERT" -ign_eof)
+  mkdir -p "$dir"
+  req=$'GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'
+  said[0]=$(printf '%s' "$req" | timeout 10 "${CLIENT_WRAP[@]}" openssl s_client "${opts[@]}" \
+    -verify_ip 127.0.0.1 -verify_return_error -sess_out "$dir/session.0.pem" 2>&1 || true)
+  for i in 1 2; do
+    said[i]=$(printf '%s' "$req" | timeout 10 "${CLIENT_WRAP[@]}" openssl s_client "${opts[@]}" \
+      -sess_in "$dir/session.$((i - 1)).pem" -sess_out "$dir/session.$i.pem" 2>&1 || true)
+  done
+  printf '%s\n=====\n' "${said[@]}" >"$dir/s_client.txt"
+  read -r proto cipher < <(sed -n 's/^New, \([^,]*\), Cipher is \(.*\)/\1 \2/p' <<<"${said[0]}" | head -1) || true
+  group=$(sed -n 's/^Server Temp Key: \([^,]*\).*/\1/p' <<<"${said[0]}" | head -1)
+  sig=$(sed -n 's/^Peer signature type: //p' <<<"${said[0]}" | head -1)
+  if [[ -z $proto ]] || ! grep -q '^Verification: OK' <<<"${said[0]}"; then
+    note "$name: openssl s_client could not complete a verified handshake on its TLS port: $(grep -m1 -i error <<<"${said[0]}")"
+    return 1
+  fi
+  if ! grep -q '^Reused, ' <<<"${said[1]}"; then
+    resumed="no"
+    note "$name did not resume a TLS session (openssl s_client -sess_in): its https-resume row is full handshakes"
+  elif grep -q '^Reused, ' <<<"${said[2]}"; then
+    resumed="yes, also from a resumed session"
+  else
+    resumed="yes, but a resumed connection brings no new ticket"
+    note "$name resumes a TLS session but sends no new ticket on the resumed connection: in https-resume, wrk's handshakes alternate between full and resumed"
+  fi
+  meta "tls.$name" "$proto, $cipher, ${group:-?}, ${sig:-?} signature; session resumption: $resumed"
 }
 
 start_server() {
   local name=$1 round=$2
-  SERVER_PID="" SERVER_PORT=""
+  SERVER_PID="" SERVER_PORT="" SERVER_TLS_PORT=""
   "start_$name" "$round" || return 1
   RUNNING_PIDS+=("$SERVER_PID")
   if ! wait_ready; then
@@ -708,7 +959,7 @@ start_server() {
     done
     return 1
   fi
-  log "$name ready: pid $SERVER_PID, port $SERVER_PORT"
+  log "$name ready: pid $SERVER_PID, port $SERVER_PORT${SERVER_TLS_PORT:+, https port $SERVER_TLS_PORT}"
 }
 
 # Stops one server tree: TERM to the main process (nginx, lighttpd stop their
@@ -789,22 +1040,36 @@ measure_idle() {
 run_workload() {
   local name=$1 wl=$2 round=$3 url="http://127.0.0.1:$SERVER_PORT"
   local raw="$WORK/raw/$name.$wl.$round.txt" kind=wrk cpu0 cpu1 ticks res
-  local lua="$LIB/wrk_report.lua" d="${DURATION}s" opens0="" opens=""
+  local lua="$LIB/wrk_report.lua" d="${DURATION}s" opens0="" opens="" ktls0="" ktls=""
   # Hard cap so a hung server cannot stall the whole run.
   local cap=$((DURATION + 60))
+  if is_https "$wl"; then
+    url="https://127.0.0.1:$SERVER_TLS_PORT"
+    ktls0=$(ktls_tx_count)
+  fi
   # For the new-connection workloads, count the connections the kernel
   # accepted, to prove each request really had a connection of its own.
-  if [[ $wl == ab || $wl == close ]]; then opens0=$(tcp_passive_opens); fi
+  case $wl in ab | close | https-handshake | https-resume) opens0=$(tcp_passive_opens) ;; esac
   cpu0=$(python3 "$LIB/proc.py" cpu "$SERVER_PID")
   case $wl in
     ab) kind=ab cap=300
         timeout "$cap" "${CLIENT_WRAP[@]}" ab -n "$AB_N" -c "$AB_C" -r -s 60 "$url/" >"$raw" 2>&1 || true ;;
+    https-handshake)
+      # ab opens a new connection and a new TLS session for every request
+      # (it never offers a session to resume), so each is a full handshake;
+      # -t makes it run for a duration (it stops early at 50,000 requests).
+      kind=ab
+      timeout "$cap" "${CLIENT_WRAP[@]}" ab -t "$DURATION" -c "$AB_C" -r -s 60 -f TLS1.3 \
+        "$url/index.html" >"$raw" 2>&1 || true ;;
     *)
       # Connection: close makes the server answer with Connection: close and
       # hang up; wrk then counts the response and reconnects (a server that
       # ignored the header would show up in the connection count below).
+      # Over TLS, wrk offers each new connection the session of the one
+      # before, so https-resume is a resumed handshake per request where the
+      # server hands out a new ticket on resumed connections (tls_probe).
       local hdr=()
-      if [[ $wl == close ]]; then hdr=(-H 'Connection: close'); fi
+      if [[ $wl == close || $wl == https-resume ]]; then hdr=(-H 'Connection: close'); fi
       timeout "$cap" "${CLIENT_WRAP[@]}" wrk -t"${WRK_T[$wl]}" -c"${WRK_C[$wl]}" -d"$d" \
         "${hdr[@]}" -s "$lua" "$url${WL_PATH[$wl]}" >"$raw" 2>&1 || true ;;
   esac
@@ -818,6 +1083,10 @@ run_workload() {
   if [[ -n $opens0 ]]; then
     opens=$(tcp_passive_opens)
     if [[ -n $opens ]]; then opens=$((opens - opens0)); fi
+  fi
+  if [[ -n $ktls0 ]]; then
+    ktls=$(ktls_tx_count)
+    KTLS_TX[$name]=$((${KTLS_TX[$name]:-0} + ktls - ktls0))
   fi
   if res=$(python3 "$LIB/parse.py" "$kind" "$raw"); then
     local req dur bytes err
@@ -833,6 +1102,28 @@ run_workload() {
     printf '%s\t%s\t%s\tNA\tNA\tNA\tNA\t%s\n' "$name" "$wl" "$round" "$ticks" >>"$WORK/results.tsv"
     note "$name workload $wl round $round produced no result: $(tail -1 "$raw" 2>/dev/null)"
   fi
+}
+
+# Connections whose sending side the kernel encrypted (kTLS, software or
+# offloaded) since boot, from /proc/net/tls_stat; empty without a tls module.
+ktls_tx_count() {
+  awk '$1 == "TlsTxSw" || $1 == "TlsTxDevice" { n += $2 } END { if (NR) print n + 0 }' \
+    /proc/net/tls_stat 2>/dev/null || true
+}
+declare -A KTLS_TX=()
+
+# After the runs: whether kernel TLS really carried any server's responses.
+report_ktls() {
+  wants_https || return 0
+  local s
+  if [[ ! -r /proc/net/tls_stat ]]; then
+    note "no /proc/net/tls_stat: the kernel has no tls module loaded, so every server encrypted in user space"
+    return 0
+  fi
+  for s in "${SERVERS[@]}"; do
+    [[ -n ${KTLS_TX[$s]:-} ]] || continue
+    note "$s: kernel TLS encrypted the sending side of ${KTLS_TX[$s]} connections during its https workloads (/proc/net/tls_stat TlsTxSw + TlsTxDevice)"
+  done
 }
 
 # ----------------------------------------------------------------------------
@@ -854,6 +1145,8 @@ main() {
   prepare_baseline
   ((${#SERVERS[@]})) || { log "FATAL: no server left to measure"; exit 1; }
   make_docroot
+  make_tls_cert
+  check_tls_support
   collect_meta
   log "servers: ${SERVERS[*]}; workloads: ${WORKLOADS[*]}; workers $WORKERS; rounds $ROUNDS; work dir $WORK"
   if [[ -n $SERVER_CPUS$CLIENT_CPUS ]]; then
@@ -875,7 +1168,10 @@ main() {
         continue
       fi
       if ((round == 1 && IDLE_CONNS > 0)); then measure_idle "$name"; fi
+      if ((round == 1)) && [[ -n $SERVER_TLS_PORT ]]; then tls_probe "$name" || true; fi
       for wl in "${WORKLOADS[@]}"; do
+        # (A server without HTTPS was named in a note by check_tls_support.)
+        if is_https "$wl" && [[ -z $SERVER_TLS_PORT ]]; then continue; fi
         run_workload "$name" "$wl" "$round"
         kill -0 "$SERVER_PID" 2>/dev/null || break
       done
@@ -883,6 +1179,7 @@ main() {
     done
   done
 
+  report_ktls
   local md
   md=$(python3 "$LIB/report.py" "$WORK")
   mkdir -p "$REPO/bench-results"

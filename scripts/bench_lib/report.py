@@ -10,6 +10,11 @@ WORKDIR holds (all tab-separated, written by bench.sh):
   mem.tsv      server, rss_before, rss_after, opened, failed, alive
   notes.txt    free-text notes (skipped servers, failures), one per line
 
+With https-* workloads, meta.tsv also holds tls.cert, tls.config,
+tls.servers (the servers with an HTTPS port), tls.<server> (what an OpenSSL
+client negotiated) and ktls.nginx; a server without HTTPS shows "skipped"
+in the https tables.
+
 Per cell, req/s, MB/s and CPU µs/req are the medians over rounds (each round
 computed on its own); errors are summed over all rounds so none is hidden.
 Ratios are peer / ringhttpd: req/s ratio > 1 means the peer served more,
@@ -178,6 +183,28 @@ def main():
       "Spread is (max − min) ÷ median of req/s over the rounds.")
     w("")
 
+    tls_servers = [s for s in meta.get("tls.servers", "").split(",") if s]
+    if meta.get("tls.cert"):
+        w("## HTTPS setup")
+        w("")
+        w(f"Each server listens on a second port with TLS: certificate "
+          f"{meta['tls.cert']}; {meta.get('tls.config', '?')}. "
+          "The https workloads use the address `127.0.0.1`; wrk and ab "
+          "do not verify the certificate, the checks below do.")
+        w("")
+        w("| server | HTTPS | negotiated with `openssl s_client` (the "
+          "defaults wrk and ab use) | kernel TLS |")
+        w("|---|---|---|---|")
+        for s in servers:
+            on = s in tls_servers
+            # The peers other than nginx never ask for kernel TLS here;
+            # whether ringhttpd does is its own business (see the notes).
+            peer = s not in (REF, BASELINE)
+            ktls = meta.get(f"ktls.{s}", "no (user space)" if on and peer else "–")
+            w(f"| {s} | {'yes' if on else 'skipped (no HTTPS)'} "
+              f"| {meta.get('tls.' + s, 'n/a' if on else '–')} | {ktls} |")
+        w("")
+
     for wl in workloads:
         w(f"## {meta.get('title.' + wl, wl)}")
         w("")
@@ -191,6 +218,9 @@ def main():
         ref = summary(REF, wl)
         for s in servers:
             c = summary(s, wl)
+            if c is None and wl.startswith("https-") and s not in tls_servers:
+                w(f"| {s} | skipped (no HTTPS) | – | – | – | – | – | – |")
+                continue
             if c is None:
                 w(f"| {s} | n/a | – | n/a | n/a | n/a | – | – |")
                 continue
