@@ -192,45 +192,106 @@ impl Conn {
         match then {
             None => self.next_piece(ctx, ex),
             Some(Then::Splice(body, pipe)) => self.start_splice(ctx, body, pipe, ex),
-            Some(Then::Seal(body, buf)) => self.read_to_seal(ctx, body, buf, ex),
+            Some(Then::Seal(body, buf)) => self.seal_file(ctx, body, buf, ex),
         }
     }
 
-    /// Reads the next chunk of a file body that rustls seals (a TLS connection in user space).
-    /// Like a splice from a file, the read may wait for the disk; the ring does it off this
-    /// thread then.
-    fn read_to_seal(&mut self, ctx: &mut Ctx, body: BodyFile, mut buf: Vec<u8>, ex: Exchange) {
-        let len = body.remaining.min(SEAL_CHUNK) as usize;
-        buf.resize(len, 0);
-        let (file, offset, token) = (body.info.file.as_raw_fd(), body.offset, self.token(Op::Read));
-        self.phase = Phase::Sealing(Box::new(Sealing { body, ex }));
-        self.in_flight.submit(1, || ctx.ring.read_at(file, buf, 0, offset, token));
+    /// Sends a file body that rustls seals (a TLS connection in user space), a chunk at a
+    /// time. While the chunk's pages are in the page cache it is read here at once, and while
+    /// the socket takes the sealed records whole they are sent from here too, up to
+    /// `SENDFILE_CHUNK` per turn (as `send_file_now` does with sendfile); otherwise the read
+    /// goes through the ring (it may wait for the disk), and the send through the ring's send.
+    fn seal_file(&mut self, ctx: &mut Ctx, body: BodyFile, buf: Vec<u8>, ex: Exchange) {
+        let mut budget = SENDFILE_CHUNK as usize;
+        let mut next = Some((body, buf, ex));
+        while let Some((body, mut buf, ex)) = next.take() {
+            let len = body.remaining.min(SEAL_CHUNK) as usize;
+            buf.resize(len, 0);
+            let (file, offset) = (body.info.file.as_raw_fd(), body.offset);
+            let read = if direct::pages_cached(file, offset, len as u64) {
+                direct::read_cached(file, &mut buf, offset).ok()
+            } else {
+                None
+            };
+            let Some(n) = read else {
+                let token = self.token(Op::Read);
+                self.phase = Phase::Sealing(Box::new(Sealing { body, ex }));
+                return self.in_flight.submit(1, || ctx.ring.read_at(file, buf, 0, offset, token));
+            };
+            next = self.send_sealed_chunk(ctx, body, buf, n, ex, &mut budget);
+        }
     }
 
-    /// A chunk to seal was read: seal it and send it, with the rest of the body to follow.
+    /// A chunk to seal was read through the ring.
     pub(super) fn on_sealed_read(&mut self, result: i32, buf: Option<Vec<u8>>, ctx: &mut Ctx) {
-        let Some(mut buf) = buf else { unreachable!("a read completion without its buffer") };
-        if result <= 0 {
-            // The file shrank (0) or failed: the promised length cannot be kept, so close.
-            if result == 0 {
-                crate::log_warn!("file shrank while being sent; closing the connection");
-            }
+        let Some(buf) = buf else { unreachable!("a read completion without its buffer") };
+        let Phase::Sealing(sl) = self.take_phase() else { unreachable!("checked by the caller") };
+        let Sealing { body, ex } = *sl;
+        if result < 0 {
+            self.phase = Phase::Sealing(Box::new(Sealing { body, ex }));
             return self.abort_for(CloseReason::Error, ctx);
         }
-        let Phase::Sealing(sl) = self.take_phase() else { unreachable!("checked by the caller") };
-        let Sealing { mut body, ex } = *sl;
-        let n = (result as usize).min(buf.len());
+        // Through the ring only, this turn: the read already took one.
+        let mut budget = 0;
+        if let Some((body, buf, ex)) =
+            self.send_sealed_chunk(ctx, body, buf, result as usize, ex, &mut budget)
+        {
+            self.seal_file(ctx, body, buf, ex);
+        }
+    }
+
+    /// Seals the `n` bytes read into `buf` and sends them: from here if `budget` allows and
+    /// the socket takes them whole (then the body and buffer come back for the next chunk),
+    /// else through the ring's send, with the rest of the body to follow its completion.
+    fn send_sealed_chunk(
+        &mut self,
+        ctx: &mut Ctx,
+        mut body: BodyFile,
+        mut buf: Vec<u8>,
+        n: usize,
+        ex: Exchange,
+        budget: &mut usize,
+    ) -> Option<(BodyFile, Vec<u8>, Exchange)> {
+        if n == 0 {
+            // The file shrank: the promised length cannot be kept, so close.
+            crate::log_warn!("file shrank while being sent; closing the connection");
+            self.phase = Phase::Sealing(Box::new(Sealing { body, ex }));
+            self.abort_for(CloseReason::Error, ctx);
+            return None;
+        }
+        let n = n.min(buf.len());
         buf.truncate(n);
         body.offset += n as u64;
         body.remaining -= (n as u64).min(body.remaining);
         ctx.metrics.file_body_sent(BodyRoute::Sealed, n as u64);
-        let then = (body.remaining > 0).then_some(());
-        let closing = then.is_none() && ex.rest.is_empty() && ends_connection(&ex, ctx);
+        let last = body.remaining == 0;
+        let closing = last && ex.rest.is_empty() && ends_connection(&ex, ctx);
         let sealed = self.seal(&[&buf], closing);
-        let then = then.map(|()| Then::Seal(body, buf));
+        let mut sent = 0;
+        if sealed.len() <= *budget && !closing {
+            match direct::send_now(self.fd(), &sealed) {
+                Ok(k) => sent = k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    self.phase = Phase::Sealing(Box::new(Sealing { body, ex }));
+                    self.abort(ctx);
+                    return None;
+                }
+            }
+            *budget -= sent;
+        }
+        if sent == sealed.len() {
+            if last {
+                self.next_piece(ctx, ex);
+                return None;
+            }
+            return Some((body, buf, ex));
+        }
+        let then = (!last).then_some(Then::Seal(body, buf));
         self.phase = Phase::Sending(Box::new(Sending { then, ex }));
         self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
-        self.send_rest(ctx, Outgoing { head: sealed, body: None, sent: 0 });
+        self.send_rest(ctx, Outgoing { head: sealed, body: None, sent });
+        None
     }
 
     /// A response that ends the connection went out whole at once: close the socket now (a

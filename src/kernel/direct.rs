@@ -141,3 +141,21 @@ pub fn sendfile_now(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::
     let sent = unsafe { libc::sendfile(socket, file, &mut off, len) };
     if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
 }
+
+/// `pread` on the worker thread, for file pages known to be in the page cache (it does not
+/// wait for the disk then).
+pub fn read_cached(file: RawFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of its length for the whole (synchronous) call.
+    let n = unsafe { libc::pread(file, buf.as_mut_ptr().cast(), buf.len(), offset as libc::off_t) };
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+}
+
+/// Sends as much of `bytes` as the socket takes now, without waiting: the bytes sent, or
+/// `WouldBlock` when it takes none.
+pub fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: `bytes` is valid for reads of its length for the whole (synchronous) call.
+    let n = unsafe {
+        libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    };
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+}
