@@ -177,10 +177,10 @@ pub fn check(cfg: &Config) -> Vec<String> {
     // the listening group of a server already running on the same port.
     let (public, probe) = match sys::listen_fds() {
         Ok(Some(passed)) => (sys::local_addr(passed[0].as_raw_fd()).ok(), None),
-        Ok(None) => match sys::probe_listen_addr(cfg.addr) {
-            Ok(socket) => (Some(cfg.addr), Some(socket)),
+        Ok(None) => match sys::probe_listen_addr(cfg.public_addr()) {
+            Ok(socket) => (Some(cfg.public_addr()), Some(socket)),
             Err(e) => {
-                problems.push(StartError::Listen(cfg.addr, e).to_string());
+                problems.push(StartError::Listen(cfg.public_addr(), e).to_string());
                 (None, None)
             }
         },
@@ -189,8 +189,21 @@ pub fn check(cfg: &Config) -> Vec<String> {
             (None, None)
         }
     };
+    let tls_probe = match &cfg.https {
+        Some(https) if !https.only => match public.filter(|p| overlaps(https.addr, *p)) {
+            Some(public) => {
+                problems.push(StartError::TlsOverlap { tls: https.addr, public }.to_string());
+                None
+            }
+            None => sys::probe_listen_addr(https.addr)
+                .map_err(|e| problems.push(StartError::Listen(https.addr, e).to_string()))
+                .ok(),
+        },
+        _ => None,
+    };
     crate::testing::hooks::hold_check();
     drop(probe);
+    drop(tls_probe);
     if let Some(metrics) = cfg.metrics {
         let error = match public.filter(|p| overlaps(metrics, *p)) {
             Some(public) => Some(StartError::MetricsOverlap { metrics, public }),
