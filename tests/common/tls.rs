@@ -255,10 +255,17 @@ pub fn run_program(command: &mut Command, input: &[u8], limit: Duration, what: &
         Err(_) => {
             kill(pid);
             let output = rx.recv_timeout(Duration::from_secs(5)).ok().and_then(Result::ok);
+            let shown = |bytes: &[u8]| String::from_utf8_lossy(&bytes[..bytes.len().min(2000)]).into_owned();
             panic!(
-                "{command:?} still running after {limit:?}; stdout: {:?}; stderr: {:?}",
-                output.as_ref().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()),
-                output.as_ref().map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                "{what} still running after {limit:?} ({:?}); stdout: {:?}; stderr: {:?}",
+                // Scripts (arguments of several lines) left out.
+                command
+                    .get_args()
+                    .map(|a| a.to_string_lossy())
+                    .map(|a| if a.contains('\n') { "<script>".into() } else { a })
+                    .collect::<Vec<_>>(),
+                output.as_ref().map(|o| shown(&o.stdout)),
+                output.as_ref().map(|o| shown(&o.stderr))
             );
         }
     }
@@ -437,12 +444,16 @@ pub fn s_client(addr: SocketAddr, ca: &Path, extra: &[&str]) -> SClient {
 // Python ssl: one connection held open, or the bytes of a ClientHello
 // ---------------------------------------------------------------------------------------------
 
-/// The client: `MODE PORT SERVERNAME CAFILE VERSION ALPN` (CAFILE `-`: the system's) where MODE is `relay` (handshake,
-/// report it on stderr, then copy stdin to the connection and the connection to stdout until
-/// the server closes) or `hello` (write the bytes of a ClientHello to stdout and exit), VERSION
-/// is `any`, `1.2` or `1.3`, and ALPN a comma-separated list or `-`.
+/// The client: `MODE PORT SERVERNAME CAFILE VERSION ALPN` (CAFILE `-`: the system's) where MODE
+/// is `relay` (handshake, report it on stderr, then copy stdin to the connection and the
+/// connection to stdout until the server closes), `hello` (write the bytes of a ClientHello to
+/// stdout and exit), `dribble` (read all of stdin, then handshake and send it as one TLS
+/// record per byte, every byte of ciphertext in a TCP segment of its own, and copy what
+/// arrives to stdout until the server closes) or `slow` (like `dribble`, but sending whole
+/// and receiving through a 16 KiB receive buffer, 8 KiB at a time with a pause before each
+/// read), VERSION is `any`, `1.2` or `1.3`, and ALPN a comma-separated list or `-`.
 const PY_CLIENT: &str = r#"
-import os, selectors, socket, ssl, sys
+import os, selectors, socket, ssl, sys, time
 mode, port, servername, cafile, version, alpn = sys.argv[1:7]
 ctx = ssl.create_default_context(cafile=None if cafile == "-" else cafile)
 if version != "any":
@@ -458,6 +469,63 @@ if mode == "hello":
     except ssl.SSLWantReadError:
         pass
     sys.stdout.buffer.write(outgoing.read())
+    sys.exit(0)
+if mode in ("dribble", "slow"):
+    dribble = mode == "dribble"
+    request = sys.stdin.buffer.read()
+    sock = socket.socket()
+    sock.settimeout(10)
+    if not dribble:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.connect(("127.0.0.1", int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname=servername)
+    def flush():
+        data = outgoing.read()
+        if not dribble:
+            sock.sendall(data)
+            return
+        for i in range(len(data)):
+            sock.sendall(data[i:i + 1])
+            time.sleep(0.0002)
+    def receive():
+        if dribble:
+            data = sock.recv(65536)
+        else:
+            time.sleep(0.0005)
+            data = sock.recv(8192)
+        if data:
+            incoming.write(data)
+        else:
+            incoming.write_eof()
+        return bool(data)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            flush()
+            if not receive():
+                sys.exit("closed during the handshake")
+    flush()
+    pieces = [request[i:i + 1] for i in range(len(request))] if dribble else [request]
+    for piece in pieces:
+        tls.write(piece)
+        flush()
+    out = sys.stdout.buffer
+    while True:
+        try:
+            data = tls.read(65536)
+            if not data:
+                break
+            out.write(data)
+        except ssl.SSLWantReadError:
+            if not receive():
+                break
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            break
+    out.flush()
     sys.exit(0)
 tls = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(port)), timeout=10),
                       server_hostname=servername)
@@ -689,6 +757,32 @@ fn python(args: &[&str]) -> Command {
     let mut command = Command::new("python3");
     command.arg("-c").arg(PY_CLIENT).args(args);
     command
+}
+
+/// Sends `raw` to `addr` with the Python client's `dribble` mode (one TLS record per byte of
+/// `raw`, one TCP segment per byte of ciphertext, the handshake included) and returns what the
+/// server sent until it closed the connection.
+pub fn dribble_exchange(addr: SocketAddr, ca: &Path, version: &str, raw: &[u8]) -> Vec<u8> {
+    python_exchange("dribble", addr, ca, version, raw)
+}
+
+/// Sends `raw` to `addr` with the Python client's `slow` mode (a small receive buffer read
+/// slowly) and returns what the server sent until it closed the connection.
+pub fn slow_exchange(addr: SocketAddr, ca: &Path, version: &str, raw: &[u8]) -> Vec<u8> {
+    python_exchange("slow", addr, ca, version, raw)
+}
+
+fn python_exchange(mode: &str, addr: SocketAddr, ca: &Path, version: &str, raw: &[u8]) -> Vec<u8> {
+    let mut command = python(&[mode, &addr.port().to_string(), "localhost"]);
+    command.arg(ca).args([version, "http/1.1"]);
+    let output = run_program(&mut command, raw, CLIENT_TIMEOUT, "python3");
+    assert!(
+        output.status.success(),
+        "the {mode} client failed: {}; received {:?}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout[..output.stdout.len().min(600)])
+    );
+    output.stdout
 }
 
 /// The bytes of the ClientHello a Python `ssl` client sends for `servername` (TLS 1.2 and 1.3
