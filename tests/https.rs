@@ -26,7 +26,7 @@ use common::http::{Response, connect, get_keepalive, get_request, parse_response
 use common::metrics::{metrics_addr, sample, wait_for_samples};
 use common::server::{Exit, Server, assert_no_panic, assert_refused, run_to_exit};
 use common::tls::{
-    Leaf, PyOptions, TlsConn, TlsFiles, client_hello, curl, curl_as, curl_get, curl_one, curl_request,
+    Leaf, PyOptions, TlsConn, TlsFiles, burst, client_hello, curl, curl_as, curl_get, curl_one, curl_request,
     dribble_exchange, is_tls_records, read_until_closed, replace_file, s_client, slow_exchange, write_pair,
 };
 
@@ -655,6 +655,16 @@ fn stalled_handshakes_are_closed_at_the_header_timeout() {
     assert!(r[0].says_close(), "{:#?}", r[0]);
 }
 
+/// 150 clients handshaking at once, each then asking three times on its connection, are all
+/// served, and every handshake is counted.
+#[test]
+fn many_handshakes_at_once() {
+    let (server, tls) = start(&["--metrics", "127.0.0.1:0"]);
+    let (ok, errors) = burst(server.https(), &tls.ca, 150, 3, get_keepalive("/index.html").as_bytes());
+    assert_eq!((ok, errors.as_slice()), (150, &[][..]), "clients served, and the errors of the others");
+    wait_for_samples(metrics_addr(&server), &[(HANDSHAKES, 150.0)], PROMPTLY);
+}
+
 /// 200 connections sending garbage at once do not keep a real client from being served, and
 /// each of them is closed and counted.
 #[test]
@@ -951,6 +961,42 @@ fn run_with_tls(fixture: &Fixture, tls: &[&std::ffi::OsStr], check: bool) -> Exi
         args.push("-t".into());
     }
     run_to_exit(&args)
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The HTTPS port may be neither the plain port nor the metrics port; `-t` says so as the start
+/// does (as for the metrics on the public port, tests/operator.rs).
+#[test]
+fn a_tls_port_shared_with_another_listener_is_refused_at_start_and_by_check() {
+    let fixture = Fixture::create();
+    let tls = TlsFiles::install(&fixture, &[Leaf::Localhost]);
+    let port = free_port().to_string();
+    let same_as_plain = ["-a", "127.0.0.1", "-p", &port, "--tls-port", &port];
+    let metrics = format!("127.0.0.1:{port}");
+    let same_as_metrics = ["-a", "127.0.0.1", "-p", "0", "--tls-port", &port, "--metrics", &metrics];
+    let wildcard_and_metrics = ["-a", "0.0.0.0", "-p", "0", "--tls-port", &port, "--metrics", &metrics];
+    let cases: [(&[&str], &[&str]); 3] = [
+        (&same_as_plain, &["--tls-port", &metrics]),
+        (&same_as_metrics, &["--metrics", &metrics]),
+        (&wildcard_and_metrics, &["--metrics", &metrics]),
+    ];
+    for (flags, mentions) in cases {
+        for check in [false, true] {
+            let mut args: Vec<std::ffi::OsString> = flags.iter().map(Into::into).collect();
+            args.extend(tls.args());
+            args.extend(["-r".into(), fixture.root().into()]);
+            if check {
+                args.push("-t".into());
+            }
+            let exit = run_to_exit(&args);
+            assert!(!exit.stdout.contains("configuration ok"), "{flags:?} (check: {check}): {exit:#?}");
+            assert_refused(&exit, mentions);
+        }
+    }
 }
 
 #[test]

@@ -449,9 +449,11 @@ pub fn s_client(addr: SocketAddr, ca: &Path, extra: &[&str]) -> SClient {
 /// connection to stdout until the server closes), `hello` (write the bytes of a ClientHello to
 /// stdout and exit), `dribble` (read all of stdin, then handshake and send it as one TLS
 /// record per byte, every byte of ciphertext in a TCP segment of its own, and copy what
-/// arrives to stdout until the server closes) or `slow` (like `dribble`, but sending whole
-/// and receiving through a 16 KiB receive buffer, 8 KiB at a time with a pause before each
-/// read), VERSION is `any`, `1.2` or `1.3`, and ALPN a comma-separated list or `-`.
+/// arrives to stdout until the server closes), `slow` (like `dribble`, but sending whole and
+/// receiving through a 16 KiB receive buffer, 8 KiB at a time with a pause before each read)
+/// or `burst=NxR` (N connections at once, each sending stdin, a keep-alive request, R times and
+/// reading its 200; prints `ok COUNT` and up to five `error WHY` lines), VERSION is `any`,
+/// `1.2` or `1.3`, and ALPN a comma-separated list or `-`.
 const PY_CLIENT: &str = r#"
 import os, selectors, socket, ssl, sys, time
 mode, port, servername, cafile, version, alpn = sys.argv[1:7]
@@ -469,6 +471,38 @@ if mode == "hello":
     except ssl.SSLWantReadError:
         pass
     sys.stdout.buffer.write(outgoing.read())
+    sys.exit(0)
+if mode.startswith("burst="):
+    import threading
+    request = sys.stdin.buffer.read()
+    n, rounds = map(int, mode[6:].split("x"))
+    ok, errors = [], []
+    def one():
+        try:
+            raw = socket.create_connection(("127.0.0.1", int(port)), timeout=20)
+            tls = ctx.wrap_socket(raw, server_hostname=servername)
+            for _ in range(rounds):
+                tls.sendall(request)
+                data = b""
+                while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + int(
+                        data.split(b"Content-Length: ")[1].split(b"\r\n")[0]):
+                    chunk = tls.recv(65536)
+                    if not chunk:
+                        raise ConnectionError("closed mid-response after %r" % data[:200])
+                    data += chunk
+                if not data.startswith(b"HTTP/1.1 200 OK\r\n"):
+                    raise ValueError("answer %r" % data[:200])
+            ok.append(1)
+        except Exception as e:
+            errors.append(repr(e))
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("ok", len(ok))
+    for e in errors[:5]:
+        print("error", e)
     sys.exit(0)
 if mode in ("dribble", "slow"):
     dribble = mode == "dribble"
@@ -783,6 +817,28 @@ fn python_exchange(mode: &str, addr: SocketAddr, ca: &Path, version: &str, raw: 
         String::from_utf8_lossy(&output.stdout[..output.stdout.len().min(600)])
     );
     output.stdout
+}
+
+/// Opens `connections` TLS connections to `addr` at once, each sending `raw` (a keep-alive GET)
+/// `rounds` times and reading a 200 each time; returns how many connections got all their
+/// answers and the errors of the others (up to five).
+pub fn burst(
+    addr: SocketAddr,
+    ca: &Path,
+    connections: usize,
+    rounds: usize,
+    raw: &[u8],
+) -> (usize, Vec<String>) {
+    let mode = format!("burst={connections}x{rounds}");
+    let mut command = python(&[&mode, &addr.port().to_string(), "localhost"]);
+    command.arg(ca).args(["any", "http/1.1"]);
+    let output = run_program(&mut command, raw, CLIENT_TIMEOUT, "python3");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "the burst client failed: {}", String::from_utf8_lossy(&output.stderr));
+    let ok =
+        stdout.lines().find_map(|l| l.strip_prefix("ok ")).expect("an ok line").parse().expect("a count");
+    let errors = stdout.lines().filter_map(|l| l.strip_prefix("error ")).map(str::to_owned).collect();
+    (ok, errors)
 }
 
 /// The bytes of the ClientHello a Python `ssl` client sends for `servername` (TLS 1.2 and 1.3
