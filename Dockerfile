@@ -57,9 +57,14 @@ RUN find src -type f -exec touch {} + \
 # io_uring. A debug build: the fault-injection hooks some tests need exist
 # only there (src/test_hooks.rs).
 FROM builder AS test
-RUN command -v ab >/dev/null \
+# The HTTPS tests need curl, openssl and python3 besides ab.
+RUN missing=""; \
+    for pair in ab:apache2-utils curl:curl openssl:openssl python3:python3; do \
+        command -v "${pair%%:*}" >/dev/null || missing="$missing ${pair#*:}"; \
+    done; \
+    [ -z "$missing" ] \
  || { apt-get update \
-      && apt-get install -y --no-install-recommends apache2-utils \
+      && apt-get install -y --no-install-recommends $missing \
       && rm -rf /var/lib/apt/lists/*; }
 RUN cargo test --locked --no-run
 CMD ["deploy/compose-tests.sh"]

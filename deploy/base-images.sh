@@ -2,7 +2,8 @@
 # Builds the Dockerfile's two base images from Debian packages, for hosts that
 # reach a Debian mirror and crates.io but no image registry:
 #
-#   ringhttpd-base/build:SUITE    rustc, cargo, gcc, apache2-utils, python3, and
+#   ringhttpd-base/build:SUITE    rustc, cargo, gcc, apache2-utils, python3,
+#                                 curl, openssl (the HTTPS tests), and
 #                                 the crates of Cargo.lock fetched into
 #                                 CARGO_HOME=/usr/local/cargo (offline builds)
 #   ringhttpd-base/runtime:SUITE  a minimal Debian (bash, passwd)
@@ -92,7 +93,7 @@ tidy_hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin'
 build_tar="$work/build.tar"
 printf '==> %s: build root (rustc, cargo, crates of Cargo.lock)\n' "$suite"
 CRATES="$work/crates" nice mmdebstrap --variant=minbase \
-    --include=rustc,cargo,gcc,libc6-dev,ca-certificates,apache2-utils,python3 \
+    --include=rustc,cargo,gcc,libc6-dev,ca-certificates,apache2-utils,python3,curl,openssl \
     --customize-hook="$work/fetch-crates.sh \"\$1\"" \
     --customize-hook="$tidy_hook" \
     "$suite" "$build_tar" "$mirror"

@@ -92,7 +92,7 @@ missing_packages() {
 }
 
 step "packages"
-packages=(build-essential pkg-config curl ca-certificates git apache2-utils wrk python3 logrotate)
+packages=(build-essential pkg-config curl openssl ca-certificates git apache2-utils wrk python3 logrotate)
 mapfile -t todo < <(missing_packages "${packages[@]}")
 if [[ ${#todo[@]} -gt 0 ]]; then
     note "installing: ${todo[*]}"

@@ -39,6 +39,16 @@ pip_install() {
     fi
 }
 
+# Installs the Debian package `package` when `command` is missing; dies if it still is.
+require_command() {
+    local command="$1" package="$2"
+    if ! command -v "$command" >/dev/null 2>&1; then
+        printf 'trying to install %s with apt-get\n' "$package"
+        apt_install "$package" || printf 'could not install %s\n' "$package"
+    fi
+    command -v "$command" >/dev/null 2>&1 || die "$command (Debian package $package) is required by the tests"
+}
+
 require_cargo_component() {
     local component="$1" probe="$2"
     if ! cargo "$probe" --version >/dev/null 2>&1; then
@@ -59,6 +69,11 @@ ensure_tools() {
         apt_install apache2-utils || printf 'could not install apache2-utils\n'
     fi
     command -v ab >/dev/null 2>&1 || die "ab (ApacheBench, Debian package apache2-utils) is required for the load smoke test"
+    # The HTTPS tests (tests/https.rs) generate their certificates with openssl and drive the
+    # server with curl, openssl s_client and Python's ssl module; they fail without them.
+    require_command curl curl
+    require_command openssl openssl
+    require_command python3 python3
     # Best effort: without them the REDbot audit (tests/redbot.rs) and the Prometheus format
     # check (tests/operations.rs) skip themselves with a line saying so.
     pip_install redbot redbot
@@ -67,6 +82,9 @@ ensure_tools() {
     cargo fmt --version
     cargo clippy --version
     ab -V | sed -n 1p
+    curl --version | sed -n 1p
+    openssl version
+    python3 --version
 }
 
 run_checks() {

@@ -122,7 +122,7 @@ elapsed() { printf '%dm%02ds' $((($(date +%s) - started) / 60)) $((($(date +%s) 
 # Root filesystem + kernel + initrd, built once per arch and kernel.
 image_dir="$cache/guest-$arch-kernel$kernel"
 build_image() {
-    local root="$run_dir/rootfs" include="systemd-sysv,kmod,udev,apache2-utils,python3,procps,iproute2"
+    local root="$run_dir/rootfs" include="systemd-sysv,kmod,udev,apache2-utils,python3,curl,openssl,procps,iproute2"
     local kpkg="linux-image-$deb_arch"
     note "building the guest image ($userland userland, $ksuite kernel, $deb_arch) in $image_dir"
     [[ "$ksuite" == "$userland" ]] && include="$include,$kpkg"

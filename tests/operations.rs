@@ -3,39 +3,12 @@
 mod common;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::http::{Client, get, get_keepalive, head, request};
+use common::metrics::{metrics_addr, sample, scrape};
 use common::server::Server;
-
-/// The metrics address the server printed (`metrics on http://ADDR/metrics`).
-fn metrics_addr(server: &Server) -> SocketAddr {
-    let log = server.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("metrics on http://"))
-        .unwrap_or_else(|| panic!("no metrics line:\n{log}"));
-    let rest = &line[line.find("http://").unwrap() + 7..];
-    rest.split('/').next().unwrap().parse().expect("metrics address")
-}
-
-fn scrape(addr: SocketAddr) -> String {
-    let r = get(addr, "/metrics");
-    assert_eq!(r.status, 200, "{r:#?}");
-    assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
-    r.body_text()
-}
-
-/// The value of the sample `name{labels}` (exactly as written in the exposition).
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
-        .parse()
-        .expect("a number")
-}
 
 /// Parses the exposition with Prometheus's own Python client parser, when it is installed.
 fn validate_with_prometheus_parser(text: &str) {

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::fixture::Fixture;
 use common::http;
-use common::server::{BIN, Process, run_to_exit};
+use common::server::{BIN, Process, parse_listening, run_to_exit};
+use common::tls::{Leaf, TlsFiles, curl, curl_get, s_client};
 
 fn server_args(root: &Path, port: u16) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["-a", "127.0.0.1", "-p", &port.to_string(), "-w", "2", "--no-pin", "-r"]
@@ -480,6 +481,60 @@ fn a_successor_inherits_the_listening_sockets_and_nothing_else() {
     }
     assert!(old.wait_exit(Duration::from_secs(20)).success(), "{}", old.log());
     one_request(addr, &expected).expect("the successor serves");
+}
+
+/// The HTTPS listeners go along with SIGUSR2: the successor announces the same two addresses,
+/// serves HTTPS with the same certificate on the inherited sockets, and HTTPS requests on new
+/// connections through the hand-over all succeed.
+#[test]
+fn a_hand_over_keeps_the_https_listener() {
+    let mut successors = Successors::adopt_orphans();
+    let fixture = Fixture::create();
+    let tls = TlsFiles::install(&fixture, &[Leaf::Localhost]);
+    let mut args = hand_over_args(&fixture, false);
+    args.extend(tls.args());
+    args.extend(["--tls-port", "0"].map(OsString::from));
+    let mut old = Process::spawn(fixture.base(), "server", BIN, &args, None);
+    let addr = old.wait_listening();
+    let listening = |log: &str| {
+        let line = log.lines().find(|l| l.contains("listening on "))?;
+        parse_listening(line)?.ok()?.https
+    };
+    let https = old.wait_log("the HTTPS address", listening);
+    let old_pid = old.child.id() as libc::pid_t;
+    let expected = fixture.read("index.html");
+    let fetch = |what: &str| {
+        let r = curl_get(https, &tls.ca, "/index.html");
+        assert!(r.status == 200 && r.body == expected, "{what}: {r:#?}");
+    };
+    fetch("before the hand-over");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = {
+        let (stop, ca) = (stop.clone(), tls.ca.clone());
+        thread::spawn(move || {
+            let mut served = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let run = curl(https, &ca, &[], &["/index.html"]);
+                assert_eq!(run.code, Some(0), "an HTTPS request failed during the hand-over: {run:#?}");
+                served += 1;
+            }
+            served
+        })
+    };
+    let new = old.hand_over(old_pid, 1);
+    successors.add(new);
+    assert!(old.wait_exit(Duration::from_secs(20)).success(), "{}", old.log());
+    fetch("after the hand-over");
+    stop.store(true, Ordering::Relaxed);
+    let served = clients.join().expect("the HTTPS client loop");
+    assert!(served > 0, "no HTTPS request went through during the hand-over");
+    let log = old.log();
+    let both = format!("listening on {addr} and https://{https} (");
+    assert_eq!(log.matches(&both).count(), 2, "the successor announces the same addresses:\n{log}");
+    let out = s_client(https, &tls.ca, &["-tls1_2"]);
+    out.assert_served("TLS 1.2 after the hand-over");
+    assert_eq!(out.subject(), "subject=CN = localhost");
 }
 
 /// A successor that cannot start (a binary that fails, a binary that is gone, a start-up error)

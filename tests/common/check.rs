@@ -149,3 +149,64 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
 }
+
+/// One part of a multipart/byteranges body.
+#[derive(Debug)]
+pub struct Part {
+    pub content_type: String,
+    pub content_range: String,
+    pub body: Vec<u8>,
+}
+
+/// Splits a multipart/byteranges body at `boundary` (RFC 2046 §5.1.1 delimiters).
+pub fn parts(body: &[u8], boundary: &str) -> Vec<Part> {
+    let delimiter = format!("--{boundary}");
+    let mut rest = body.strip_prefix(b"\r\n".as_slice()).unwrap_or(body);
+    rest = rest.strip_prefix(delimiter.as_bytes()).expect("body starts with the first delimiter");
+    let mut out = Vec::new();
+    loop {
+        if rest == b"--\r\n" {
+            return out;
+        }
+        rest = rest.strip_prefix(b"\r\n".as_slice()).expect("CRLF after a delimiter");
+        let head_end = rest.windows(4).position(|w| w == b"\r\n\r\n").expect("part head") + 4;
+        let head = String::from_utf8(rest[..head_end].to_vec()).expect("UTF-8 part head");
+        let field = |name: &str| {
+            head.lines()
+                .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case(name)))
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_else(|| panic!("{name} missing in part head {head:?}"))
+        };
+        let next = format!("\r\n{delimiter}");
+        let body_len = rest[head_end..]
+            .windows(next.len())
+            .position(|w| w == next.as_bytes())
+            .expect("a delimiter after the part");
+        out.push(Part {
+            content_type: field("content-type"),
+            content_range: field("content-range"),
+            body: rest[head_end..head_end + body_len].to_vec(),
+        });
+        rest = &rest[head_end + body_len + next.len()..];
+    }
+}
+
+/// A 206 whose multipart/byteranges body holds exactly `ranges` of `content`, in order, each
+/// part of type `part_type`.
+pub fn assert_multipart(r: &Response, content: &[u8], ranges: &[(usize, usize)], part_type: &str, why: &str) {
+    assert_eq!(r.status, 206, "{why}: {r:#?}");
+    assert_common_headers(r);
+    assert!(r.header("content-range").is_none(), "{why}: no Content-Range on the whole");
+    let content_type = r.expect_header("content-type");
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("{why}: Content-Type {content_type}"));
+    assert!(boundary.len() >= 16, "{why}: boundary {boundary:?} too short to be unguessable");
+    let got = parts(&r.body, boundary);
+    assert_eq!(got.len(), ranges.len(), "{why}: {got:#?}");
+    for (part, &(start, end)) in got.iter().zip(ranges) {
+        assert_eq!(part.content_type, part_type, "{why}");
+        assert_eq!(part.content_range, format!("bytes {start}-{end}/{}", content.len()), "{why}");
+        assert!(part.body == content[start..=end], "{why}: bytes {start}-{end} differ");
+    }
+}

@@ -30,8 +30,11 @@ const PIPE_SETTLE: Duration = Duration::from_secs(2);
 
 /// A running server over its own fixture; killed (SIGKILL) and reaped on Drop.
 pub struct Server {
-    /// The address the server reported it listens on.
+    /// The plain HTTP address the server reported it listens on; with `--https-only`, which
+    /// leaves no plain listener, the HTTPS one (also in `https`).
     pub addr: SocketAddr,
+    /// The HTTPS address, when the server has a TLS listener (`listening on ... https://ADDR`).
+    pub https: Option<SocketAddr>,
     child: Child,
     /// Everything the server wrote to stderr so far, filled by a background thread.
     log: Arc<Mutex<String>>,
@@ -158,7 +161,7 @@ impl Server {
             buffer
         });
         match wait_for_address(&lines) {
-            Ok(addr) => Server { addr, child, log, stdout, readers, fixture },
+            Ok(Listening { addr, https }) => Server { addr, https, child, log, stdout, readers, fixture },
             Err(why) => {
                 let _ = child.kill();
                 let status = child.wait();
@@ -169,6 +172,11 @@ impl Server {
 
     pub fn fixture(&self) -> &Fixture {
         &self.fixture
+    }
+
+    /// The HTTPS address; panics if the server reported none.
+    pub fn https(&self) -> SocketAddr {
+        self.https.unwrap_or_else(|| panic!("the server reported no HTTPS listener:\n{}", self.log()))
     }
 
     /// The server's stderr so far.
@@ -311,8 +319,17 @@ fn collect(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, JoinHa
     (buffer, reader)
 }
 
-/// Waits for the `listening on ADDR ` line and parses ADDR.
-fn wait_for_address(lines: &Receiver<String>) -> Result<SocketAddr, String> {
+/// The addresses of the listening line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listening {
+    /// The plain HTTP address, or the HTTPS one when there is no plain listener.
+    pub addr: SocketAddr,
+    /// The HTTPS address, if any.
+    pub https: Option<SocketAddr>,
+}
+
+/// Waits for the `listening on ADDR ` line and parses its addresses.
+fn wait_for_address(lines: &Receiver<String>) -> Result<Listening, String> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -332,11 +349,25 @@ fn wait_for_address(lines: &Receiver<String>) -> Result<SocketAddr, String> {
     }
 }
 
-/// `Some(result)` if `line` is the listening line.
-pub fn parse_listening(line: &str) -> Option<Result<SocketAddr, String>> {
+/// `Some(result)` if `line` is the listening line: `listening on ADDR (`, `listening on ADDR and
+/// https://TLSADDR (` or, without a plain listener, `listening on https://TLSADDR (`.
+pub fn parse_listening(line: &str) -> Option<Result<Listening, String>> {
     let rest = &line[line.find(LISTENING)? + LISTENING.len()..];
-    let text = rest.split_whitespace().next().unwrap_or("");
-    Some(text.parse().map_err(|e| format!("bad address {text:?} in {line:?}: {e}")))
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let parse = |text: &str| -> Result<SocketAddr, String> {
+        text.parse().map_err(|e| format!("bad address {text:?} in {line:?}: {e}"))
+    };
+    let first = words.first().copied().unwrap_or("");
+    Some(if let Some(tls) = first.strip_prefix("https://") {
+        parse(tls).map(|addr| Listening { addr, https: Some(addr) })
+    } else if words.get(1) == Some(&"and") {
+        let Some(tls) = words.get(2).and_then(|w| w.strip_prefix("https://")) else {
+            return Some(Err(format!("no https://ADDR after \"and\" in {line:?}")));
+        };
+        parse(first).and_then(|addr| Ok(Listening { addr, https: Some(parse(tls)?) }))
+    } else {
+        parse(first).map(|addr| Listening { addr, https: None })
+    })
 }
 
 /// How a one-shot run ended.
