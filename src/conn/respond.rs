@@ -293,9 +293,12 @@ impl Conn {
     /// 308 to the same URL over HTTPS: the host the client asked for, the HTTPS port.
     pub(super) fn redirect_to_https(&mut self, ctx: &mut Ctx, req: Box<Request>, keep_alive: bool) {
         let port = ctx.tls.as_ref().map_or(443, |t| t.port);
-        let host = match req.host.as_deref() {
-            Some(host) => target::host_without_port(host).to_owned(),
-            None => self.local_host(),
+        // An absolute-form target's authority overrides Host (RFC 9112 §3.2.2); an empty or
+        // missing one gives the address the client reached.
+        let named = target::authority(&req.target).or(req.host.as_deref()).map(target::host_without_port);
+        let host = match named {
+            Some(host) if !host.is_empty() => host.to_owned(),
+            _ => self.local_host(),
         };
         let authority = if port == 443 { host } else { format!("{host}:{port}") };
         let location = format!("https://{authority}{}", target::origin_form(&req.target));

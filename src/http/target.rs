@@ -258,6 +258,17 @@ pub fn host_without_port(host: &str) -> &str {
     host.split_once(':').map_or(host, |(name, _)| name)
 }
 
+/// The authority of an absolute-form target (`http://h:80/p` → `h:80`); `None` otherwise.
+pub fn authority(target: &str) -> Option<&str> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let (_, rest) = target.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // Userinfo is not part of the host.
+    Some(rest[..end].rsplit('@').next().unwrap_or(""))
+}
+
 /// The path and query of a request target: itself in origin form, the part after the
 /// authority in absolute form (`http://h/p?q` → `/p?q`).
 pub fn origin_form(target: &str) -> &str {
@@ -281,5 +292,8 @@ mod redirect_tests {
         assert_eq!(origin_form("/a/b?x=1"), "/a/b?x=1");
         assert_eq!(origin_form("http://h:80/a?q"), "/a?q");
         assert_eq!(origin_form("http://h"), "/");
+        assert_eq!(authority("http://example.net:81/x?y"), Some("example.net:81"));
+        assert_eq!(authority("http://u@example.net"), Some("example.net"));
+        assert_eq!(authority("/x"), None);
     }
 }

@@ -205,7 +205,8 @@ pub fn check(cfg: &Config) -> Vec<String> {
     drop(probe);
     drop(tls_probe);
     if let Some(metrics) = cfg.metrics {
-        let error = match public.filter(|p| overlaps(metrics, *p)) {
+        let tls = cfg.https.as_ref().filter(|h| !h.only).map(|h| h.addr);
+        let error = match public.into_iter().chain(tls).find(|p| overlaps(metrics, *p)) {
             Some(public) => Some(StartError::MetricsOverlap { metrics, public }),
             None => sys::probe_listen_addr(metrics)
                 .err()
