@@ -74,6 +74,8 @@ ensure_tools() {
     require_command curl curl
     require_command openssl openssl
     require_command python3 python3
+    # The TLS scan (scripts/tls_scan.sh) needs testssl.sh.
+    require_command testssl testssl.sh
     # Best effort: without them the REDbot audit (tests/redbot.rs) and the Prometheus format
     # check (tests/operations.rs) skip themselves with a line saying so.
     pip_install redbot redbot
@@ -124,14 +126,21 @@ start_server() {
     printf '<html><body>load test index</body></html>\n' >"$WORK_DIR/root/index.html"
     head -c 65536 /dev/urandom >"$WORK_DIR/root/dir/blob.bin"
 
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -keyout "$WORK_DIR/key.pem" -out "$WORK_DIR/cert.pem" -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+
     : >"$WORK_DIR/stderr"
-    "$bin" -a 127.0.0.1 -p 0 -r "$WORK_DIR/root" -w 2 </dev/null >/dev/null 2>"$WORK_DIR/stderr" &
+    "$bin" -a 127.0.0.1 -p 0 -r "$WORK_DIR/root" -w 2 --tls-port 0 \
+        --tls-cert "$WORK_DIR/cert.pem" --tls-key "$WORK_DIR/key.pem" \
+        </dev/null >/dev/null 2>"$WORK_DIR/stderr" &
     SERVER_PID=$!
 
     local line
     line=$(await_listening "$WORK_DIR/stderr") || exit 1
     SERVER_ADDR="$(printf '%s\n' "$line" | sed -E 's/.*listening on ([^ ]+).*/\1/')"
-    printf 'server pid %s listening on %s\n' "$SERVER_PID" "$SERVER_ADDR"
+    SERVER_TLS_ADDR="$(printf '%s\n' "$line" | sed -E 's|.* and https://([^ ]+).*|\1|')"
+    printf 'server pid %s listening on %s and https://%s\n' "$SERVER_PID" "$SERVER_ADDR" "$SERVER_TLS_ADDR"
 }
 
 # Runs ab with the given extra arguments against a URL and checks that every request succeeded.
@@ -161,6 +170,11 @@ load_smoke() {
     run_ab "http://$SERVER_ADDR/index.html" "$AB_REQUESTS" -k
     run_ab "http://$SERVER_ADDR/dir/blob.bin" "$((AB_REQUESTS / 4))" -k
     kill -0 "$SERVER_PID" 2>/dev/null || die "server exited during the load test"
+    if [ -n "${SERVER_TLS_ADDR:-}" ]; then
+        run_ab "https://$SERVER_TLS_ADDR/index.html" "$((AB_REQUESTS / 4))"
+        run_ab "https://$SERVER_TLS_ADDR/dir/blob.bin" "$((AB_REQUESTS / 4))" -k
+        kill -0 "$SERVER_PID" 2>/dev/null || die "server exited during the HTTPS load test"
+    fi
     if grep -qE 'panicked|stack backtrace' "$WORK_DIR/stderr"; then
         cat "$WORK_DIR/stderr" >&2
         die "server panicked during the load test"
@@ -195,10 +209,17 @@ fuzz_smoke() {
     fi
 }
 
+tls_scan() {
+    section "TLS scan (testssl.sh against the HTTPS listener)"
+    cargo build --release --bin ringhttpd
+    scripts/tls_scan.sh "$TARGET_DIR/release/ringhttpd"
+}
+
 main() {
     ensure_tools
     run_checks
     load_smoke
+    tls_scan
     fuzz_smoke
     section "all checks passed"
 }

@@ -27,9 +27,25 @@ pub struct Tls {
 }
 
 /// The crypto provider: ring, whose AEAD suites (AES-GCM, ChaCha20-Poly1305) and key exchange
-/// groups (X25519, P-256, P-384) all lie within the intermediate profile.
+/// groups (X25519, P-256, P-384) all lie within the intermediate profile. The suites in the
+/// profile's order, which the server applies (`ignore_client_order`): AES-128-GCM first, which
+/// every kernel's TLS module takes too.
 fn provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
+    use rustls::crypto::ring::cipher_suite as suite;
+    CryptoProvider {
+        cipher_suites: vec![
+            suite::TLS13_AES_128_GCM_SHA256,
+            suite::TLS13_AES_256_GCM_SHA384,
+            suite::TLS13_CHACHA20_POLY1305_SHA256,
+            suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::ring::default_provider()
+    }
 }
 
 impl Tls {
@@ -49,6 +65,9 @@ impl Tls {
         config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
         config.send_tls13_tickets = TLS13_TICKETS;
         config.max_early_data_size = 0;
+        // A cipher order of the server's (testssl.sh and the like flag its absence), in the
+        // profile's order.
+        config.ignore_client_order = true;
         config.enable_secret_extraction = true;
         Ok(Tls { config: Arc::new(config), resolver, pairs, provider })
     }
