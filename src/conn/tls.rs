@@ -14,6 +14,11 @@ use crate::ops::metrics::{CloseReason, TlsMode};
 use crate::server::context::Ctx;
 use crate::tls::session::{Failure, Received, Session};
 
+/// The answer, in plain HTTP, to a plain HTTP request sent to the TLS port.
+const PLAIN_HTTP_TO_TLS_PORT: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: ringhttpd\r\n\
+Content-Type: text/plain\r\nContent-Length: 50\r\nConnection: close\r\n\r\n\
+This is an HTTPS port: send the request with TLS.\n";
+
 /// Who seals and opens a TLS connection's records.
 pub(super) enum Tls {
     /// rustls, in user space: during the handshake, and after it where the kernel cannot.
@@ -139,6 +144,12 @@ impl Conn {
     /// takes it, and the connection closed.
     pub(super) fn handshake_failed(&mut self, failure: Failure, ctx: &mut Ctx) {
         ctx.metrics.tls_handshake(Err(failure));
+        if let Some(Tls::User(session)) = &self.tls {
+            if session.got_plain_http() && !self.in_flight.any() {
+                // As nginx does: a person who typed http:// for this port learns why.
+                let _ = crate::kernel::direct::send_before_close(self.fd(), [PLAIN_HTTP_TO_TLS_PORT, &[]]);
+            }
+        }
         let reason = match failure {
             Failure::Timeout => CloseReason::HeaderTimeout,
             Failure::PeerClosed | Failure::NotTls | Failure::Protocol => CloseReason::Client,

@@ -63,6 +63,8 @@ pub struct Session {
     partial: Vec<u8>,
     /// No byte received yet (the first tells TLS from anything else).
     fresh: bool,
+    /// The first bytes were a plain HTTP request line's start.
+    plain_http: bool,
 }
 
 impl Session {
@@ -72,7 +74,12 @@ impl Session {
         // Plaintext is handed over in bounded pieces (a head, a cached body, a file chunk) and
         // drained after each, so rustls needs no limit of its own.
         conn.set_buffer_limit(None);
-        Session { conn, partial: Vec::new(), fresh: true }
+        Session { conn, partial: Vec::new(), fresh: true, plain_http: false }
+    }
+
+    /// The client spoke plain HTTP to the TLS port (it may be told so in plain HTTP).
+    pub fn got_plain_http(&self) -> bool {
+        self.plain_http
     }
 
     pub fn is_handshaking(&self) -> bool {
@@ -88,6 +95,7 @@ impl Session {
     /// to `plain`; the start of a record still arriving waits for the rest.
     pub fn receive(&mut self, bytes: &[u8], plain: &mut Vec<u8>) -> Result<Received, Failure> {
         if std::mem::take(&mut self.fresh) && bytes.first().is_some_and(|&b| b != 22) {
+            self.plain_http = looks_like_http(bytes);
             return Err(Failure::NotTls);
         }
         let received;
@@ -199,6 +207,12 @@ fn direction((seq, secrets): (u64, ConnectionTrafficSecrets)) -> Option<Directio
     Direction::new(cipher, key.as_ref(), iv.as_ref(), seq)
 }
 
+/// `bytes` start like an HTTP/1 request line: a method token of capital letters, a space.
+fn looks_like_http(bytes: &[u8]) -> bool {
+    let method = bytes.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    (3..=7).contains(&method) && bytes.get(method) == Some(&b' ')
+}
+
 /// The length of the prefix of `buf` made of whole records; a record longer than any peer may
 /// send is a protocol failure.
 fn whole_records(buf: &[u8]) -> Result<usize, Failure> {
@@ -235,5 +249,13 @@ mod tests {
         assert_eq!(whole_records(&buf), Ok(23));
         assert_eq!(whole_records(&buf[..4]), Ok(0));
         assert_eq!(whole_records(&[22, 3, 1, 0xff, 0xff]), Err(Failure::Protocol));
+    }
+
+    #[test]
+    fn plain_http_is_told_from_garbage() {
+        assert!(looks_like_http(b"GET / HTTP/1.1\r\n"));
+        assert!(looks_like_http(b"OPTIONS * HTTP/1.1\r\n"));
+        assert!(!looks_like_http(b"\x00\x01garbage"));
+        assert!(!looks_like_http(b"SSH-2.0-OpenSSH"));
     }
 }
