@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the test suite and an ab load run inside a Debian guest under QEMU, on a
-# chosen Debian kernel, from Debian packages only (no image download):
+# Runs the test suite, an ab load run and the HTTPS check inside a Debian guest
+# under QEMU, on a chosen Debian kernel, from Debian packages only (no image
+# download):
 #
 #   1. a guest image: mmdebstrap root filesystem (Debian 12 userland on
 #      x86-64 with the kernels of Debian 11 and 12, Debian 13 with Debian 13's
@@ -14,10 +15,13 @@
 #      by the path Cargo baked in). User-mode networking with restrict=on:
 #      the guest reaches nothing; one forward, 127.0.0.1 only;
 #   4. inside: every test binary, then ab -n 50000 -c 100 -r -s 60 against a
-#      release server; the guest powers off and the host prints one line,
-#      "N passed, N failed" (each test binary's tests, plus ab as one).
+#      release server, then the HTTPS check (scripts/tls_check.sh) twice, with
+#      --ktls auto (kernel TLS where the guest kernel has the tls module: 12
+#      and 13) and --ktls off; the guest powers off and the host prints one
+#      line, "N passed, N failed" (each test binary's tests, ab as one, each
+#      HTTPS check's cases).
 #
-#   scripts/vm.sh [--arch x86_64|arm64] [--kernel 11|12|13] [--quick]
+#   scripts/vm.sh [--arch x86_64|arm64] [--kernel 11|12|13] [--quick | --https]
 #                 [--accel auto|kvm|tcg] [--cache DIR | --no-cache]
 #                 [--timeout SECONDS] [--keep]
 #
@@ -25,7 +29,9 @@
 #              default), 13 (6.12). On 11 the server runs its io_uring
 #              compat mode (single-shot accepts and receives).
 #   --quick    a fast part: the get, errors and operations tests and
-#              ab -n 5000 (what .ci/run would use).
+#              ab -n 5000 (what .ci/run would use), and the HTTPS check.
+#   --https    the HTTPS check only (release build only; no test binaries,
+#              no ab).
 #   --accel    auto (default): KVM if usable and the guest kernel gets past
 #              early boot within 60 s, else TCG (said which).
 #   --cache    where images and the cross-build chroot are kept (default
@@ -47,6 +53,7 @@ die() { printf '%s: error: %s\n' "$prog" "$*" >&2; exit 2; }
 arch=x86_64
 kernel=12
 quick=0
+https_only=0
 accel=auto
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/ringhttpd-vm"
 use_cache=1
@@ -58,6 +65,7 @@ while [[ $# -gt 0 ]]; do
         --arch) arch="${2:?}"; shift 2 ;;
         --kernel) kernel="${2:?}"; shift 2 ;;
         --quick) quick=1; shift ;;
+        --https) https_only=1; shift ;;
         --accel) accel="${2:?}"; shift 2 ;;
         --cache) cache="${2:?}"; shift 2 ;;
         --no-cache) use_cache=0; shift ;;
@@ -82,7 +90,8 @@ esac
 # goes into the default userland, whose glibc the host build needs.
 [[ "$kernel" == 13 ]] && userland=trixie
 case "$accel" in auto | kvm | tcg) ;; *) die "--accel is auto, kvm or tcg" ;; esac
-[[ -n "$timeout_s" ]] || timeout_s=$((quick ? 1200 : 3600))
+[[ "$quick" -eq 1 && "$https_only" -eq 1 ]] && die "--quick and --https do not go together"
+[[ -n "$timeout_s" ]] || timeout_s=$((quick || https_only ? 1200 : 3600))
 [[ "$timeout_s" =~ ^[0-9]+$ ]] || die "--timeout takes seconds"
 [[ "$(id -u)" -eq 0 ]] || die "needs root (mmdebstrap, chroot, mounts)"
 for tool in mmdebstrap mke2fs qemu-img timeout; do
@@ -119,10 +128,12 @@ trap 'exit 130' INT TERM
 elapsed() { printf '%dm%02ds' $((($(date +%s) - started) / 60)) $((($(date +%s) - started) % 60)); }
 
 # --- guest image -------------------------------------------------------------
-# Root filesystem + kernel + initrd, built once per arch and kernel.
+# Root filesystem + kernel + initrd, built once per arch and kernel; rebuilt when
+# the package list changes (recorded next to the image).
 image_dir="$cache/guest-$arch-kernel$kernel"
+image_packages="systemd-sysv,kmod,udev,apache2-utils,python3,procps,iproute2,curl,openssl"
 build_image() {
-    local root="$run_dir/rootfs" include="systemd-sysv,kmod,udev,apache2-utils,python3,curl,openssl,procps,iproute2"
+    local root="$run_dir/rootfs" include="$image_packages"
     local kpkg="linux-image-$deb_arch"
     note "building the guest image ($userland userland, $ksuite kernel, $deb_arch) in $image_dir"
     [[ "$ksuite" == "$userland" ]] && include="$include,$kpkg"
@@ -184,6 +195,7 @@ EOF
     cp "$vmlinuz" "$image_dir.new/vmlinuz"
     cp "$initrd" "$image_dir.new/initrd"
     basename "$vmlinuz" | sed 's/^vmlinuz-//' >"$image_dir.new/kernel-release"
+    printf '%s\n' "$image_packages" >"$image_dir.new/packages"
     mke2fs -q -t ext4 -L root -d "$root" "$image_dir.new/root.img" 6G
     rm -rf "$root"
     rm -rf "$image_dir"
@@ -199,9 +211,10 @@ register_binfmt() {
     grep -v '^#' "$conf" | head -n 1 >/proc/sys/fs/binfmt_misc/register || die "cannot register qemu-aarch64"
 }
 
-if [[ -f "$image_dir/root.img" ]]; then
+if [[ -f "$image_dir/root.img" && "$(cat "$image_dir/packages" 2>/dev/null)" == "$image_packages" ]]; then
     note "guest image: $image_dir (cached, kernel $(cat "$image_dir/kernel-release"))"
 else
+    [[ -f "$image_dir/root.img" ]] && note "the cached image in $image_dir has other packages than $image_packages: rebuilding it"
     t0=$(date +%s)
     build_image
     note "guest image built in $(($(date +%s) - t0)) s (kernel $(cat "$image_dir/kernel-release"))"
@@ -217,9 +230,9 @@ if [[ "$arch" == x86_64 ]]; then
     target_dir="$(cd "$tree" && cargo metadata --format-version 1 --no-deps |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
     release_bin="$target_dir/release/ringhttpd"
-    note "building on the host (cargo test --no-run, cargo build --release)"
+    note "building on the host ($([[ "$https_only" -eq 1 ]] || echo 'cargo test --no-run, ')cargo build --release)"
     (cd "$tree" && nice cargo build --release --bin ringhttpd >"$run_dir/build.log" 2>&1 &&
-        nice cargo test --no-run --tests >>"$run_dir/build.log" 2>&1) ||
+        if [[ "$https_only" -eq 0 ]]; then nice cargo test --no-run --tests >>"$run_dir/build.log" 2>&1; fi) ||
         { tail -n 30 "$run_dir/build.log" >&2; die "the build failed"; }
 else
     xroot="$cache/xbuild-trixie"
@@ -249,13 +262,15 @@ else
     note "cross-building for aarch64 in $xroot"
     xenv=(env HOME=/root CARGO_HOME=/root/.cargo CARGO_TARGET_DIR="$target_dir"
         CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc)
-    (nice chroot "$xroot" "${xenv[@]}" sh -c "cd '$tree' && cargo build --locked --release --bin ringhttpd --target aarch64-unknown-linux-gnu && cargo test --locked --no-run --tests --target aarch64-unknown-linux-gnu") \
+    xtests="&& cargo test --locked --no-run --tests --target aarch64-unknown-linux-gnu"
+    [[ "$https_only" -eq 0 ]] || xtests=""
+    (nice chroot "$xroot" "${xenv[@]}" sh -c "cd '$tree' && cargo build --locked --release --bin ringhttpd --target aarch64-unknown-linux-gnu $xtests") \
         >"$run_dir/build.log" 2>&1 || { tail -n 30 "$run_dir/build.log" >&2; die "the cross-build failed"; }
     for m in "${mounted[@]}"; do umount -l "$m"; done
     mounted=()
 fi
 case "$target_dir" in "$tree"/*) ;; *) die "the target directory $target_dir is outside the tree (unset CARGO_TARGET_DIR)" ;; esac
-grep -oE '\(([^)]*/deps/[^)]*)\)' "$run_dir/build.log" | tr -d '()' | sort -u |
+{ grep -oE '\(([^)]*/deps/[^)]*)\)' "$run_dir/build.log" || true; } | tr -d '()' | sort -u |
     while read -r exe; do
         [[ "$exe" == /* ]] || exe="$tree/$exe"
         printf '%s\n' "$exe"
@@ -264,8 +279,14 @@ if [[ "$quick" -eq 1 ]]; then
     grep -E '/deps/(get|errors|operations)-[0-9a-f]+$' "$tests_list" >"$tests_list.quick" || true
     mv "$tests_list.quick" "$tests_list"
 fi
-[[ -s "$tests_list" ]] || die "no test binaries found in the build output"
-note "built in $(($(date +%s) - t0)) s: $(wc -l <"$tests_list") test binaries"
+if [[ "$https_only" -eq 1 ]]; then
+    : >"$tests_list"
+    note "built in $(($(date +%s) - t0)) s: the release server (--https: no test binaries, no ab)"
+else
+    [[ -s "$tests_list" ]] || die "no test binaries found in the build output"
+    note "built in $(($(date +%s) - t0)) s: $(wc -l <"$tests_list") test binaries"
+fi
+[[ -x "$release_bin" ]] || die "no release server at $release_bin"
 
 # --- run.sh (runs in the guest) ------------------------------------------------
 ab_requests=$((quick ? 5000 : 50000))
@@ -295,6 +316,7 @@ while read -r exe; do
     failed=\$((failed + f))
 done <"\$out/tests.txt"
 
+if [ $https_only -eq 0 ]; then
 # ab against a release server on 2 workers.
 site=\$(mktemp -d)
 printf '<html><body>vm load test</body></html>\n' >"\$site/index.html"
@@ -325,6 +347,25 @@ fi
 kill "\$server" 2>/dev/null
 wait "\$server" 2>/dev/null
 head -n 3 "\$out/server.log"
+fi
+
+# HTTPS: kernel TLS where this kernel has the tls module, and rustls alone.
+for mode in auto off; do
+    log="\$out/tls-\$mode.log"
+    t0=\$(date +%s)
+    timeout 900 bash '$tree/scripts/tls_check.sh' --server '$release_bin' --ktls "\$mode" >"\$log" 2>&1
+    status=\$?
+    line=\$(grep -E '^tls_check \(.*: [0-9]+ passed, [0-9]+ failed\$' "\$log" | tail -n 1)
+    p=\$(echo "\$line" | sed -n 's/.*: \([0-9]*\) passed, \([0-9]*\) failed\$/\1/p')
+    f=\$(echo "\$line" | sed -n 's/.*: \([0-9]*\) passed, \([0-9]*\) failed\$/\2/p')
+    p=\${p:-0}
+    f=\${f:-0}
+    if [ "\$status" -ne 0 ] && [ "\$f" -eq 0 ]; then f=1; fi
+    cat "\$log"
+    echo "tls_check --ktls \$mode: \$p passed, \$f failed (exit \$status, \$((\$(date +%s) - t0)) s)"
+    passed=\$((passed + p))
+    failed=\$((failed + f))
+done
 echo "\$passed passed, \$failed failed" >"\$out/result"
 cat "\$out/result"
 sync
