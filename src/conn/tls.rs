@@ -179,6 +179,9 @@ impl Conn {
             Ok((ktls::ALERT, n)) if n >= 2 && record[1] == 0 => self.on_peer_closed(ctx),
             Ok((kind, _)) => {
                 crate::log_debug!("kernel TLS: record of type {kind} from the client; closing");
+                if kind != ktls::ALERT {
+                    ktls::send_unexpected_message(self.fd());
+                }
                 self.abort_for(CloseReason::Client, ctx);
             }
             Err(_) => self.abort(ctx),

@@ -171,7 +171,17 @@ pub fn read_control_record(fd: RawFd, buf: &mut [u8]) -> io::Result<(u8, usize)>
 
 /// Sends a warning-level close_notify alert, if the socket takes it at once.
 pub fn send_close_notify(fd: RawFd) {
-    let alert = [1u8, 0];
+    send_alert(fd, [1, 0]);
+}
+
+/// Sends a fatal unexpected_message alert, if the socket takes it at once: the peer sent a
+/// record the connection cannot follow.
+pub fn send_unexpected_message(fd: RawFd) {
+    send_alert(fd, [2, 10]);
+}
+
+/// Sends an alert record (level, description) if the socket takes it at once.
+fn send_alert(fd: RawFd, alert: [u8; 2]) {
     let mut control = [0u64; 4];
     let mut iov = libc::iovec { iov_base: alert.as_ptr() as *mut libc::c_void, iov_len: alert.len() };
     // SAFETY: an all-zero msghdr is valid; its pointers are set just below.
