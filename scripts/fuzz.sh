@@ -5,8 +5,10 @@
 #
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 #   SECONDS  how long each target runs (default 60)
-#   TARGET   request, path, range, date, encoding, connection (default: all of them, one after
-#            another; connection drives the whole connection state machine, see src/testing/fuzzing.rs)
+#   TARGET   request, path, range, date, encoding, connection, tls_connection (default: all of
+#            them, one after another; connection drives the whole connection state machine, see
+#            src/testing/fuzzing.rs; tls_connection the same over HTTPS against a rustls client,
+#            src/testing/fuzzing/tls.rs)
 #
 # Environment:
 #   FUZZ_RUNS  also stop a target after this many executions (libFuzzer -runs)
@@ -34,7 +36,7 @@ case "$SECONDS_PER_TARGET" in
     ;;
 esac
 
-ALL_TARGETS=(request path range date encoding connection)
+ALL_TARGETS=(request path range date encoding connection tls_connection)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 dict_of() {
@@ -95,7 +97,7 @@ for target in "${TARGETS[@]}"; do
     ft="$(printf '%s' "$last" | sed -nE 's/.* ft: ([0-9]+).*/\1/p')"
     corp="$(printf '%s' "$last" | sed -nE 's/.* corp: ([0-9]+)\/.*/\1/p')"
     speed="$(printf '%s' "$last" | sed -nE 's/.* exec\/s: ([0-9]+).*/\1/p')"
-    printf 'fuzz: %-8s %s executions, cov: %s ft: %s, corpus %s, %s exec/s\n' \
+    printf 'fuzz: %-14s %s executions, cov: %s ft: %s, corpus %s, %s exec/s\n' \
         "$target" "${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "${speed:-?}"
 
     if [ "$status" -ne 0 ]; then

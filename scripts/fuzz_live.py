@@ -24,6 +24,17 @@ response the server sends:
   * after the run the server's descriptor count and RSS have not grown beyond the values after
     a warm-up (+16 fds, +20% RSS), it still serves a plain GET, and SIGTERM stops it with 0.
 
+With --tls the server listens for HTTPS only (--https-only, a certificate generated for the run
+with openssl) and every connection above runs inside TLS (Python's `ssl`, TLS 1.2 or 1.3, the
+record layer over the same non-blocking socket and split points), with the same checks; a
+share of the connections instead sends hostile handshake bytes (garbage, plain HTTP, a
+ClientHello cut short, corrupted, or followed by silence), which the server must close, within
+the header timeout for silence, without dying. A TLS alert or undecryptable record from the
+server on a connection we did not tamper with is a finding.
+
+In both modes, once the run is over, the server's metrics must show no connection left open
+(`ringhttpd_connections_open`, the scrape's own aside).
+
 Everything a connection sends (bytes, split points, pauses, ending) is generated from
 --seed and the connection's iteration number alone, so any finding is replayed with
 `fuzz_live.py --seed S --iteration I` (one connection, verbose).
@@ -40,12 +51,14 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from typing import Dict, List, Optional, Tuple
 
@@ -197,6 +210,15 @@ class Env:
             "noperm.txt",
         ]
 
+    def make_cert(self) -> Tuple[str, str]:
+        """A self-signed ECDSA P-256 certificate for localhost and 127.0.0.1, for --tls."""
+        cert, key = os.path.join(self.tmp, "cert.pem"), os.path.join(self.tmp, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return cert, key
+
     def _canary_file(self, path: str, token: bytes, where: str) -> None:
         with open(path, "wb") as f:
             f.write((token + b"\n") * 64)
@@ -237,8 +259,12 @@ class Plan:
         self.flood = False            # hundreds of pipelined requests
         self.reset_after = 0          # reset_mid: response bytes to read before the reset
         self.stream = b""
+        self.hostile = None           # --tls: a hostile handshake instead of requests
+        self.tls_version = None       # --tls: the highest version the client offers
 
     def describe(self) -> str:
+        if self.hostile:
+            return f"hostile handshake: {self.hostile[0]}"
         return f"ending={self.ending}{' flood' if self.flood else ''} units={len(self.units)} tail={len(self.tail)}B chunks={len(self.chunks)}"
 
 
@@ -496,9 +522,21 @@ ENDINGS = [("keep", 34), ("half_close", 30), ("reset_mid", 16), ("reset_now", 6)
            ("stall", 2)]
 
 
-def gen_plan(seed: int, iteration: int, env: Env) -> Plan:
+HOSTILE = [("garbage", 3), ("plain_http", 2), ("hello_cut", 3), ("hello_corrupt", 3),
+           ("hello_silence", 1), ("hello_then_garbage", 2)]
+
+
+def gen_plan(seed: int, iteration: int, env: Env, tls: bool = False) -> Plan:
     rng = random.Random(f"{seed}:{iteration}")
     plan = Plan(iteration)
+    if tls:
+        trng = random.Random(f"tls-{seed}:{iteration}")
+        plan.tls_version = trng.choice(["1.3", "1.3", "1.2"])
+        if trng.random() < 0.12:
+            kind = trng.choices([k for k, _ in HOSTILE], [w for _, w in HOSTILE])[0]
+            plan.hostile = (kind, trng.random(), trng.randrange(1 << 30))
+            plan.ending = f"hostile {kind}"
+            return plan
     plan.ending = rng.choices([e for e, _ in ENDINGS], [w for _, w in ENDINGS])[0]
     if rng.random() < 0.02 and plan.ending in ("keep", "half_close"):
         # A flood: hundreds of pipelined requests (well past the server's 64 KiB read-ahead,
@@ -618,6 +656,160 @@ class Result:
         self.timed_out = False     # gave up waiting (HANG_S of silence or the hard deadline)
         self.send_error = None
         self.connect_error = None
+        self.tls_error = None      # the server's records could not be read (or it sent an alert)
+
+
+class TlsSock:
+    """The client side of TLS over a non-blocking socket, through memory BIOs, so the rest of
+    the fuzzer keeps its socket calls: send() takes plaintext (raising BlockingIOError while
+    earlier ciphertext is still unsent), recv() returns plaintext (b"" on close_notify or EOF,
+    BlockingIOError when nothing can be decrypted yet). Closing and resets act on the socket."""
+
+    def __init__(self, raw: socket.socket, ctx: ssl.SSLContext):
+        self.raw = raw
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname="localhost")
+        self.unsent = b""
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def flush(self) -> None:
+        self.unsent += self.out.read()
+        while self.unsent:
+            n = self.raw.send(self.unsent)
+            self.unsent = self.unsent[n:]
+
+    def handshake(self, deadline: float) -> None:
+        while True:
+            try:
+                self.obj.do_handshake()
+                self.flush()
+                return
+            except ssl.SSLWantReadError:
+                pass
+            self.flush()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("TLS handshake")
+            select.select([self.raw], [], [], left)
+            try:
+                data = self.raw.recv(65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise ConnectionResetError("closed during the TLS handshake")
+            self.inc.write(data)
+
+    def send(self, data: bytes) -> int:
+        if self.unsent:
+            self.flush()   # BlockingIOError while the socket is still full
+        self.obj.write(data)
+        try:
+            self.flush()
+        except BlockingIOError:
+            pass
+        return len(data)
+
+    def recv(self, n: int) -> bytes:
+        while True:
+            try:
+                return self.obj.read(n)
+            except ssl.SSLWantReadError:
+                pass
+            except ssl.SSLZeroReturnError:
+                return b""
+            data = self.raw.recv(max(n, 16384))   # BlockingIOError, resets: as a plain socket
+            if not data:
+                return b""
+            self.inc.write(data)
+
+    def shutdown(self, how: int) -> None:
+        try:
+            self.flush()
+        except BlockingIOError:
+            pass
+        self.raw.shutdown(how)
+
+    def setsockopt(self, *a) -> None:
+        self.raw.setsockopt(*a)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def client_context(version: Optional[str], cafile: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if version == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def _client_hello(cafile: str) -> bytes:
+    """The ClientHello a real client sends first (Python's ssl), as raw bytes."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = client_context(None, cafile).wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def run_hostile(plan: Plan, port: int, header_timeout: float, cafile: str) -> Result:
+    """Sends hostile handshake bytes; the server must close the connection (within the header
+    timeout, plus slack, for a ClientHello followed by silence)."""
+    res = Result()
+    kind, r, n = plan.hostile
+    rng = random.Random(n)
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    except OSError as e:
+        res.connect_error = e
+        return res
+    hello = _client_hello(cafile)
+    if kind == "garbage":
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000)))
+    elif kind == "plain_http":
+        data = b"GET / HTTP/1.1\r\nHost: fuzz\r\n\r\n"
+    elif kind == "hello_cut":
+        data = hello[:max(1, int(len(hello) * r))]
+    elif kind == "hello_corrupt":
+        b = bytearray(hello)
+        for _ in range(rng.randrange(1, 4)):
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+        data = bytes(b)
+    elif kind == "hello_silence":
+        data = hello
+    else:  # hello_then_garbage
+        data = hello + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 600)))
+    plan.stream = data
+    try:
+        s.sendall(data)
+        res.sent = len(data)
+    except OSError as e:
+        res.send_error = e
+    # Unfinished handshakes are closed at the header timeout at the latest.
+    deadline = time.monotonic() + header_timeout + 3.0
+    s.settimeout(0.25)
+    while time.monotonic() < deadline:
+        try:
+            b = s.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            res.peer_reset = res.eof = True
+            break
+        if not b:
+            res.eof = True
+            break
+        res.data += b
+    else:
+        res.timed_out = True
+    s.close()
+    return res
 
 
 def linger_reset(s: socket.socket) -> None:
@@ -625,7 +817,9 @@ def linger_reset(s: socket.socket) -> None:
     s.close()
 
 
-def run_connection(plan: Plan, port: int, header_timeout: float) -> Result:
+def run_connection(plan: Plan, port: int, header_timeout: float, cafile: Optional[str] = None) -> Result:
+    if plan.hostile:
+        return run_hostile(plan, port, header_timeout, cafile)
     res = Result()
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -634,6 +828,14 @@ def run_connection(plan: Plan, port: int, header_timeout: float) -> Result:
         return res
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.setblocking(False)
+    if cafile is not None:
+        s = TlsSock(s, client_context(plan.tls_version, cafile))
+        try:
+            s.handshake(time.monotonic() + 5)
+        except (OSError, ssl.SSLError) as e:
+            res.connect_error = e
+            s.close()
+            return res
     poller = select.poll()
     poller.register(s, select.POLLIN)
     start = time.monotonic()
@@ -648,6 +850,10 @@ def run_connection(plan: Plan, port: int, header_timeout: float) -> Result:
                 return True
             except (ConnectionResetError, BrokenPipeError):
                 res.peer_reset = True
+                res.eof = True
+                return False
+            except ssl.SSLError as e:
+                res.tls_error = e
                 res.eof = True
                 return False
             if not b:
@@ -743,6 +949,13 @@ def run_connection(plan: Plan, port: int, header_timeout: float) -> Result:
             else:
                 quiet_since = None
         wait = QUIET_S if quiet_since is not None else 0.25
+        if isinstance(s, TlsSock) and s.unsent:
+            try:
+                s.flush()
+            except BlockingIOError:
+                wait = min(wait, 0.01)
+            except OSError:
+                pass
         if poller.poll(wait * 1000):
             before = len(res.data)
             drain()
@@ -787,6 +1000,15 @@ def check(plan: Plan, res: Result, env: Env) -> Tuple[List[Tuple[str, str]], Lis
     data = bytes(res.data)
     if res.connect_error is not None:
         return [("connect failed", repr(res.connect_error))], []
+    if plan.hostile:
+        if res.timed_out:
+            f.append(("hostile handshake not closed", f"{plan.hostile[0]}: the connection was still open "
+                                                       f"after the header timeout + 3 s"))
+        if data and (data[0] not in (21, 22) or b"HTTP/" in data):
+            f.append(("hostile handshake answered", f"{plan.hostile[0]}: {show(data, 60)}"))
+        return f, []
+    if res.tls_error is not None and not res.we_cut:
+        f.append(("TLS error", f"the client could not read the server's records: {res.tls_error!r}"))
     for token, where in env.canaries:
         if token in data:
             f.append(("CANARY LEAK", f"the {where} canary {token[:20].decode(errors='replace')}... is in a response"))
@@ -894,10 +1116,11 @@ class Server:
     def __init__(self, binary: str, root: str, workers: int, header_timeout: int, extra: List[str] = ()):
         self.proc = subprocess.Popen(
             [binary, "-a", "127.0.0.1", "-p", "0", "-r", root, "-w", str(workers),
-             "--header-timeout", str(header_timeout), "--no-pin", *extra],
+             "--header-timeout", str(header_timeout), "--no-pin", "--metrics", "127.0.0.1:0", *extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.lines: List[str] = []
         self.port = None
+        self.metrics = None
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             line = self.proc.stderr.readline()
@@ -905,6 +1128,9 @@ class Server:
                 break
             text = line.decode(errors="replace").rstrip()
             self.lines.append(text)
+            mm = re.search(r"metrics on http://(\S+)/metrics", text)
+            if mm:
+                self.metrics = mm.group(1)
             m = re.search(r"listening on (\S+):(\d+)", text)
             if m:
                 self.port = int(m.group(2))
@@ -944,12 +1170,33 @@ class Server:
         except (OSError, RuntimeError):
             return 0
 
+    def scrape(self) -> Dict[str, float]:
+        """The server's metrics: {series: value}."""
+        with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    out[name] = float(value)
+                except ValueError:
+                    pass
+        return out
+
     def fatal_lines(self) -> List[str]:
         return [l for l in self.lines if re.search(r"fatal|panic|error", l, re.I)]
 
 
-def plain_get(port: int, path: str) -> Tuple[int, bytes]:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+def connect_blocking(port: int, cafile: Optional[str]) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if cafile is not None:
+        s = client_context(None, cafile).wrap_socket(s, server_hostname="localhost")
+    return s
+
+
+def plain_get(port: int, path: str, cafile: Optional[str] = None) -> Tuple[int, bytes]:
+    with connect_blocking(port, cafile) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n\r\n".encode())
         data = httpio.read_to_close(s)
     head, _, body = data.partition(b"\r\n\r\n")
@@ -957,12 +1204,12 @@ def plain_get(port: int, path: str) -> Tuple[int, bytes]:
     return (int(m.group(1)) if m else 0), body
 
 
-def saturate_pools(port: int, n: int) -> None:
+def saturate_pools(port: int, n: int, cafile: Optional[str] = None) -> None:
     """Warm-up: n simultaneous large bodies, read to the end, so each worker's pipe pool and
     connection slab reach the size the fuzzing concurrency can need."""
     socks = []
     for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s = connect_blocking(port, cafile)
         s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n\r\n")
         socks.append(s)
     time.sleep(0.3)
@@ -1039,10 +1286,10 @@ class Campaign:
             i = self.take()
             if i is None:
                 return
-            plan = gen_plan(self.args.seed, i, self.env)
+            plan = gen_plan(self.args.seed, i, self.env, self.args.tls)
             with self.lock:
                 self.in_flight[tid] = i
-            res = run_connection(plan, self.server.port, self.args.header_timeout)
+            res = run_connection(plan, self.server.port, self.args.header_timeout, self.args.cafile)
             with self.lock:
                 self.in_flight.pop(tid, None)
             if not self.server.alive():
@@ -1102,14 +1349,14 @@ def ensure_binary(path: str) -> None:
 
 
 def replay(args, env: Env, server: Server) -> int:
-    plan = gen_plan(args.seed, args.iteration, env)
+    plan = gen_plan(args.seed, args.iteration, env, args.tls)
     print(f"iteration {args.iteration}: {plan.describe()}")
     for i, u in enumerate(plan.units):
         print(f"  request {i + 1}{' (known answer)' if u.expect else ''}: {show(u.data, 600)}")
     if plan.tail:
         print(f"  tail: {show(plan.tail)}")
     print("  chunks: " + ", ".join(f"{len(c)}B+{p * 1000:.1f}ms" for c, p in plan.chunks))
-    res = run_connection(plan, server.port, args.header_timeout)
+    res = run_connection(plan, server.port, args.header_timeout, args.cafile)
     print(f"sent {res.sent} bytes, received {len(res.data)} (eof={res.eof} peer_reset={res.peer_reset} "
           f"we_cut={res.we_cut} timed_out={res.timed_out} send_error={res.send_error})")
     found, resps = check(plan, res, env)
@@ -1140,12 +1387,20 @@ def main() -> int:
     ap.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                     help="extra server flag, repeatable (e.g. --server-arg=--autoindex)")
     ap.add_argument("--keep-root", action="store_true", help="do not delete the generated tree")
+    ap.add_argument("--tls", action="store_true",
+                    help="HTTPS only: every connection in TLS, some with hostile handshakes")
     args = ap.parse_args()
 
     ensure_binary(args.bin)
     env = Env(args.seed, args.plant_canary_inside)
+    args.cafile = None
+    extra = list(args.server_arg)
+    if args.tls:
+        cert, key = env.make_cert()
+        args.cafile = cert
+        extra = ["--tls-cert", cert, "--tls-key", key, "--tls-port", "0", "--https-only"] + extra
     try:
-        server = Server(args.bin, env.root, 2, args.header_timeout, args.server_arg)
+        server = Server(args.bin, env.root, 2, args.header_timeout, extra)
     except (RuntimeError, OSError) as e:
         print(f"fuzz_live: {e}", file=sys.stderr)
         env.cleanup()
@@ -1165,13 +1420,14 @@ def main() -> int:
 
 
 def campaign(args, env: Env, server: Server) -> int:
-    print(f"fuzz_live: seed {args.seed}, {args.seconds:g} s, {args.jobs} client connections at a time; "
+    print(f"fuzz_live: seed {args.seed}, {args.seconds:g} s, {args.jobs} client connections at a time"
+          f"{' over TLS (HTTPS only)' if args.tls else ''}; "
           f"ringhttpd pid {server.proc.pid} on 127.0.0.1:{server.port} (2 workers, header timeout "
           f"{args.header_timeout} s), root {env.root}"
           + (" [PLANTED CANARY INSIDE THE ROOT]" if env.planted else ""), flush=True)
     c = Campaign(args, env, server)
     warmup = args.warmup if args.warmup is not None else min(5.0, max(1.0, args.seconds * 0.1))
-    saturate_pools(server.port, 3 * args.jobs)
+    saturate_pools(server.port, 3 * args.jobs, args.cafile)
     c.run_phase(warmup)
     base_fds = base_rss = 0
     if server.alive():
@@ -1198,7 +1454,25 @@ def campaign(args, env: Env, server: Server) -> int:
         if rss > base_rss * (1 + RSS_TOLERANCE):
             c.add_finding("memory growth", f"RSS {base_rss} kB -> {rss} kB (tolerance +{RSS_TOLERANCE:.0%})", None)
         try:
-            status, body = plain_get(server.port, "/index.html")
+            m = server.scrape()
+            open_now = m.get("ringhttpd_connections_open")
+            tls = ""
+            if args.tls:
+                fails = {k.split('"')[1]: int(v) for k, v in m.items()
+                         if k.startswith("ringhttpd_tls_handshake_failures_total{")}
+                modes = {k.split('"')[1]: int(v) for k, v in m.items()
+                         if k.startswith("ringhttpd_tls_connections_total{")}
+                tls = (f"; TLS handshakes {int(m.get('ringhttpd_tls_handshakes_total', 0))} (records sealed by "
+                       + ", ".join(f"{k} {v}" for k, v in sorted(modes.items())) + "), failures "
+                       + ", ".join(f"{k} {v}" for k, v in sorted(fails.items())))
+            print(f"metrics after the run: {open_now:g} connections open (the scrape's own included){tls}")
+            if open_now is None or open_now > 1:
+                c.add_finding("leaked connections", f"ringhttpd_connections_open is {open_now} with no client "
+                                                    f"left (the scrape's own aside)", None)
+        except (OSError, ValueError) as e:
+            c.add_finding("metrics unreachable", repr(e), None)
+        try:
+            status, body = plain_get(server.port, "/index.html", args.cafile)
             ok = status == 200 and body == env.known["/index.html"]
             print(f"final GET /index.html: {status}, {len(body)} bytes{'' if ok else ' (WRONG)'}")
             if not ok:
@@ -1233,6 +1507,7 @@ def campaign(args, env: Env, server: Server) -> int:
         shown += 1
         where = (f"seed {args.seed} iteration {fd['iteration']} ({fd['ending']}); replay: "
                  f"scripts/fuzz_live.py --seed {args.seed} --iteration {fd['iteration']}"
+                 + (" --tls" if args.tls else "")
                  + (" --plant-canary-inside" if env.planted else "")
                  if fd["iteration"] is not None else f"seed {args.seed}, whole run")
         print(f"- {fd['kind']}: {fd['detail']}\n    {where}")

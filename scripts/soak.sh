@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Long mixed-load soak test of ringhttpd, on loopback only.
 #
-#   scripts/soak.sh [MINUTES] [--no-build] [--bin PATH]
+#   scripts/soak.sh [MINUTES] [--tls] [--no-build] [--bin PATH]
 #
 # Builds the release binary (unless --no-build or --bin), starts it on 127.0.0.1 (port 0,
 # 2 workers, an access log, --metrics 127.0.0.1:0, 5 s timeouts) over a generated document
@@ -17,6 +17,11 @@
 # a server death or restart, lost access log lines, or RSS/descriptors/connections/latency
 # growing over the run (see soak_lib/soak.py). The run takes MINUTES plus about 30 s.
 #
+# --tls: the same load over HTTPS. A self-signed certificate for localhost is generated for the
+# run (openssl), the server listens with --https-only on an ephemeral --tls-port (kTLS where the
+# kernel has it, rustls records otherwise; --ktls as the server decides), and every client
+# connection runs in TLS, trusting that certificate; the same checks apply.
+#
 # Environment:
 #   WORKERS            server workers (default 2)
 #   TIMEOUT            server --header/--keepalive/--send-timeout in seconds (default 5)
@@ -31,6 +36,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 MINUTES=10
 BUILD=1
 BIN=""
+TLS=0
 EXTRA=()
 
 die() {
@@ -41,6 +47,7 @@ die() {
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) BUILD=0 ;;
+        --tls) TLS=1 ;;
         --bin)
             [ $# -ge 2 ] || die "--bin needs a path"
             BIN="$2"
@@ -78,18 +85,29 @@ start_server() {
     WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ringhttpd-soak.XXXXXX")
     mkdir -p "$WORK_DIR/root" "$WORK_DIR/tmp"
     : >"$WORK_DIR/stderr" # exists before the first grep below
+    local tls_args=()
+    if [ "$TLS" = 1 ]; then
+        command -v openssl >/dev/null 2>&1 || die "--tls needs openssl (to make the run's certificate)"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout "$WORK_DIR/key.pem" -out "$WORK_DIR/cert.pem" -days 2 -subj /CN=localhost \
+            -addext subjectAltName=DNS:localhost,IP:127.0.0.1 >/dev/null 2>&1 ||
+            die "openssl could not make a certificate"
+        tls_args=(--tls-cert "$WORK_DIR/cert.pem" --tls-key "$WORK_DIR/key.pem" --tls-port 0 --https-only)
+        EXTRA+=(--tls "$WORK_DIR/cert.pem")
+    fi
     "$BIN" -a 127.0.0.1 -p 0 -r "$WORK_DIR/root" -w "$WORKERS" \
         --access-log "$WORK_DIR/access.log" --metrics 127.0.0.1:0 \
         --header-timeout "$TIMEOUT" --keepalive-timeout "$TIMEOUT" --send-timeout "$TIMEOUT" \
-        --shutdown-timeout 5 </dev/null >/dev/null 2>"$WORK_DIR/stderr" &
+        --shutdown-timeout 5 "${tls_args[@]}" </dev/null >/dev/null 2>"$WORK_DIR/stderr" &
     SERVER_PID=$!
     line=$(await_listening "$WORK_DIR/stderr") || exit 1
     mline=$(grep -m 1 'metrics on http://' "$WORK_DIR/stderr" || true)
     [ -n "$mline" ] || die "server did not report a metrics address (a binary without --metrics?)"
-    SERVER_PORT=$(printf '%s\n' "$line" | sed -E 's/.*listening on 127\.0\.0\.1:([0-9]+).*/\1/')
+    SERVER_PORT=$(printf '%s\n' "$line" | sed -E 's#.*listening on (https://)?127\.0\.0\.1:([0-9]+).*#\2#')
     METRICS_ADDR=$(printf '%s\n' "$mline" | sed -E 's#.*metrics on http://([^/]+)/metrics.*#\1#')
-    printf 'server %s pid %s on 127.0.0.1:%s, metrics %s (workers %s, timeouts %s s)\n' \
-        "$BIN" "$SERVER_PID" "$SERVER_PORT" "$METRICS_ADDR" "$WORKERS" "$TIMEOUT"
+    printf 'server %s pid %s on %s127.0.0.1:%s, metrics %s (workers %s, timeouts %s s)\n' \
+        "$BIN" "$SERVER_PID" "$([ "$TLS" = 1 ] && printf 'https://')" "$SERVER_PORT" "$METRICS_ADDR" \
+        "$WORKERS" "$TIMEOUT"
 }
 
 # The server's own account of the run: its warnings and errors, grouped.

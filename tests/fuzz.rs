@@ -422,3 +422,65 @@ proptest! {
         ringhttpd::testing::fuzzing::drive_connection(&bytes);
     }
 }
+
+// ---- the connection state machine over TLS ----
+
+/// One step of the TLS driver's input language (see `ringhttpd::testing::fuzzing::tls`):
+/// mostly the steps a handshake and its requests need (the client's bytes received in pieces,
+/// the server's sends completed, the client reading them, requests written a piece at a time),
+/// some tampering on the way to the server, timeouts, FIN, stops, close_notify and key updates.
+fn tls_events() -> impl Strategy<Value = Vec<u8>> {
+    // A completion's result: mostly a full or short one, sometimes anything (failures).
+    let result = || prop_oneof![4 => 0u8..4, 1 => any::<u8>()];
+    let step = prop_oneof![
+        16 => (any::<u8>(), any::<u8>()).prop_map(|(len, more)| vec![0, len, more]),
+        16 => result().prop_map(|r| vec![4, r]),
+        10 => Just(vec![7]),
+        6 => (any::<u8>(), any::<u8>()).prop_map(|(pick, len)| vec![8, pick, len]),
+        2 => (9u8..12, prop::collection::vec(any::<u8>(), 3..12)).prop_map(|(a, b)| [vec![a], b].concat()),
+        1 => (12u8..16, any::<u8>()).prop_map(|(a, b)| vec![a, b]),
+    ];
+    (any::<u8>(), prop::collection::vec(step, 1..60))
+        .prop_map(|(offer, steps)| [vec![offer], steps.concat()].concat())
+}
+
+proptest! {
+    // A handshake costs about a millisecond even in a debug build: this runs in a few seconds.
+    #![proptest_config(Config { cases: 1000, ..config() })]
+
+    /// An HTTPS connection against a real rustls client: whatever is cut, corrupted or
+    /// interleaved, no transition is unreachable, the client never rejects what the server
+    /// sent unless something was tampered with, what it decrypts is well-formed responses,
+    /// and an untampered exchange, let run, completes its handshake and answers its requests.
+    #[test]
+    fn tls_connection_survives_any_events(events in tls_events()) {
+        ringhttpd::testing::fuzzing::drive_tls_connection(&events);
+    }
+
+    #[test]
+    fn tls_connection_survives_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        ringhttpd::testing::fuzzing::drive_tls_connection(&bytes);
+    }
+}
+
+/// Server bug, reproduced (ignored until fixed, as it never returns): a client sends its
+/// request, then close_notify while the request is being answered (the close_notify is noted
+/// nowhere once the phase is not `Waiting`), then one more record after the response. Once
+/// rustls has received close_notify, `read_tls` returns `Ok(0)` without reading, so the loop
+/// in `tls::session::Session::process` never ends: the worker thread spins.
+#[test]
+#[ignore = "the server spins: a record after close_notify (see the comment)"]
+fn tls_record_after_close_notify_while_answering() {
+    ringhttpd::testing::fuzzing::drive_tls_connection(&[
+        0x01, // TLS 1.3 only
+        0, 255, 0, 4, 0, 7, 0, 255, 0, 4, 0, // the handshake, its ticket included
+        8, 0, 255, // the client writes GET /index.html
+        0, 255, 0, // the server receives it and opens the file
+        15, 0, // the client sends close_notify
+        0, 255, 0, // the server receives it (still opening)
+        15, 1, // the client updates its keys: a KeyUpdate record behind its close_notify
+        4, 0, 4, 0, 0, 0, 0, 4, 0, 4, 0, 0, 0, 0, 4, 0, 4, 0, 0, 0, 0, // open and statx, three times
+        4, 0, // the response is sent
+        0, 255, 0, // the server receives the KeyUpdate: it never returns
+    ]);
+}

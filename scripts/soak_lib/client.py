@@ -13,6 +13,7 @@ threads; every second a process sends what it saw to the driver's queue as one d
 import os
 import random
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -23,6 +24,16 @@ from pylib import httpio  # noqa: E402
 
 CLIENT_TIMEOUT = 10.0      # seconds without progress before a request counts as stalled
 HOST = "127.0.0.1"
+# With soak.py --tls: every connection is wrapped in TLS, trusting the run's certificate.
+TLS_CONTEXT = None
+
+
+def use_tls(cafile):
+    """Makes every later `connect` a TLS connection (TLS 1.2 or 1.3) trusting `cafile`."""
+    global TLS_CONTEXT
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile)
+    TLS_CONTEXT = ctx
 
 
 class ConnError(Exception):
@@ -47,6 +58,15 @@ def connect(port, rcvbuf=None):
         sock.close()
         raise ConnError("connect failed", str(e))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if TLS_CONTEXT is not None:
+        try:
+            sock = TLS_CONTEXT.wrap_socket(sock, server_hostname="localhost")
+        except socket.timeout:
+            sock.close()
+            raise ConnError("TLS handshake timeout")
+        except OSError as e:   # ssl.SSLError included
+            sock.close()
+            raise ConnError("TLS handshake failed", str(e))
     return sock
 
 
@@ -412,8 +432,11 @@ ROLES = {
 }
 
 
-def run_role(role, port, specs, queue, stop, seed):
-    """A client process: the role's threads plus a reporter sending stats every second."""
+def run_role(role, port, specs, queue, stop, seed, cafile=None):
+    """A client process: the role's threads plus a reporter sending stats every second (over
+    TLS, trusting `cafile`, if given)."""
+    if cafile:
+        use_tls(cafile)
     threads_n, loop, kw = ROLES[role]
     stats = Stats(role)
     threads = [threading.Thread(target=loop, daemon=True,

@@ -2,7 +2,10 @@
 """Long mixed-load soak of a running ringhttpd (scripts/soak.sh).
 
     soak.py --port PORT --metrics ADDR:PORT --pid PID --root DIR --tmp DIR --log PATH
-            [--minutes M] [--keepalive-timeout S] [--send-timeout S] [--plant-wrong-version]
+            [--minutes M] [--keepalive-timeout S] [--send-timeout S] [--tls CERT]
+            [--plant-wrong-version]
+
+With --tls CERT, PORT is an HTTPS port and every client connection runs in TLS, trusting CERT.
 
 Fills DIR with files of known versions (content.py), then for M minutes runs the client
 processes of client.py (keep-alive and new-connection clients with plain, range, multi-range
@@ -291,6 +294,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--keepalive-timeout", type=float, default=5)
     ap.add_argument("--send-timeout", type=float, default=5)
+    ap.add_argument("--tls", metavar="CERT", help="HTTPS: connect with TLS, trusting CERT")
     ap.add_argument("--plant-wrong-version", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     pid = args.pid
@@ -313,7 +317,7 @@ def main():
 
     ctx = multiprocessing.get_context("fork")
     queue, load_stop = ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=run_role, args=(role, args.port, specs, queue, load_stop, i + 1),
+    procs = [ctx.Process(target=run_role, args=(role, args.port, specs, queue, load_stop, i + 1, args.tls),
                          name=f"soak-{role}", daemon=True)
              for i, role in enumerate(ROLES)]
     for p in procs:

@@ -406,6 +406,10 @@ impl Ring {
         if self.bufs.is_none() {
             return self.recv_into_own_buffer(fd, token);
         }
+        #[cfg(feature = "fuzzing")]
+        if let Some(sim) = &mut self.sim {
+            sim.multishot.insert(token.encode());
+        }
         let e = opcode::RecvMulti::new(Fd(fd), BUF_GROUP).build();
         // SAFETY: the kernel writes only into provided buffers, which live as long as the ring.
         unsafe { self.push(e.user_data(token.encode())) }
@@ -415,6 +419,10 @@ impl Ring {
     pub fn recv_once(&mut self, fd: RawFd, token: Token) {
         if self.bufs.is_none() {
             return self.recv_into_own_buffer(fd, token);
+        }
+        #[cfg(feature = "fuzzing")]
+        if let Some(sim) = &mut self.sim {
+            sim.multishot.remove(&token.encode());
         }
         let e = opcode::Recv::new(Fd(fd), std::ptr::null_mut(), 0).buf_group(BUF_GROUP).build();
         let e = e.flags(squeue::Flags::BUFFER_SELECT);

@@ -3,18 +3,20 @@
 //! memory backs everything an operation owns, so ownership bugs still show. It must never be
 //! compiled into a server that serves.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::fd::OwnedFd;
 
 use super::ring::{Completion, OpMemory, Ring};
 
-/// What a simulated ring recorded: the user_data of every submission in order, and the length
-/// each splice asked for.
+/// What a simulated ring recorded: the user_data of every submission in order, the length
+/// each splice asked for, and which receives are multishot (only those may complete with
+/// `MORE`).
 #[derive(Default)]
 pub struct Simulated {
     pub submitted: VecDeque<u64>,
     pub splice_len: HashMap<u64, u32>,
+    pub multishot: HashSet<u64>,
     next_bid: u16,
 }
 

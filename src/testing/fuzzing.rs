@@ -4,8 +4,12 @@
 //! stream chooses (short and failed sends, short or failed splices and reads, missing files,
 //! cancellations, timeouts, a graceful stop). Findings are panics: an `unreachable!` transition,
 //! an overflow of the in-flight count, two operations under one token, or a connection that
-//! cannot finish once aborted and drained. Used by the `connection` fuzz target and by the
+//! cannot finish once aborted and drained, or that leaves an operation other than a
+//! cancellation in flight once finished. Used by the `connection` fuzz target and by the
 //! property tests; it never touches the network or the filesystem beyond `/dev/null`.
+//!
+//! `drive_tls_connection` (submodule `tls`) runs an HTTPS connection the same way, with a real
+//! rustls client on the other side of the simulated socket.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -23,6 +27,9 @@ use crate::kernel::token::{Op, Token};
 use crate::ops::metrics::Metrics;
 use crate::server::config::{Args, Config};
 use crate::server::context::Ctx;
+
+mod tls;
+pub use tls::drive_tls_connection;
 
 /// Steps one input may take (each consumes at least one byte, so this is a backstop).
 const MAX_STEPS: usize = 4096;
@@ -80,12 +87,20 @@ fn context() -> Ctx {
 
 /// Runs one connection through the events `data` describes; panics on a broken invariant.
 pub fn drive_connection(data: &[u8]) {
+    with_context(|ctx| {
+        ctx.tls = None;
+        run(ctx, data);
+    });
+}
+
+/// Runs `f` on this thread's context, reset for a new run.
+fn with_context(f: impl FnOnce(&mut Ctx)) {
     let mut ctx = CONTEXT.with(|c| c.borrow_mut().take()).unwrap_or_else(context);
     ctx.ring.sim_reset();
     ctx.cache = FileCache::default();
     ctx.stopping = false;
     ctx.now = Instant::now();
-    run(&mut ctx, data);
+    f(&mut ctx);
     CONTEXT.with(|c| *c.borrow_mut() = Some(ctx));
 }
 
@@ -94,40 +109,77 @@ fn run(ctx: &mut Ctx, data: &[u8]) {
     let mut conn = Conn::new(OwnedFd::from(socket), 0, 1, false, false, ctx);
     conn.arm_recv(ctx);
     let mut input = Input(data);
+    let mut wire = Wire::default();
     for _ in 0..MAX_STEPS {
         if conn.is_finished() {
-            return;
+            return check_nothing_left(ctx);
         }
         let Some(action) = input.byte() else { break };
         match action % 10 {
             0..=3 => receive(&mut conn, ctx, &mut input),
-            4..=6 => complete_oldest(&mut conn, ctx, &mut input),
-            7 => {
-                ctx.now += Duration::from_secs(6);
-                if conn.deadline <= ctx.now {
-                    conn.on_timeout(ctx);
-                }
-            }
+            4..=6 => complete_oldest(&mut conn, ctx, &mut input, &mut wire),
+            7 => time_passes(&mut conn, ctx),
             8 => end_of_input(&mut conn, ctx, &mut input),
-            _ => {
-                ctx.stopping = true;
-                conn.on_stop(ctx);
-            }
+            _ => stop(&mut conn, ctx),
         }
     }
-    // However the stream ended, an aborted connection must be able to finish.
+    finish(&mut conn, ctx, &mut wire);
+}
+
+/// The clock jumps past the longest timeout the context sets; the deadline fires if it passed.
+fn time_passes(conn: &mut Conn, ctx: &mut Ctx) {
+    ctx.now += Duration::from_secs(6);
+    if conn.deadline <= ctx.now {
+        conn.on_timeout(ctx);
+    }
+}
+
+/// A graceful stop of the server.
+fn stop(conn: &mut Conn, ctx: &mut Ctx) {
+    ctx.stopping = true;
+    conn.on_stop(ctx);
+}
+
+/// However the stream ended, an aborted connection must be able to finish once everything in
+/// flight has completed, and then leave nothing behind.
+fn finish(conn: &mut Conn, ctx: &mut Ctx, wire: &mut Wire) {
     conn.abort(ctx);
     let mut drain = Input(&[]);
     for _ in 0..MAX_STEPS {
         if conn.is_finished() {
-            return;
+            return check_nothing_left(ctx);
         }
         if ctx.ring.sim().submitted.is_empty() {
             break;
         }
-        complete_oldest(&mut conn, ctx, &mut drain);
+        complete_oldest(conn, ctx, &mut drain, wire);
     }
     assert!(conn.is_finished(), "an aborted connection with nothing left in flight is not finished");
+    check_nothing_left(ctx);
+}
+
+/// A finished connection has nothing in flight but cancellations (which own nothing): no
+/// operation still holds its socket, a file, a buffer or a pipe.
+fn check_nothing_left(ctx: &mut Ctx) {
+    let left: Vec<Op> = ctx
+        .ring
+        .sim()
+        .submitted
+        .iter()
+        .filter_map(|&u| Token::decode(u))
+        .map(|t| t.op)
+        .filter(|&op| op != Op::Cancel)
+        .collect();
+    assert!(left.is_empty(), "a finished connection still has {left:?} in flight");
+}
+
+/// What the peer got from the ring's completions: the bytes the sends took, and whether any
+/// result was one that ends an exchange early (a failed send, read or poll, a receive ended by
+/// the ring), after which no complete response can be promised.
+#[derive(Default)]
+struct Wire {
+    sent: Vec<u8>,
+    disturbed: bool,
 }
 
 fn pending(ctx: &mut Ctx, op: Op) -> Option<u64> {
@@ -161,8 +213,16 @@ fn receive(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input) {
     if chunk.is_empty() {
         return;
     }
-    let more = if input.byte().unwrap_or(0) % 4 == 0 { 0 } else { cqueue_flags::MORE };
-    let flags = ctx.ring.sim_receive(&chunk) | more;
+    let more = input.byte().unwrap_or(0) % 4 != 0;
+    deliver_bytes(conn, ctx, recv, &chunk, more);
+}
+
+/// Completes the receive in flight under `recv` with `chunk` (at most one provided buffer's
+/// worth), leaving it armed if `more` and it is a multishot receive (a single-shot one always
+/// ends with its first completion).
+fn deliver_bytes(conn: &mut Conn, ctx: &mut Ctx, recv: u64, chunk: &[u8], more: bool) {
+    let more = more && ctx.ring.sim().multishot.contains(&recv);
+    let flags = ctx.ring.sim_receive(chunk) | if more { cqueue_flags::MORE } else { 0 };
     deliver(conn, ctx, recv, chunk.len() as i32, flags, None);
 }
 
@@ -173,8 +233,9 @@ fn end_of_input(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input) {
     deliver(conn, ctx, recv, result, 0, None);
 }
 
-/// Completes the oldest operation other than the receive with a result the input picks.
-fn complete_oldest(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input) {
+/// Completes the oldest operation other than the receive with a result the input picks (with
+/// no input left: the full, successful result).
+fn complete_oldest(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input, wire: &mut Wire) {
     let next = ctx
         .ring
         .sim()
@@ -190,27 +251,35 @@ fn complete_oldest(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input) {
         Op::Read => {
             let room = ctx.ring.sim_read_room(user_data) as i32;
             let result = input.pick(&[room, room, room / 2, 0, -libc::EIO]);
+            wire.disturbed |= result <= 0 && room > 0;
             deliver(conn, ctx, user_data, result, 0, None);
         }
         Op::Send => {
             let left = ctx.ring.sim_send_left(user_data) as i32;
             let result = input.pick(&[left, left, left / 2 + 1, 1, -libc::EPIPE, -libc::ECONNRESET]);
-            let _sent = ctx.ring.sim_send_bytes(user_data, result.max(0) as usize);
+            wire.disturbed |= result < 0;
+            let sent = ctx.ring.sim_send_bytes(user_data, result.max(0) as usize);
+            wire.sent.extend_from_slice(&sent);
             deliver(conn, ctx, user_data, result, 0, None);
         }
-        Op::SpliceIn => complete_splice_in(conn, ctx, input, user_data, token),
+        Op::SpliceIn => complete_splice_in(conn, ctx, input, user_data, token, wire),
         Op::SpliceOut => {
             let len = ctx.ring.sim().splice_len.get(&user_data).copied().unwrap_or(0) as i32;
             let result = input.pick(&[len, len, len / 2 + 1, -libc::EAGAIN, -libc::EPIPE]);
+            wire.disturbed |= result == -libc::EPIPE;
             deliver(conn, ctx, user_data, result, 0, None);
         }
         Op::PollOut => {
             let result = input.pick(&[libc::POLLOUT as i32, libc::POLLOUT as i32, -libc::ECONNRESET]);
+            wire.disturbed |= result < 0;
             deliver(conn, ctx, user_data, result, 0, None);
         }
         Op::Cancel => complete_cancel(conn, ctx, user_data),
         Op::Delay => deliver(conn, ctx, user_data, -libc::ETIME, 0, None),
-        Op::Recv => deliver(conn, ctx, user_data, -libc::ECANCELED, 0, None),
+        Op::Recv => {
+            wire.disturbed = true;
+            deliver(conn, ctx, user_data, -libc::ECANCELED, 0, None);
+        }
         _ => deliver(conn, ctx, user_data, 0, 0, None),
     }
 }
@@ -243,9 +312,17 @@ fn complete_statx(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input, user_data: 
 
 /// A file → pipe splice; if it moves less than asked, the linked pipe → socket splice is
 /// cancelled, as the kernel does.
-fn complete_splice_in(conn: &mut Conn, ctx: &mut Ctx, input: &mut Input, user_data: u64, token: Token) {
+fn complete_splice_in(
+    conn: &mut Conn,
+    ctx: &mut Ctx,
+    input: &mut Input,
+    user_data: u64,
+    token: Token,
+    wire: &mut Wire,
+) {
     let len = ctx.ring.sim().splice_len.get(&user_data).copied().unwrap_or(0) as i32;
     let result = input.pick(&[len, len, len, len / 2 + 1, 0, -libc::EIO]);
+    wire.disturbed |= result <= 0 && len > 0;
     deliver(conn, ctx, user_data, result, 0, None);
     if result != len {
         let linked = Token { op: Op::SpliceOut, ..token }.encode();
