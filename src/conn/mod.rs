@@ -466,7 +466,7 @@ impl Conn {
         }
         match request::parse(&self.inbuf, ctx.cfg.max_header_size) {
             Parse::Partial => {
-                if self.recv == Recv::Ended {
+                if self.client_done_sending() {
                     self.abort(ctx);
                 }
             }
@@ -541,7 +541,7 @@ impl Conn {
         if ends_connection(&ex, ctx) {
             return self.close_after(ctx, &ex);
         }
-        if self.recv == Recv::Ended && self.inbuf.is_empty() {
+        if self.client_done_sending() && self.inbuf.is_empty() {
             // The client's FIN came after its last request, which is now answered.
             return self.abort(ctx);
         }

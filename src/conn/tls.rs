@@ -39,6 +39,11 @@ impl Conn {
         matches!(self.tls, Some(Tls::User(_)))
     }
 
+    /// The client will send nothing more: it sent FIN, or (over TLS) close_notify.
+    pub(super) fn client_done_sending(&self) -> bool {
+        self.recv == Recv::Ended || matches!(&self.tls, Some(Tls::User(session)) if session.peer_closed())
+    }
+
     /// Hands received bytes to the connection: plaintext straight to `inbuf`, ciphertext of a
     /// connection in user space through rustls first.
     pub(super) fn take_input(

@@ -65,6 +65,11 @@ pub struct Session {
     fresh: bool,
     /// The first bytes were a plain HTTP request line's start.
     plain_http: bool,
+    /// The peer's close_notify arrived: rustls reads no record after it.
+    peer_closed: bool,
+    /// Ours was sealed: nothing received is read any more (rustls must not answer a bad
+    /// record with a second alert).
+    closing: bool,
 }
 
 impl Session {
@@ -74,7 +79,14 @@ impl Session {
         // Plaintext is handed over in bounded pieces (a head, a cached body, a file chunk) and
         // drained after each, so rustls needs no limit of its own.
         conn.set_buffer_limit(None);
-        Session { conn, partial: Vec::new(), fresh: true, plain_http: false }
+        Session {
+            conn,
+            partial: Vec::new(),
+            fresh: true,
+            plain_http: false,
+            peer_closed: false,
+            closing: false,
+        }
     }
 
     /// The client spoke plain HTTP to the TLS port (it may be told so in plain HTTP).
@@ -94,6 +106,9 @@ impl Session {
     /// Takes received ciphertext: whole records go through rustls, whose plaintext is appended
     /// to `plain`; the start of a record still arriving waits for the rest.
     pub fn receive(&mut self, bytes: &[u8], plain: &mut Vec<u8>) -> Result<Received, Failure> {
+        if self.peer_closed || self.closing {
+            return Ok(Received { peer_closed: self.peer_closed });
+        }
         if std::mem::take(&mut self.fresh) && bytes.first().is_some_and(|&b| b != 22) {
             self.plain_http = looks_like_http(bytes);
             return Err(Failure::NotTls);
@@ -121,7 +136,11 @@ impl Session {
     fn process(&mut self, mut records: &[u8], plain: &mut Vec<u8>) -> Result<Received, Failure> {
         let mut received = Received::default();
         while !records.is_empty() {
-            self.conn.read_tls(&mut records).map_err(|_| Failure::Protocol)?;
+            if self.conn.read_tls(&mut records).map_err(|_| Failure::Protocol)? == 0 {
+                // rustls takes nothing after the peer's close_notify: the rest is ignored.
+                self.peer_closed = true;
+                return Ok(Received { peer_closed: true });
+            }
             let state = self.conn.process_new_packets().map_err(|_| Failure::Protocol)?;
             if state.plaintext_bytes_to_read() > 0 {
                 plain.reserve(state.plaintext_bytes_to_read());
@@ -133,7 +152,13 @@ impl Session {
             }
             received.peer_closed |= state.peer_has_closed();
         }
+        self.peer_closed |= received.peer_closed;
         Ok(received)
+    }
+
+    /// The peer sent close_notify: it will send nothing more.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
     }
 
     /// Appends what rustls has to send (handshake flights, an alert, a key update's answer).
@@ -159,6 +184,7 @@ impl Session {
 
     /// Appends a close_notify alert: the response is complete, no truncation.
     pub fn close_notify(&mut self, out: &mut Vec<u8>) {
+        self.closing = true;
         self.conn.send_close_notify();
         self.take_output(out);
     }

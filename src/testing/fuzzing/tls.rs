@@ -293,14 +293,13 @@ impl Client {
         self.pump();
     }
 
-    /// Corrupts, drops or makes up bytes on their way to the server, as the input says; only
-    /// while the server cannot have sent close_notify yet (before any request, time passing or
-    /// a stop): rustls asserts (in debug builds) when a record fails after it has.
-    fn tamper(&mut self, kind: u8, input: &mut Input, server_may_have_closed: bool) {
+    /// Corrupts, drops or makes up bytes on their way to the server, as the input says, at
+    /// any point: after the server sealed its close_notify too (rustls must then not be asked
+    /// to answer a bad record with a second alert).
+    fn tamper(&mut self, kind: u8, input: &mut Input) {
         let at = usize::from(u16::from_le_bytes([input.byte().unwrap_or(0), input.byte().unwrap_or(0)]));
         let arg = input.byte().unwrap_or(0);
         let len = self.to_server.len();
-        let before = self.to_server.clone();
         match kind {
             0 if len > 0 => self.to_server[at % len] ^= arg.max(1),
             1 if len > 0 => {
@@ -314,11 +313,6 @@ impl Client {
                 self.to_server.splice(from..from, made_up);
             }
             _ => return,
-        }
-        if server_may_have_closed || self.closed {
-            // Undone: see above, and `run` on a client that has sent close_notify.
-            self.to_server = before;
-            return;
         }
         self.tampered = true;
     }
@@ -380,7 +374,6 @@ fn run(ctx: &mut Ctx, data: &[u8]) -> Outcome {
     let mut conn = Conn::new(OwnedFd::from(server_end), 0, 1, false, true, ctx);
     conn.arm_recv(ctx);
     let mut wire = Wire::default();
-    let mut time_passed = false;
     for _ in 0..MAX_STEPS {
         if conn.is_finished() {
             break;
@@ -397,13 +390,9 @@ fn run(ctx: &mut Ctx, data: &[u8]) -> Outcome {
                 let len = input.byte().unwrap_or(255);
                 client.write_request(pick, (len < 128).then_some(usize::from(len % 32) + 1));
             }
-            9..=11 => {
-                let server_may_have_closed = !client.requests.is_empty() || time_passed || ctx.stopping;
-                client.tamper(action % 16 - 9, &mut input, server_may_have_closed)
-            }
+            9..=11 => client.tamper(action % 16 - 9, &mut input),
             12 => {
                 wire.disturbed = true;
-                time_passed = true;
                 super::time_passes(&mut conn, ctx);
             }
             13 => {
@@ -420,9 +409,9 @@ fn run(ctx: &mut Ctx, data: &[u8]) -> Outcome {
                     client.tampered |= client.tls.is_handshaking();
                     client.tls.send_close_notify();
                     client.closed = true;
-                } else if !client.closed {
+                } else {
                     // Refused during the handshake and under TLS 1.2: then nothing happens.
-                    // Never after close_notify: a record behind it makes the server spin.
+                    // After close_notify, a record behind it must be ignored.
                     let _ = client.tls.refresh_traffic_keys();
                 }
                 client.pump();
