@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
+use rustls::server::ResolvesServerCert;
 
 use super::certs::{CertSet, LoadError, PairPaths, Resolver};
 
@@ -30,7 +31,7 @@ pub struct Tls {
 /// groups (X25519, P-256, P-384) all lie within the intermediate profile. The suites in the
 /// profile's order, which the server applies (`ignore_client_order`): AES-128-GCM first, which
 /// every kernel's TLS module takes too.
-fn provider() -> CryptoProvider {
+pub(crate) fn provider() -> CryptoProvider {
     use rustls::crypto::ring::cipher_suite as suite;
     CryptoProvider {
         cipher_suites: vec![
@@ -48,27 +49,35 @@ fn provider() -> CryptoProvider {
     }
 }
 
+/// Every setting but the certificates, which `resolver` picks per handshake.
+pub(crate) fn server_config(
+    provider: Arc<CryptoProvider>,
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<ServerConfig, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
+    config.send_tls13_tickets = TLS13_TICKETS;
+    config.max_early_data_size = 0;
+    // A cipher order of the server's (testssl.sh and the like flag its absence), in the
+    // profile's order.
+    config.ignore_client_order = true;
+    config.enable_secret_extraction = true;
+    Ok(config)
+}
+
 impl Tls {
     /// Loads the pairs and builds the configuration; an error names the file at fault.
     pub fn new(pairs: Vec<PairPaths>) -> Result<Tls, LoadError> {
         let provider = Arc::new(provider());
         let set = CertSet::load(&pairs, &provider)?;
         let resolver = Arc::new(Resolver::new(set));
-        let internal = |why: String| LoadError { path: pairs[0].cert.clone(), why };
-        let mut config = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| internal(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(resolver.clone());
-        config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| internal(e.to_string()))?;
-        config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
-        config.send_tls13_tickets = TLS13_TICKETS;
-        config.max_early_data_size = 0;
-        // A cipher order of the server's (testssl.sh and the like flag its absence), in the
-        // profile's order.
-        config.ignore_client_order = true;
-        config.enable_secret_extraction = true;
+        let config = server_config(provider.clone(), resolver.clone())
+            .map_err(|e| LoadError { path: pairs[0].cert.clone(), why: e.to_string() })?;
         Ok(Tls { config: Arc::new(config), resolver, pairs, provider })
     }
 

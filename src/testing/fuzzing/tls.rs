@@ -85,23 +85,15 @@ pub(crate) fn server_config() -> Arc<ServerConfig> {
     static CONFIG: OnceLock<Arc<ServerConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let provider = Arc::new(crate::tls::config::provider());
             let chain = CertificateDer::pem_slice_iter(TEST_CERT_PEM.as_bytes())
                 .collect::<Result<Vec<_>, _>>()
                 .expect("the test certificate");
             let key = PrivateKeyDer::from_pem_slice(TEST_KEY_PEM.as_bytes()).expect("the test key");
-            let mut config = ServerConfig::builder_with_provider(provider)
-                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-                .expect("TLS 1.3 and 1.2")
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
-                .expect("the test pair");
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            config.ticketer = rustls::crypto::ring::Ticketer::new().expect("a ticketer");
-            config.session_storage = rustls::server::ServerSessionMemoryCache::new(256);
-            config.send_tls13_tickets = 1;
-            config.max_early_data_size = 0;
-            config.enable_secret_extraction = true;
+            let pair = rustls::sign::CertifiedKey::from_der(chain, key, &provider).expect("the test pair");
+            let resolver = Arc::new(rustls::sign::SingleCertAndKey::from(pair));
+            let config =
+                crate::tls::config::server_config(provider, resolver).expect("the server's settings");
             Arc::new(config)
         })
         .clone()
