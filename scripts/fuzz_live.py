@@ -64,6 +64,7 @@ from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pylib import httpio, procstat  # noqa: E402
+from pylib.metrics import parse as parse_metrics  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_BIN = os.path.join(REPO, "target", "release", "ringhttpd")
@@ -1004,7 +1005,11 @@ def check(plan: Plan, res: Result, env: Env) -> Tuple[List[Tuple[str, str]], Lis
         if res.timed_out:
             f.append(("hostile handshake not closed", f"{plan.hostile[0]}: the connection was still open "
                                                        f"after the header timeout + 3 s"))
-        if data and (data[0] not in (21, 22) or b"HTTP/" in data):
+        # Plain HTTP gets the server's plain 400 ("This is an HTTPS port"), as nginx answers;
+        # anything else gets at most a TLS alert or handshake bytes.
+        told = plan.hostile[0] == "plain_http" and data.startswith(b"HTTP/1.1 400 ") and \
+            data.endswith(b"send the request with TLS.\n")
+        if data and not told and (data[0] not in (21, 22) or b"HTTP/" in data):
             f.append(("hostile handshake answered", f"{plan.hostile[0]}: {show(data, 60)}"))
         return f, []
     if res.tls_error is not None and not res.we_cut:
@@ -1174,15 +1179,7 @@ class Server:
         """The server's metrics: {series: value}."""
         with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=5) as r:
             text = r.read().decode()
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                try:
-                    out[name] = float(value)
-                except ValueError:
-                    pass
-        return out
+        return parse_metrics(text)
 
     def fatal_lines(self) -> List[str]:
         return [l for l in self.lines if re.search(r"fatal|panic|error", l, re.I)]

@@ -42,6 +42,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 from client import ROLES, run_role                      # noqa: E402
 from content import Mutator, build_specs, plant_wrong_version, populate   # noqa: E402
 from pylib.procstat import fd_targets, open_fds, rss_bytes, start_time   # noqa: E402
+from pylib.metrics import parse as parse_metrics   # noqa: E402
 
 SAMPLE_EVERY = 10.0
 WARMUP_SAMPLES = 2
@@ -71,15 +72,7 @@ class Metrics:
         except OSError:
             return None
         self.scrapes += 1
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                try:
-                    out[name] = float(value)
-                except ValueError:
-                    pass
-        return out
+        return parse_metrics(text)
 
 
 # ---- what the clients report ----
