@@ -37,6 +37,9 @@ impl Conn {
     /// sit unacknowledged in the socket for a long time (a client that reads slowly), so it
     /// always lingers.
     pub(super) fn close_after(&mut self, ctx: &mut Ctx, ex: &Exchange) {
+        // Over TLS, the response's end is said before the FIN: a close without close_notify
+        // may be taken for a truncation.
+        self.send_close_notify();
         if self.needs_linger(ctx, ex) { self.linger(ctx) } else { self.abort(ctx) }
     }
 
@@ -57,7 +60,6 @@ impl Conn {
     /// The FIN goes out with a plain `shutdown`, which never blocks: io_uring would hand its
     /// shutdown to a kernel worker thread every time.
     pub(super) fn linger(&mut self, ctx: &mut Ctx) {
-        self.close_notify_in_kernel();
         if direct::shutdown_write(self.fd()).is_err() {
             // Not connected any more (the client reset it): nothing to wait for.
             return self.abort(ctx);

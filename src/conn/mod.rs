@@ -534,7 +534,6 @@ impl Conn {
             // Counted here, not when the worker frees the connection: the client may ask the
             // metrics the moment it sees the close.
             ctx.metrics.closed(self.close_reason);
-            self.close_notify_in_kernel();
             drop(self.socket.take());
             return self.abort(ctx);
         }

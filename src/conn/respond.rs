@@ -305,7 +305,9 @@ impl Conn {
             _ => self.local_host(),
         };
         let authority = if port == 443 { host } else { format!("{host}:{port}") };
-        let location = format!("https://{authority}{}", target::origin_form(&req.target));
+        let path = target::origin_form(&req.target);
+        let slash = if path.starts_with('/') { "" } else { "/" };
+        let location = format!("https://{authority}{slash}{path}");
         let extra: [(&str, &[u8]); 1] = [("Location", location.as_bytes())];
         self.respond_page(ctx, req, Status::PermanentRedirect, keep_alive, &extra);
     }

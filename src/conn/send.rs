@@ -303,9 +303,7 @@ impl Conn {
     /// pays for the ones it holds (on 16 cores that held new-connection-per-request to half of
     /// nginx's rate, with the client's cores saturated and the server's half idle).
     fn sent_and_closed(&mut self, ctx: &mut Ctx, out: Outgoing) {
-        if !self.sealed_by_user() {
-            ctx.recycle_head_buffer(out.head);
-        }
+        ctx.recycle_head_buffer(out.head);
         let Phase::Sending(s) = self.take_phase() else { unreachable!("sending outside the sending phase") };
         self.response_done(ctx, s.ex, true);
     }

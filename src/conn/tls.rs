@@ -205,10 +205,20 @@ impl Conn {
         sealed
     }
 
-    /// Before the socket of a kernel TLS connection closes after its response: say so.
-    pub(super) fn close_notify_in_kernel(&self) {
-        if matches!(self.tls, Some(Tls::Kernel)) {
-            ktls::send_close_notify(self.fd());
+    /// Before the socket closes after the last response: close_notify, unless it was sealed
+    /// behind that response already; sent only if the socket takes it at once.
+    pub(super) fn send_close_notify(&mut self) {
+        let fd = self.fd();
+        match &mut self.tls {
+            Some(Tls::Kernel) => ktls::send_close_notify(fd),
+            Some(Tls::User(session)) if !session.closing() => {
+                let mut alert = Vec::new();
+                session.close_notify(&mut alert);
+                if !self.in_flight.any() {
+                    let _ = crate::kernel::direct::send_now(fd, &alert);
+                }
+            }
+            _ => {}
         }
     }
 }

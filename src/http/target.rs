@@ -269,14 +269,15 @@ pub fn authority(target: &str) -> Option<&str> {
     Some(rest[..end].rsplit('@').next().unwrap_or(""))
 }
 
-/// The path and query of a request target: itself in origin form, the part after the
-/// authority in absolute form (`http://h/p?q` → `/p?q`).
+/// The path and query of a request target: itself in origin form, what follows the
+/// authority in absolute form (`http://h/p?q` → `/p?q`, `http://h?q` → `?q`, where the path is
+/// empty and stands for `/`).
 pub fn origin_form(target: &str) -> &str {
     if target.starts_with('/') {
         return target;
     }
     let after_scheme = target.split_once("://").map_or(target, |(_, rest)| rest);
-    after_scheme.find('/').map_or("/", |at| &after_scheme[at..])
+    after_scheme.find(['/', '?', '#']).map_or("", |at| &after_scheme[at..])
 }
 
 #[cfg(test)]
@@ -291,7 +292,9 @@ mod redirect_tests {
         assert_eq!(host_without_port("[::1]"), "[::1]");
         assert_eq!(origin_form("/a/b?x=1"), "/a/b?x=1");
         assert_eq!(origin_form("http://h:80/a?q"), "/a?q");
-        assert_eq!(origin_form("http://h"), "/");
+        assert_eq!(origin_form("http://h"), "");
+        assert_eq!(origin_form("http://h?q=1"), "?q=1");
+        assert_eq!(origin_form("http://h?x=/y"), "?x=/y");
         assert_eq!(authority("http://example.net:81/x?y"), Some("example.net:81"));
         assert_eq!(authority("http://u@example.net"), Some("example.net"));
         assert_eq!(authority("/x"), None);

@@ -47,7 +47,8 @@ pub struct Direction {
 
 impl Drop for Direction {
     fn drop(&mut self) {
-        // Traffic keys do not outlive their use in memory the allocator will hand out again.
+        // Best effort (the compiler may drop stores to memory about to be freed): the keys are
+        // not left on purpose where the allocator hands memory out again.
         self.key = [0; 32];
         self.iv = [0; 12];
     }

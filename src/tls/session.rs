@@ -156,6 +156,11 @@ impl Session {
         Ok(received)
     }
 
+    /// Our close_notify was sealed.
+    pub fn closing(&self) -> bool {
+        self.closing
+    }
+
     /// The peer sent close_notify: it will send nothing more.
     pub fn peer_closed(&self) -> bool {
         self.peer_closed
