@@ -361,17 +361,7 @@ proptest! {
 // ---- the connection state machine ----
 
 /// Requests the simulated client sends, pipelined and cut at arbitrary points.
-const REQUESTS: &[&str] = &[
-    "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
-    "HEAD /a HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9,20-29\r\n\r\n",
-    "GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=5-\r\n\r\n",
-    "GET /x HTTP/1.0\r\n\r\n",
-    "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
-    "GET /d/ HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n",
-    "GARBAGE\r\n\r\n",
-    "GET /partial HTTP/1.1\r\nHo",
-];
+use ringhttpd::testing::fuzzing::REQUESTS;
 
 /// One step of the driver's input language (see `ringhttpd::fuzzing`): a receive of the next
 /// `len` request bytes, or an action byte followed by the bytes it reads.

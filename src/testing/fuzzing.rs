@@ -62,6 +62,20 @@ thread_local! {
     static CONTEXT: std::cell::RefCell<Option<Ctx>> = const { std::cell::RefCell::new(None) };
 }
 
+/// Requests a simulated client sends (the last one's head unfinished), for the drivers and the
+/// property tests that feed them.
+pub const REQUESTS: &[&str] = &[
+    "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
+    "HEAD /a HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9,20-29\r\n\r\n",
+    "GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=5-\r\n\r\n",
+    "GET /x HTTP/1.0\r\n\r\n",
+    "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    "GET /d/ HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n",
+    "GARBAGE\r\n\r\n",
+    "GET /partial HTTP/1.1\r\nHo",
+];
+
 fn context() -> Ctx {
     let args = Args::parse_from(["ringhttpd", "-r", "/", "--header-timeout", "5", "--send-timeout", "5"]);
     let cfg = Arc::new(Config::from_args(args).expect("fixed flags"));

@@ -61,16 +61,7 @@ AliXlt5gMEXhAMd71wmMYFOrvOIbLqHB608CZxhORvPX4asJ01MV9Bhw
 
 /// Requests the client writes (whole, though a piece at a time): the plain driver's, less its
 /// unfinished head, which would leave nothing to answer.
-const REQUESTS: &[&str] = &[
-    "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
-    "HEAD /a HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9,20-29\r\n\r\n",
-    "GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=5-\r\n\r\n",
-    "GET /x HTTP/1.0\r\n\r\n",
-    "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
-    "GET /d/ HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n",
-    "GARBAGE\r\n\r\n",
-];
+const REQUESTS: &[&str] = super::REQUESTS.split_last().expect("requests").1;
 
 /// What the client offers for ALPN: nothing, the server's protocol, or another one before it.
 const ALPN_OFFERS: [&[&[u8]]; 3] = [&[], &[b"http/1.1"], &[b"h2", b"http/1.1"]];
