@@ -129,7 +129,7 @@ impl Conn {
         let out = if self.sealed_by_user() {
             let closing = then.is_none() && ex.rest.is_empty() && ends_connection(&ex, ctx);
             let body = cached.as_ref().map_or(&[][..], |c| c.bytes());
-            let sealed = self.seal(&[&head, body], closing);
+            let sealed = self.seal(&head, body, closing, ctx.head_buffer());
             ctx.recycle_head_buffer(head);
             Outgoing { head: sealed, body: None, sent: 0 }
         } else {
@@ -266,7 +266,8 @@ impl Conn {
         ctx.metrics.file_body_sent(BodyRoute::Sealed, n as u64);
         let last = body.remaining == 0;
         let closing = last && ex.rest.is_empty() && ends_connection(&ex, ctx);
-        let sealed = self.seal(&[&buf], closing);
+        // A chunk is far larger than a pooled head buffer: a buffer of its own.
+        let sealed = self.seal(&buf, &[], closing, Vec::new());
         let mut sent = 0;
         if sealed.len() <= *budget && !closing {
             match direct::send_now(self.fd(), &sealed) {

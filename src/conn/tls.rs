@@ -193,16 +193,16 @@ impl Conn {
         }
     }
 
-    /// Seals plaintext pieces for a connection in user space; the last piece of a response that
-    /// ends the connection carries a close_notify behind it.
-    pub(super) fn seal(&mut self, pieces: &[&[u8]], closing: bool) -> Vec<u8> {
+    /// Seals plaintext (`first`, then `second`) for a connection in user space into `out` (a
+    /// head buffer from the worker's pool, so a small response costs no allocation); the last
+    /// piece of a response that ends the connection carries a close_notify behind it.
+    pub(super) fn seal(&mut self, first: &[u8], second: &[u8], closing: bool, mut out: Vec<u8>) -> Vec<u8> {
         let Some(Tls::User(session)) = &mut self.tls else { unreachable!("sealing without a session") };
-        let mut sealed = Vec::new();
-        session.seal(pieces, &mut sealed);
+        session.seal(first, second, &mut out);
         if closing {
-            session.close_notify(&mut sealed);
+            session.close_notify(&mut out);
         }
-        sealed
+        out
     }
 
     /// Before the socket closes after the last response: close_notify, unless it was sealed

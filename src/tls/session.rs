@@ -175,14 +175,15 @@ impl Session {
         }
     }
 
-    /// Appends `pieces`, sealed as application data records, behind anything rustls had queued
-    /// (a key update's answer goes first, so the peer switches keys where it must).
-    pub fn seal(&mut self, pieces: &[&[u8]], out: &mut Vec<u8>) {
-        let total: usize = pieces.iter().map(|p| p.len()).sum();
+    /// Appends `first` then `second` (either may be empty), sealed as application data records,
+    /// behind anything rustls had queued (a key update's answer goes first, so the peer
+    /// switches keys where it must).
+    pub fn seal(&mut self, first: &[u8], second: &[u8], out: &mut Vec<u8>) {
+        let total = first.len() + second.len();
         out.reserve(total + total.div_ceil(16384) * 22 + 64);
         // One write, so a head and a small body share a record; with unlimited buffering (see
         // `new`) it takes everything.
-        let slices: Vec<std::io::IoSlice<'_>> = pieces.iter().map(|p| std::io::IoSlice::new(p)).collect();
+        let slices = [std::io::IoSlice::new(first), std::io::IoSlice::new(second)];
         let _ = self.conn.writer().write_vectored(&slices);
         self.take_output(out);
     }
