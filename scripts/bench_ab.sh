@@ -7,8 +7,10 @@
 # Each round starts OLD, runs one workload, stops it, then does the same with NEW, so both
 # meet the same background noise. WORKLOADS (default "ab index.html 16k.bin"): `ab` is
 # `ab -n $AB_N -c 100` on /index.html (a new connection per request; AB_N defaults to 30000),
-# anything else is a file fetched with `wrk -t1 -c100 -d5s` (keep-alive). Servers run with
-# 2 workers and --no-pin over a generated root (11-byte index.html, 16 KiB 16k.bin). Prints
+# anything else is a file fetched with `wrk -t1 -d5s` (keep-alive) over the connections
+# bench.sh uses for it: 16 for 1m.bin, 1 for 100m.bin (the stream), 100 otherwise. Servers run
+# with 2 workers and --no-pin over a generated root (11-byte index.html, 16 KiB 16k.bin, and
+# 1m.bin and 100m.bin when asked for). Prints
 # one line per run: label, workload, req/s, and the server's CPU (user+system, from
 # /proc/PID/stat) per completed request in µs. Compare medians.
 set -euo pipefail
@@ -25,6 +27,17 @@ trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/root"
 printf 'hello world' >"$WORK/root/index.html"
 head -c 16384 /dev/urandom >"$WORK/root/16k.bin"
+case " $WORKLOADS " in *" 1m.bin "*) head -c 1048576 /dev/urandom >"$WORK/root/1m.bin" ;; esac
+case " $WORKLOADS " in *" 100m.bin "*) head -c 104857600 /dev/urandom >"$WORK/root/100m.bin" ;; esac
+
+# wrk connections per file, as bench.sh runs it.
+connections() {
+    case "$1" in
+    1m.bin) echo 16 ;;
+    100m.bin) echo 1 ;;
+    *) echo 100 ;;
+    esac
+}
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -44,7 +57,7 @@ run() {
         n="$(awk '/^Complete requests/ {print $3}' <<<"$out")"
         rps="$(awk '/^Requests per second/ {print $4}' <<<"$out")"
     else
-        out="$(wrk -t1 -c100 -d5s "http://$addr/$workload" 2>&1)"
+        out="$(wrk -t1 -c"$(connections "$workload")" -d5s "http://$addr/$workload" 2>&1)"
         n="$(awk '/requests in/ {print $1}' <<<"$out")"
         rps="$(awk '/^Requests\/sec/ {print $2}' <<<"$out")"
     fi
