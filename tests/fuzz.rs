@@ -177,8 +177,8 @@ proptest! {
             return Err(TestCaseError::fail(format!("{:?} did not parse", String::from_utf8_lossy(raw))));
         };
         prop_assert_eq!(len, raw.len());
-        prop_assert_eq!(&parsed.method_name, &req.method);
-        prop_assert_eq!(&parsed.target, &req.target);
+        prop_assert_eq!(parsed.method_name(), req.method.as_str());
+        prop_assert_eq!(parsed.target(), req.target.as_str());
         prop_assert_eq!(parsed.minor_version, req.minor);
         prop_assert_eq!(parsed.keep_alive, req.keep_alive);
         prop_assert!(!parsed.has_body);

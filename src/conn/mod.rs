@@ -464,7 +464,12 @@ impl Conn {
         if !matches!(self.phase, Phase::Waiting(_)) || self.inbuf.is_empty() {
             return;
         }
-        match request::parse(&self.inbuf, ctx.cfg.max_header_size) {
+        let mut spare = ctx.requests.pop();
+        let parsed = request::parse_reusing(&self.inbuf, ctx.cfg.max_header_size, &mut spare);
+        if let Some(unused) = spare {
+            ctx.recycle_request(unused);
+        }
+        match parsed {
             Parse::Partial => {
                 if self.client_done_sending() {
                     self.abort(ctx);
@@ -488,7 +493,7 @@ impl Conn {
     }
 
     fn start_request(&mut self, ctx: &mut Ctx, req: Box<Request>) {
-        crate::testing::hooks::panic_if_requested(&req.target);
+        crate::testing::hooks::panic_if_requested(req.target());
         let keep_alive = may_keep_alive(&req, ctx);
         if self.serves_metrics {
             return self.respond_metrics(ctx, req, keep_alive);
@@ -499,8 +504,14 @@ impl Conn {
         if self.redirects_to_https(ctx, &req) {
             return self.redirect_to_https(ctx, req, keep_alive);
         }
-        let (file, is_index) = match target::resolve(&req.target) {
-            Ok(t) => (t.file, t.is_index),
+        // The path goes into the worker's buffer, given back after a lookup from the cache.
+        let mut file = std::mem::take(&mut ctx.file_path);
+        file.clear();
+        let is_index = match target::resolve(req.target()) {
+            Ok(t) => {
+                file.extend_from_slice(&t.file);
+                t.is_index
+            }
             Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
         };
         if ctx.cfg.hide_dotfiles && target::is_hidden(&file) {
@@ -515,7 +526,10 @@ impl Conn {
         let cached = ctx.cache.fresh(&file, ctx.now);
         ctx.metrics.cache_lookup(cached.is_some());
         match cached {
-            Some(entry) => self.respond_entry(ctx, req, &file, is_index, entry, purpose),
+            Some(entry) => {
+                self.respond_entry(ctx, req, &file, is_index, entry, purpose);
+                ctx.file_path = file;
+            }
             None => self.open(ctx, Lookup::new(req, file, is_index, purpose)),
         }
     }
@@ -523,7 +537,7 @@ impl Conn {
     /// A response is fully handed to the kernel (and the socket is to be closed behind it at
     /// once if `closed`): log and count it, then read the next request or close. The close comes
     /// after the counting, so a client that sees it and asks the metrics finds its response.
-    fn response_done(&mut self, ctx: &mut Ctx, ex: Exchange, closed: bool) {
+    fn response_done(&mut self, ctx: &mut Ctx, mut ex: Exchange, closed: bool) {
         self.log_exchange(ctx, &ex);
         ctx.metrics.response(
             ex.status,
@@ -535,6 +549,9 @@ impl Conn {
             // metrics the moment it sees the close.
             ctx.metrics.closed(self.close_reason);
             drop(self.socket.take());
+            if let Some(req) = ex.req.take() {
+                ctx.recycle_request(req);
+            }
             return self.abort(ctx);
         }
         if ends_connection(&ex, ctx) {
@@ -543,6 +560,9 @@ impl Conn {
         if self.client_done_sending() && self.inbuf.is_empty() {
             // The client's FIN came after its last request, which is now answered.
             return self.abort(ctx);
+        }
+        if let Some(req) = ex.req.take() {
+            ctx.recycle_request(req);
         }
         // Requests the client sent before a FIN are still answered (`process_input` closes once
         // only a partial head is left).

@@ -14,7 +14,7 @@ use crate::files::cache::{Entry, FileInfo};
 use crate::http::date::parse_http_date as http_date;
 use crate::http::encoding::{self, Coding};
 use crate::http::range::{self, Selection};
-use crate::http::request::{Method, Request};
+use crate::http::request::{Field, Method, Request};
 use crate::http::target;
 use crate::http::{Status, response};
 use crate::server::context::Ctx;
@@ -112,7 +112,7 @@ impl Conn {
 
     fn respond_file(&mut self, ctx: &mut Ctx, req: Box<Request>, main: Rc<FileInfo>) {
         let available = |c: Coding| main.variants[c as usize].is_some();
-        let coding = encoding::preferred(req.accept_encoding.as_deref(), available);
+        let coding = encoding::preferred(req.field(Field::AcceptEncoding), available);
         let chosen = match coding {
             Some(c) => main.variants[c as usize].clone().unwrap_or_else(|| main.clone()),
             None => main.clone(),
@@ -127,7 +127,7 @@ impl Conn {
             Verdict::Failed => return self.respond_precondition_failed(ctx, req, keep_alive),
             Verdict::NotModified => return self.respond_not_modified(ctx, req, &rep, keep_alive),
         }
-        let selection = match &req.range {
+        let selection = match req.field(Field::Range) {
             Some(r) if req.method() == Method::Get && if_range_allows(&req, &chosen, ctx.unix_now) => {
                 range::select(r, size)
             }
@@ -158,7 +158,7 @@ impl Conn {
             return self.builtin_error(ctx, Some(req), Status::MethodNotAllowed, keep_alive);
         }
         // Origin or absolute form (`GET http://host/metrics`), as on the public port.
-        if target::split(&req.target).map(|(path, _)| path) != Ok("/metrics") {
+        if target::split(req.target()).map(|(path, _)| path) != Ok("/metrics") {
             return self.builtin_error(ctx, Some(req), Status::NotFound, keep_alive);
         }
         let page: Rc<[u8]> = ctx.registry.render().into_bytes().into();
@@ -291,7 +291,7 @@ impl Conn {
     pub(super) fn redirects_to_https(&self, ctx: &Ctx, req: &Request) -> bool {
         self.tls.is_none()
             && ctx.cfg.https.as_ref().is_some_and(|h| h.redirect)
-            && !req.target.starts_with("/.well-known/acme-challenge/")
+            && !req.target().starts_with("/.well-known/acme-challenge/")
     }
 
     /// 308 to the same URL over HTTPS: the host the client asked for, the HTTPS port.
@@ -299,13 +299,13 @@ impl Conn {
         let port = ctx.tls.as_ref().map_or(443, |t| t.port);
         // An absolute-form target's authority overrides Host (RFC 9112 §3.2.2); an empty or
         // missing one gives the address the client reached.
-        let named = target::authority(&req.target).or(req.host.as_deref()).map(target::host_without_port);
+        let named = target::authority(req.target()).or(req.host()).map(target::host_without_port);
         let host = match named {
             Some(host) if !host.is_empty() => host.to_owned(),
             _ => self.local_host(),
         };
         let authority = if port == 443 { host } else { format!("{host}:{port}") };
-        let path = target::origin_form(&req.target);
+        let path = target::origin_form(req.target());
         let slash = if path.starts_with('/') { "" } else { "/" };
         let location = format!("https://{authority}{slash}{path}");
         let extra: [(&str, &[u8]); 1] = [("Location", location.as_bytes())];
@@ -323,7 +323,7 @@ impl Conn {
 
     /// `GET /dir` → 301 to `/dir/`, keeping the query string.
     fn redirect_to_dir(&mut self, ctx: &mut Ctx, req: Box<Request>) {
-        let location = match target::split(&req.target) {
+        let location = match target::split(req.target()) {
             Ok((raw_path, Some(q))) => format!("{raw_path}/?{q}"),
             Ok((raw_path, None)) => format!("{raw_path}/"),
             Err(_) => return self.respond_error(ctx, Some(req), Status::BadRequest, false),
@@ -468,20 +468,20 @@ fn any_tag(list: &str, matches: impl Fn(&str) -> bool) -> bool {
 /// RFC 9110 §13.2.2, for GET and HEAD: If-Match (strong comparison), else If-Unmodified-Since;
 /// then If-None-Match (weak comparison), else If-Modified-Since. Invalid dates are ignored.
 fn preconditions(req: &Request, info: &FileInfo, now: i64) -> Verdict {
-    let date = |v: &Option<String>| v.as_deref().and_then(|d| http_date(d, now));
-    if let Some(list) = &req.if_match {
+    let date = |v: Option<&str>| v.and_then(|d| http_date(d, now));
+    if let Some(list) = req.field(Field::IfMatch) {
         // A weak tag never matches strongly; this server's tags are all strong.
         if !any_tag(list, |t| !t.starts_with("W/") && t == info.etag) {
             return Verdict::Failed;
         }
-    } else if date(&req.if_unmodified_since).is_some_and(|since| info.id.mtime > since) {
+    } else if date(req.field(Field::IfUnmodifiedSince)).is_some_and(|since| info.id.mtime > since) {
         return Verdict::Failed;
     }
-    if let Some(list) = &req.if_none_match {
+    if let Some(list) = req.field(Field::IfNoneMatch) {
         if any_tag(list, |t| opaque(t) == opaque(&info.etag)) {
             return Verdict::NotModified;
         }
-    } else if date(&req.if_modified_since).is_some_and(|since| info.id.mtime <= since) {
+    } else if date(req.field(Field::IfModifiedSince)).is_some_and(|since| info.id.mtime <= since) {
         return Verdict::NotModified;
     }
     Verdict::Proceed
@@ -489,9 +489,9 @@ fn preconditions(req: &Request, info: &FileInfo, now: i64) -> Verdict {
 
 /// RFC 9110 §13.1.5: a Range applies only if If-Range (strong ETag or exact date) still holds.
 fn if_range_allows(req: &Request, info: &FileInfo, now: i64) -> bool {
-    match &req.if_range {
+    match req.field(Field::IfRange) {
         None => true,
-        Some(v) if v.starts_with('"') => *v == info.etag,
+        Some(v) if v.starts_with('"') => v == info.etag,
         Some(v) if v.starts_with("W/") => false,
         Some(v) => http_date(v, now) == Some(info.id.mtime),
     }

@@ -174,7 +174,7 @@ impl Conn {
     pub(super) fn on_send(&mut self, result: i32, out: Option<Outgoing>, ctx: &mut Ctx) {
         let Some(mut out) = out else { unreachable!("a send completion without its buffers") };
         if let Phase::Sending(s) = &self.phase {
-            crate::testing::hooks::stall_after_send(s.ex.req.as_ref().map_or("", |r| &r.target));
+            crate::testing::hooks::stall_after_send(s.ex.req.as_ref().map_or("", |r| r.target()));
         }
         if result < 0 {
             return self.abort(ctx);

@@ -17,33 +17,105 @@ pub enum Method {
     Other,
 }
 
-/// What a request asks for, copied out of the receive buffer.
+/// What a request asks for, copied out of the receive buffer: every field's text lies in one
+/// buffer, and a request recycled for the next head (`parse_reusing`) keeps that buffer, so a
+/// keep-alive connection parses head after head without allocating.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub method_name: String,
-    pub target: String,
+    /// The text of every field below, one after another.
+    text: String,
+    method: Span,
+    target: Span,
     /// Minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     pub keep_alive: bool,
-    /// The Host header, as sent (validated).
-    pub host: Option<String>,
     /// The request announced a body (Content-Length > 0 or Transfer-Encoding); the server does
     /// not read bodies, so such a connection closes after the response.
     pub has_body: bool,
-    pub if_match: Option<String>,
-    pub if_none_match: Option<String>,
+    /// The optional header fields the server acts on (`Field`), as sent (repeated ones joined
+    /// with ", "); the Host header is validated.
+    fields: [Option<Span>; Field::COUNT],
+}
+
+/// Where a field's text lies in `Request::text`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+/// The header fields a request keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Host,
+    IfMatch,
+    IfNoneMatch,
     /// HTTP-dates are kept as sent: their meaning (RFC 850's two-digit years) depends on the
     /// time they are evaluated at.
-    pub if_modified_since: Option<String>,
-    pub if_unmodified_since: Option<String>,
-    pub range: Option<String>,
-    pub if_range: Option<String>,
-    pub accept_encoding: Option<String>,
-    pub referer: Option<String>,
-    pub user_agent: Option<String>,
+    IfModifiedSince,
+    IfUnmodifiedSince,
+    Range,
+    IfRange,
+    AcceptEncoding,
+    Referer,
+    UserAgent,
+}
+
+impl Field {
+    const COUNT: usize = 10;
+
+    /// Every field, in declaration order.
+    pub const ALL: [Field; Field::COUNT] = [
+        Field::Host,
+        Field::IfMatch,
+        Field::IfNoneMatch,
+        Field::IfModifiedSince,
+        Field::IfUnmodifiedSince,
+        Field::Range,
+        Field::IfRange,
+        Field::AcceptEncoding,
+        Field::Referer,
+        Field::UserAgent,
+    ];
+
+    /// The field a header name (any case) is kept as; Host is handled on its own.
+    fn named(name: &str) -> Option<Field> {
+        const NAMES: [(&str, Field); 9] = [
+            ("if-none-match", Field::IfNoneMatch),
+            ("if-match", Field::IfMatch),
+            ("if-modified-since", Field::IfModifiedSince),
+            ("if-unmodified-since", Field::IfUnmodifiedSince),
+            ("range", Field::Range),
+            ("if-range", Field::IfRange),
+            ("accept-encoding", Field::AcceptEncoding),
+            ("referer", Field::Referer),
+            ("user-agent", Field::UserAgent),
+        ];
+        NAMES.iter().find(|(n, _)| name.eq_ignore_ascii_case(n)).map(|&(_, f)| f)
+    }
 }
 
 impl Request {
+    /// The method as sent.
+    pub fn method_name(&self) -> &str {
+        self.span(self.method)
+    }
+
+    /// The request target as sent.
+    pub fn target(&self) -> &str {
+        self.span(self.target)
+    }
+
+    /// A header field's value, if the request has it.
+    pub fn field(&self, field: Field) -> Option<&str> {
+        self.fields[field as usize].map(|s| self.span(s))
+    }
+
+    /// The Host header, as sent (validated).
+    pub fn host(&self) -> Option<&str> {
+        self.field(Field::Host)
+    }
+
     /// The answer carries no body: the one rule for HEAD (RFC 9110 §9.3.2), whatever the
     /// status and wherever the response is built.
     pub fn head_only(&self) -> bool {
@@ -51,13 +123,40 @@ impl Request {
     }
 
     pub fn method(&self) -> Method {
-        match self.method_name.as_str() {
+        match self.method_name() {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
             _ => Method::Other,
         }
     }
+
+    /// Whether keeping this request for the next head is worth it: a buffer grown by an
+    /// unusually large head is let go rather than held.
+    pub fn worth_recycling(&self) -> bool {
+        self.text.capacity() <= RECYCLED_TEXT
+    }
+
+    fn span(&self, s: Span) -> &str {
+        &self.text[s.start as usize..s.end as usize]
+    }
+
+    /// Appends `value` to the text and returns where it lies.
+    fn push(&mut self, value: &str) -> Span {
+        let start = self.text.len() as u32;
+        self.text.push_str(value);
+        Span { start, end: self.text.len() as u32 }
+    }
+
+    /// Empties the request, keeping its buffer.
+    fn clear(&mut self) {
+        let mut text = std::mem::take(&mut self.text);
+        text.clear();
+        *self = Request { text, ..Default::default() };
+    }
 }
+
+/// The largest text buffer a recycled request keeps.
+const RECYCLED_TEXT: usize = 1024;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Parse {
@@ -79,18 +178,30 @@ pub fn asks_head(buf: &[u8]) -> bool {
 
 /// Parses the head at the start of `buf`; `max_head` bounds how large it may be.
 pub fn parse(buf: &[u8], max_head: usize) -> Parse {
+    parse_reusing(buf, max_head, &mut None)
+}
+
+/// `parse`, filling the request in `spare` (one done with, whose buffer is reused) when the
+/// head is complete and valid; otherwise `spare` is left as it was.
+pub fn parse_reusing(buf: &[u8], max_head: usize, spare: &mut Option<Box<Request>>) -> Parse {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
         Ok(httparse::Status::Partial) => partial(buf, max_head),
         Ok(httparse::Status::Complete(len)) if len > max_head => Parse::Invalid(too_large(buf, max_head)),
-        Ok(httparse::Status::Complete(len)) => match build(&req) {
-            Ok(r) => Parse::Complete(Box::new(r), len),
-            Err(status) => Parse::Invalid(status),
-        },
+        Ok(httparse::Status::Complete(len)) => {
+            let mut out = spare.take().unwrap_or_default();
+            match build(&req, &mut out) {
+                Ok(()) => Parse::Complete(out, len),
+                Err(status) => {
+                    *spare = Some(out);
+                    Parse::Invalid(status)
+                }
+            }
+        }
         Err(httparse::Error::TooManyHeaders) => Parse::Invalid(Status::HeaderFieldsTooLarge),
         Err(httparse::Error::Version) => match higher_minor_version(buf) {
-            Some(at) => parse_as_http11(buf, at, max_head),
+            Some(at) => parse_as_http11(buf, at, max_head, spare),
             // The version may be judged only once the request line has ended (`HTTP/1.2` can
             // arrive before its CRLF, and is then served as HTTP/1.1).
             None if !request_line_ended(buf) => partial(buf, max_head),
@@ -107,10 +218,10 @@ fn request_line_ended(buf: &[u8]) -> bool {
 
 /// A request line in HTTP/1.x with x > 1 is answered as the highest 1.x this server speaks
 /// (RFC 9110 §2.5, RFC 9112 §2.3): the head is parsed again with `HTTP/1.1` in its place.
-fn parse_as_http11(buf: &[u8], minor_at: usize, max_head: usize) -> Parse {
+fn parse_as_http11(buf: &[u8], minor_at: usize, max_head: usize, spare: &mut Option<Box<Request>>) -> Parse {
     let mut copy = buf.to_vec();
     copy[minor_at] = b'1';
-    parse(&copy, max_head)
+    parse_reusing(&copy, max_head, spare)
 }
 
 /// Where the minor digit of an `HTTP/1.x` (x > 1) request-line version sits, if that is the
@@ -167,16 +278,15 @@ fn text(value: &[u8]) -> Result<&str, Status> {
     std::str::from_utf8(value).map(str::trim).map_err(|_| Status::BadRequest)
 }
 
-fn build(req: &httparse::Request) -> Result<Request, Status> {
+/// Fills `out` (emptied first) from a parsed head.
+fn build(req: &httparse::Request, out: &mut Request) -> Result<(), Status> {
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(Status::BadRequest);
     };
-    let mut out = Request {
-        method_name: method.to_owned(),
-        target: target.to_owned(),
-        minor_version: minor,
-        ..Default::default()
-    };
+    out.clear();
+    out.method = out.push(method);
+    out.target = out.push(target);
+    out.minor_version = minor;
     let mut hosts = 0;
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding: Option<String> = None;
@@ -186,7 +296,8 @@ fn build(req: &httparse::Request) -> Result<Request, Status> {
         if name.eq_ignore_ascii_case("host") {
             hosts += 1;
             validate_host(h.value)?;
-            out.host = Some(text(h.value)?.to_owned());
+            let host = out.push(text(h.value)?);
+            out.fields[Field::Host as usize] = Some(host);
         } else if name.eq_ignore_ascii_case("content-length") {
             let n = parse_content_length(text(h.value)?)?;
             if content_length.is_some_and(|prev| prev != n) {
@@ -204,8 +315,8 @@ fn build(req: &httparse::Request) -> Result<Request, Status> {
                 close |= token.eq_ignore_ascii_case("close");
                 keep_alive |= token.eq_ignore_ascii_case("keep-alive");
             }
-        } else {
-            store_optional(&mut out, name, h.value)?;
+        } else if let Some(field) = Field::named(name) {
+            store(out, field, h.value);
         }
     }
     if hosts > 1 || (minor == 1 && hosts == 0) {
@@ -216,7 +327,7 @@ fn build(req: &httparse::Request) -> Result<Request, Status> {
     }
     out.has_body = transfer_encoding.is_some() || content_length.is_some_and(|n| n > 0);
     out.keep_alive = if minor == 1 { !close } else { keep_alive && !close };
-    Ok(out)
+    Ok(())
 }
 
 /// Both framings at once is the classic smuggling vector (400); a coding this server does not
@@ -236,34 +347,18 @@ fn check_transfer_coding(te: &str, has_length: bool, minor: u8) -> Result<(), St
     if !last_is_chunked || chunked > 1 { Err(Status::BadRequest) } else { Ok(()) }
 }
 
-fn store_optional(out: &mut Request, name: &str, value: &[u8]) -> Result<(), Status> {
-    let slot = if name.eq_ignore_ascii_case("if-none-match") {
-        &mut out.if_none_match
-    } else if name.eq_ignore_ascii_case("if-match") {
-        &mut out.if_match
-    } else if name.eq_ignore_ascii_case("if-modified-since") {
-        &mut out.if_modified_since
-    } else if name.eq_ignore_ascii_case("if-unmodified-since") {
-        &mut out.if_unmodified_since
-    } else if name.eq_ignore_ascii_case("range") {
-        &mut out.range
-    } else if name.eq_ignore_ascii_case("if-range") {
-        &mut out.if_range
-    } else if name.eq_ignore_ascii_case("accept-encoding") {
-        &mut out.accept_encoding
-    } else if name.eq_ignore_ascii_case("referer") {
-        &mut out.referer
-    } else if name.eq_ignore_ascii_case("user-agent") {
-        &mut out.user_agent
-    } else {
-        return Ok(());
+/// Keeps a header field's value; a repeated field is joined to the earlier value with ", ".
+fn store(out: &mut Request, field: Field, value: &[u8]) {
+    let value = String::from_utf8_lossy(value);
+    let value = value.trim();
+    let span = match out.fields[field as usize] {
+        Some(prev) => {
+            let joined = format!("{}, {value}", out.span(prev));
+            out.push(&joined)
+        }
+        None => out.push(value),
     };
-    let v = String::from_utf8_lossy(value).trim().to_owned();
-    *slot = Some(match slot.take() {
-        Some(prev) => format!("{prev}, {v}"),
-        None => v,
-    });
-    Ok(())
+    out.fields[field as usize] = Some(span);
 }
 
 /// Content-Length is one or more digits and nothing else (RFC 9110 §8.6).
@@ -304,10 +399,7 @@ mod tests {
     #[test]
     fn simple_requests_and_keep_alive_rules() {
         let r = ok("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(
-            (r.method(), r.target.as_str(), r.minor_version, r.keep_alive),
-            (Method::Get, "/a", 1, true)
-        );
+        assert_eq!((r.method(), r.target(), r.minor_version, r.keep_alive), (Method::Get, "/a", 1, true));
         assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
         assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
@@ -329,6 +421,32 @@ mod tests {
         assert_eq!(status("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), Status::BadRequest);
         ok("GET / HTTP/1.0\r\n\r\n");
         ok("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n");
+    }
+
+    /// A recycled request keeps nothing of the head it held before, and is reused only when
+    /// the next head is complete and valid.
+    #[test]
+    fn a_recycled_request_starts_empty() {
+        let first = "GET /old HTTP/1.1\r\nHost: a\r\nRange: bytes=0-1\r\nIf-None-Match: \"x\"\r\n\r\n";
+        let Parse::Complete(used, _) = parse(first.as_bytes(), 8192) else {
+            panic!("{first:?} did not parse")
+        };
+        let mut spare = Some(used);
+        assert_eq!(parse_reusing(b"GET /new HT", 8192, &mut spare), Parse::Partial);
+        assert_eq!(
+            parse_reusing(b"GET / HTTP/1.1\r\n\r\n", 8192, &mut spare),
+            Parse::Invalid(Status::BadRequest)
+        );
+        assert!(spare.is_some(), "kept for the next head");
+        let second = "HEAD /new HTTP/1.0\r\n\r\n";
+        let Parse::Complete(reused, len) = parse_reusing(second.as_bytes(), 8192, &mut spare) else {
+            panic!("{second:?} did not parse")
+        };
+        assert!(spare.is_none(), "filled");
+        assert_eq!(len, second.len());
+        assert_eq!(reused, Box::new(ok(second)));
+        assert_eq!((reused.method(), reused.target(), reused.minor_version), (Method::Head, "/new", 0));
+        assert!(Field::ALL.iter().all(|&f| reused.field(f).is_none()));
     }
 
     #[test]
@@ -376,7 +494,7 @@ mod tests {
     #[test]
     fn higher_minor_versions_are_http11() {
         let r = ok("GET /a HTTP/1.2\r\nHost: x\r\n\r\n");
-        assert_eq!((r.target.as_str(), r.minor_version, r.keep_alive), ("/a", 1, true));
+        assert_eq!((r.target(), r.minor_version, r.keep_alive), ("/a", 1, true));
         assert_eq!(ok("\r\nHEAD / HTTP/1.9\r\nHost: x\r\n\r\n").method(), Method::Head);
         assert_eq!(status("GET / HTTP/1.2\r\n\r\n"), Status::BadRequest);
         assert_eq!(parse(b"GET / HTTP/1.2\r\nHost: x\r\n", 8192), Parse::Partial);
@@ -413,9 +531,9 @@ mod tests {
         let r = ok(
             "GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"a\"\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\nRange: bytes=0-1\r\nUser-Agent: t/1\r\nReferer: http://r/\r\n\r\n",
         );
-        assert_eq!(r.if_none_match.as_deref(), Some("\"a\""));
-        assert_eq!(r.if_modified_since.as_deref(), Some("Sun, 06 Nov 1994 08:49:37 GMT"));
-        assert_eq!(r.range.as_deref(), Some("bytes=0-1"));
-        assert_eq!((r.user_agent.as_deref(), r.referer.as_deref()), (Some("t/1"), Some("http://r/")));
+        assert_eq!(r.field(Field::IfNoneMatch), Some("\"a\""));
+        assert_eq!(r.field(Field::IfModifiedSince), Some("Sun, 06 Nov 1994 08:49:37 GMT"));
+        assert_eq!(r.field(Field::Range), Some("bytes=0-1"));
+        assert_eq!((r.field(Field::UserAgent), r.field(Field::Referer)), (Some("t/1"), Some("http://r/")));
     }
 }

@@ -5,6 +5,8 @@
 //! only ever opened with `RESOLVE_BENEATH`, so the kernel enforces the same rule again for
 //! symlinks. This module must never touch the filesystem or concatenate with the root's path.
 
+use std::borrow::Cow;
+
 /// Why a target cannot name a file; all of these are answered with 400.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub enum PathError {
@@ -26,7 +28,8 @@ pub struct Target<'a> {
     /// The query string without `?`, if any.
     pub query: Option<&'a str>,
     /// Relative path to open beneath the root; `index.html` is appended for directory paths.
-    pub file: Vec<u8>,
+    /// Borrowed from the target when it needed no decoding (the usual case).
+    pub file: Cow<'a, [u8]>,
     /// The path named a directory (ended in `/`), so `file` is its index.
     pub is_index: bool,
 }
@@ -50,7 +53,7 @@ pub fn resolve(target: &str) -> Result<Target<'_>, PathError> {
     let (raw_path, query) = split(target)?;
     let (mut file, is_index) = match plain(raw_path.as_bytes()) {
         // Nothing to decode or normalise (the usual case): the path is the file name.
-        Some(is_index) => (raw_path.as_bytes()[1..].to_vec(), is_index),
+        Some(is_index) => (Cow::Borrowed(&raw_path.as_bytes()[1..]), is_index),
         None => {
             let decoded = percent_decode(raw_path.as_bytes())?;
             let (segments, is_index) = normalise(&decoded)?;
@@ -58,11 +61,11 @@ pub fn resolve(target: &str) -> Result<Target<'_>, PathError> {
             if is_index && !file.is_empty() {
                 file.push(b'/');
             }
-            (file, is_index)
+            (Cow::Owned(file), is_index)
         }
     };
     if is_index {
-        file.extend_from_slice(b"index.html");
+        file.to_mut().extend_from_slice(b"index.html");
     }
     Ok(Target { raw_path, query, file, is_index })
 }
@@ -188,7 +191,7 @@ mod tests {
     }
 
     fn file(t: &str) -> Result<String, PathError> {
-        resolve(t).map(|t| String::from_utf8(t.file).unwrap())
+        resolve(t).map(|t| String::from_utf8(t.file.into_owned()).unwrap())
     }
 
     #[test]
@@ -213,7 +216,7 @@ mod tests {
     #[test]
     fn strips_query_and_fragment() {
         let t = resolve("/a.txt?x=1&y=/../../#frag").unwrap();
-        assert_eq!(t.file, b"a.txt");
+        assert_eq!(&*t.file, b"a.txt");
         assert_eq!(t.query, Some("x=1&y=/../../"));
         assert_eq!(t.raw_path, "/a.txt");
         assert_eq!(file("/a.txt#x"), Ok("a.txt".into()));

@@ -55,7 +55,8 @@ pub(super) enum OpMemory {
     },
     Send {
         out: Outgoing,
-        _vectors: Option<Box<SendVectors>>,
+        /// For a `sendmsg`; back to `Ring::spare_vectors` once the completion arrives.
+        vectors: Option<Box<SendVectors>>,
     },
 }
 
@@ -66,6 +67,9 @@ pub(super) struct SendVectors {
     iov: [libc::iovec; 2],
     msg: libc::msghdr,
 }
+
+/// `sendmsg` headers kept for reuse per ring.
+const MAX_SPARE_VECTORS: usize = 256;
 
 /// Hashes `inflight`'s keys, user_data values the server made itself: a multiply and a fold
 /// spread every bit of them over the bits the map indexes and tags with. SipHash's defence
@@ -207,6 +211,10 @@ pub struct Ring {
     backlog: VecDeque<Box<[squeue::Entry]>>,
     /// Memory of the operations in flight, by user_data (see `submit_owned`).
     pub(super) inflight: HashMap<u64, OpMemory, BuildHasherDefault<UserDataHasher>>,
+    /// `sendmsg` headers whose operations completed, for reuse (a send costs no allocation).
+    /// Boxed as the operations hold them: the kernel is given pointers into the box.
+    #[allow(clippy::vec_box)]
+    spare_vectors: Vec<Box<SendVectors>>,
     /// Set only for a simulated ring (`kernel::sim`): submissions are recorded, not submitted.
     #[cfg(feature = "fuzzing")]
     pub(super) sim: Option<Box<super::sim::Simulated>>,
@@ -257,6 +265,7 @@ impl Ring {
             wake_counter: Box::new(0),
             backlog: VecDeque::new(),
             inflight: HashMap::default(),
+            spare_vectors: Vec::new(),
             #[cfg(feature = "fuzzing")]
             sim: None,
             features,
@@ -357,12 +366,23 @@ impl Ring {
     pub fn drain(&mut self, out: &mut Vec<Completion>) {
         out.clear();
         let inflight = &mut self.inflight;
+        let spare_vectors = &mut self.spare_vectors;
         let own_recv_buffers = self.bufs.is_none();
         out.extend(self.ring.completion().map(|c| {
             let (user_data, result, mut flags) = (c.user_data(), c.result(), c.flags());
             let op = Token::decode(user_data).map(|t| t.op);
             let memory = match op {
-                Some(Op::Open | Op::Delay | Op::Statx | Op::Read | Op::Send | Op::LogWrite) => {
+                Some(Op::Send) => {
+                    let mut memory = inflight.remove(&user_data);
+                    // The kernel is done with the header: its completion has arrived.
+                    if let Some(OpMemory::Send { vectors, .. }) = &mut memory {
+                        if let Some(v) = vectors.take().filter(|_| spare_vectors.len() < MAX_SPARE_VECTORS) {
+                            spare_vectors.push(v);
+                        }
+                    }
+                    memory
+                }
+                Some(Op::Open | Op::Delay | Op::Statx | Op::Read | Op::LogWrite) => {
                     inflight.remove(&user_data)
                 }
                 Some(Op::Recv) if own_recv_buffers => {
@@ -607,10 +627,14 @@ impl Ring {
                 .flags(flags)
                 .build()
                 .user_data(token.encode());
-            return self.submit_owned(e, token, OpMemory::Send { out, _vectors: None });
+            return self.submit_owned(e, token, OpMemory::Send { out, vectors: None });
         }
-        // SAFETY: iovecs and msghdr are plain old data; all-zeroes is an empty message.
-        let mut v: Box<SendVectors> = Box::new(unsafe { std::mem::zeroed() });
+        let mut v = self.spare_vectors.pop().unwrap_or_else(|| {
+            // SAFETY: iovecs and msghdr are plain old data; all-zeroes is an empty message.
+            Box::new(unsafe { std::mem::zeroed() })
+        });
+        // SAFETY: as above; a reused header is emptied before it is filled again.
+        v.msg = unsafe { std::mem::zeroed() };
         let mut n = 0;
         for part in [head_left, body_left] {
             if !part.is_empty() {
@@ -621,7 +645,7 @@ impl Ring {
         v.msg.msg_iov = v.iov.as_mut_ptr();
         v.msg.msg_iovlen = n;
         let e = opcode::SendMsg::new(Fd(fd), &v.msg).flags(flags as u32).build().user_data(token.encode());
-        self.submit_owned(e, token, OpMemory::Send { out, _vectors: Some(v) });
+        self.submit_owned(e, token, OpMemory::Send { out, vectors: Some(v) });
     }
 
     /// Appends `buf` to a file (the access log; offset -1 means "current position", O_APPEND);

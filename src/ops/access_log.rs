@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::http::date::clf_date;
-use crate::http::request::Request;
+use crate::http::request::{Field, Request};
 use crate::kernel::ring::Ring;
 use crate::kernel::sys;
 use crate::kernel::token::{Op, Token};
@@ -66,11 +66,13 @@ impl AccessLog {
         let peer = peer.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
         let line = req.map_or_else(
             || "-".to_owned(),
-            |r| format!("{} {} HTTP/1.{}", r.method_name, r.target, r.minor_version),
+            |r| format!("{} {} HTTP/1.{}", r.method_name(), r.target(), r.minor_version),
         );
-        let quote = |v: Option<&String>| v.map_or_else(|| "-".to_owned(), |s| escape(s));
-        let (referer, agent) =
-            (quote(req.and_then(|r| r.referer.as_ref())), quote(req.and_then(|r| r.user_agent.as_ref())));
+        let quote = |v: Option<&str>| v.map_or_else(|| "-".to_owned(), escape);
+        let (referer, agent) = (
+            quote(req.and_then(|r| r.field(Field::Referer))),
+            quote(req.and_then(|r| r.field(Field::UserAgent))),
+        );
         let _ = writeln!(
             self.pending,
             "{peer} - - [{}] \"{}\" {status} {bytes} \"{referer}\" \"{agent}\"",

@@ -236,7 +236,7 @@ fn parse_url_path(s: &str) -> Result<UrlPath, String> {
     }
     let target =
         crate::http::target::resolve(s).map_err(|_| format!("'{s}' is not a valid path beneath the root"))?;
-    Ok(UrlPath { text: s.to_owned(), file: target.file, is_index: target.is_index })
+    Ok(UrlPath { text: s.to_owned(), file: target.file.into_owned(), is_index: target.is_index })
 }
 
 fn parse_error_page(s: &str) -> Result<(u16, UrlPath), String> {

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use crate::files::cache::FileCache;
 use crate::files::listing::Lister;
+use crate::http::request::Request;
 use crate::kernel::pipe_pool::PipePool;
 use crate::kernel::ring::Ring;
 use crate::ops::access_log::AccessLog;
@@ -32,6 +33,13 @@ pub struct Ctx {
     pub stopping: bool,
     /// Response-head buffers whose sends completed, for reuse.
     pub(crate) head_buffers: Vec<Vec<u8>>,
+    /// Requests whose responses are done, for the next heads to be parsed into. Boxed as the
+    /// exchanges hold them, so one moves in and out as a pointer.
+    #[allow(clippy::vec_box)]
+    pub(crate) requests: Vec<Box<Request>>,
+    /// The file a request target names, resolved into this buffer (taken and given back, so
+    /// a lookup from the cache costs no allocation).
+    pub(crate) file_path: Vec<u8>,
     /// Directory listings built off the ring, with `--autoindex`.
     pub lister: Option<Lister>,
     /// This worker's counters (it alone writes them).
@@ -58,6 +66,8 @@ pub struct TlsCtx {
 const HEAD_BUFFER: usize = 384 + 2048;
 /// Head buffers kept for reuse per worker.
 const MAX_HEAD_BUFFERS: usize = 256;
+/// Requests kept for reuse per worker.
+const MAX_REQUESTS: usize = 256;
 
 impl Ctx {
     /// An empty buffer for a response head (reused, so a request costs no allocation here).
@@ -70,6 +80,13 @@ impl Ctx {
         if self.head_buffers.len() < MAX_HEAD_BUFFERS && buf.capacity() <= HEAD_BUFFER * 2 {
             buf.clear();
             self.head_buffers.push(buf);
+        }
+    }
+
+    /// Takes back a request whose response is done.
+    pub fn recycle_request(&mut self, req: Box<Request>) {
+        if self.requests.len() < MAX_REQUESTS && req.worth_recycling() {
+            self.requests.push(req);
         }
     }
 }

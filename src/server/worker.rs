@@ -203,6 +203,8 @@ pub fn prepare(
         date_line: response::date_line(unix_now),
         stopping: false,
         head_buffers: Vec::new(),
+        requests: Vec::new(),
+        file_path: Vec::new(),
         lister: setup.listing_jobs.map(|jobs| Lister::new(jobs, setup.wake.clone())),
         metrics: setup.metrics.worker(setup.index),
         registry: setup.metrics,

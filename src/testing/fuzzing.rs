@@ -92,6 +92,8 @@ fn context() -> Ctx {
         date_line: response::date_line(1_800_000_000),
         stopping: false,
         head_buffers: Vec::new(),
+        requests: Vec::new(),
+        file_path: Vec::new(),
         lister: None,
         metrics: registry.worker(0),
         registry,
