@@ -4,6 +4,8 @@
 //! (400, 405 is decided later, 414, 431, 505). This module must never allocate in proportion to
 //! anything but the head it was given, and never look at the filesystem.
 
+use std::mem::MaybeUninit;
+
 use super::Status;
 
 /// Most header lines a request may carry; one more is a 431.
@@ -184,9 +186,11 @@ pub fn parse(buf: &[u8], max_head: usize) -> Parse {
 /// `parse`, filling the request in `spare` (one done with, whose buffer is reused) when the
 /// head is complete and valid; otherwise `spare` is left as it was.
 pub fn parse_reusing(buf: &[u8], max_head: usize, spare: &mut Option<Box<Request>>) -> Parse {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
+    // Left uninitialised: httparse fills only as many as the head has (zeroing all of them
+    // cost more than parsing a typical head).
+    let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Partial) => partial(buf, max_head),
         Ok(httparse::Status::Complete(len)) if len > max_head => Parse::Invalid(too_large(buf, max_head)),
         Ok(httparse::Status::Complete(len)) => {
