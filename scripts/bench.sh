@@ -107,6 +107,8 @@ Options:
                    earlier commit) as the server `baseline`, with the same
                    flags and in the same rotation: a before/after comparison
                    interleaved with the peers, its ratios against ringhttpd
+                   in each table, and a last "regression line" naming every
+                   workload this build lost beyond the rounds' spread
   --pin, --no-pin  force ringhttpd's worker placement (default: its own `auto`,
                    which pins only when the workers are fewer than the CPUs it
                    may use; with --server-cpus, those CPUs are the set)

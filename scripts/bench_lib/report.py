@@ -73,6 +73,57 @@ def versus_best(summary, wl, peers, key, best):
     return f"{fmt_ratio(ours[key], value)} ({peer})"
 
 
+def regression_line(w, summary, workloads):
+    """This build against the baseline build of the same run, per workload, and one line
+    naming every workload where it lost by more than the two builds' spread."""
+    w("## ringhttpd against the baseline (regression line)")
+    w("")
+    w("Per workload: this build's req/s ÷ the baseline build's, and its CPU µs/req ÷ the "
+      "baseline's, measured in the same rounds. A ratio counts as a regression only "
+      "beyond the larger of the two builds' req/s spreads.")
+    w("")
+    w("| workload | req/s vs baseline | CPU/req vs baseline | beyond the spread |")
+    w("|---|--:|--:|---|")
+    worse = []
+    unjudged = 0
+    for wl in workloads:
+        ours, base = summary(REF, wl), summary(BASELINE, wl)
+        if not ours or not base:
+            w(f"| {wl} | – | – | not measured |")
+            continue
+        if ours["spread"] is None or base["spread"] is None:
+            w(f"| {wl} | {fmt_ratio(ours['rps'], base['rps'])} "
+              f"| {fmt_ratio(ours['cpu'], base['cpu'])} | not judged (one round: no spread) |")
+            unjudged += 1
+            continue
+        noise = max(ours["spread"], base["spread"])
+        notes = []
+        if ours["rps"] and base["rps"]:
+            if ours["rps"] / base["rps"] < 1 - noise:
+                notes.append("slower")
+            elif ours["rps"] / base["rps"] > 1 + noise:
+                notes.append("faster")
+        if ours["cpu"] and base["cpu"]:
+            if ours["cpu"] / base["cpu"] > 1 + noise:
+                notes.append("more CPU")
+            elif ours["cpu"] / base["cpu"] < 1 - noise:
+                notes.append("less CPU")
+        if "slower" in notes or "more CPU" in notes:
+            worse.append(f"{wl} ({', '.join(notes)})")
+        w(f"| {wl} | {fmt_ratio(ours['rps'], base['rps'])} "
+          f"| {fmt_ratio(ours['cpu'], base['cpu'])} "
+          f"| {', '.join(notes) or f'no (spread {noise:.0%})'} |")
+    w("")
+    if worse:
+        line = "worse than the baseline beyond the spread in " + "; ".join(worse)
+    elif unjudged == len(workloads):
+        line = "not judged (run two rounds or more)"
+    else:
+        line = "no workload worse than the baseline beyond the spread"
+    w(f"Regression line: {line}.")
+    w("")
+
+
 def cpu_set(meta, key):
     """A CPU-set row: the taskset list and its size, or 'not confined'."""
     cpus = meta.get(key, "")
@@ -247,6 +298,9 @@ def main():
             w(f"| {wl} | {versus_best(summary, wl, peers, 'rps', max)} "
               f"| {versus_best(summary, wl, peers, 'cpu', min)} |")
         w("")
+
+    if REF in servers and BASELINE in servers:
+        regression_line(w, summary, workloads)
 
     mem = {row[0]: row for row in read_tsv(os.path.join(work, "mem.tsv"))}
     if mem:
