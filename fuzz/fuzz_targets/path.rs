@@ -30,8 +30,8 @@ fuzz_target!(|data: &[u8]| {
     match (&result, &expected) {
         (Ok(t), Ok((file, is_index))) => {
             assert_eq!(
-                (&t.file, t.is_index),
-                (file, *is_index),
+                (&t.file[..], t.is_index),
+                (&file[..], *is_index),
                 "resolve({target:?}) differs from the reference"
             );
         }
@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn check_target(target: &str, t: &Target) {
-    let file = &t.file;
+    let file: &[u8] = &t.file;
     let shown = String::from_utf8_lossy(file);
     assert!(!file.is_empty(), "empty file for {target:?}");
     assert!(!file.starts_with(b"/"), "absolute file {shown:?} for {target:?}");
@@ -60,7 +60,10 @@ fn check_target(target: &str, t: &Target) {
     for seg in file.split(|&b| b == b'/') {
         assert!(!matches!(seg, b"" | b"." | b".."), "segment {seg:?} in {shown:?} for {target:?}");
     }
-    assert!(!t.is_index || file == b"index.html" || file.ends_with(b"/index.html"), "index {shown:?}");
+    assert!(
+        !t.is_index || file == b"index.html".as_slice() || file.ends_with(b"/index.html"),
+        "index {shown:?}"
+    );
     assert!(t.raw_path.starts_with('/'), "raw path {:?}", t.raw_path);
     assert!(target.contains(t.raw_path), "raw path {:?} not in {target:?}", t.raw_path);
     assert!(!t.raw_path.contains(['?', '#']), "raw path {:?}", t.raw_path);
