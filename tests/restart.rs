@@ -534,7 +534,7 @@ fn a_hand_over_keeps_the_https_listener() {
     assert_eq!(log.matches(&both).count(), 2, "the successor announces the same addresses:\n{log}");
     let out = s_client(https, &tls.ca, &["-tls1_2"]);
     out.assert_served("TLS 1.2 after the hand-over");
-    assert_eq!(out.subject(), "subject=CN = localhost");
+    assert_eq!(out.subject(), "subject=CN=localhost");
 }
 
 /// A successor that cannot start (a binary that fails, a binary that is gone, a start-up error)

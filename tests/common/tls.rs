@@ -394,12 +394,15 @@ pub struct SClient {
 }
 
 impl SClient {
-    /// The subject line of the server's certificate (`subject=CN = localhost`).
-    pub fn subject(&self) -> &str {
-        self.output
+    /// The subject line of the server's certificate, as `subject=CN=localhost` (OpenSSL 3.0
+    /// prints `CN = localhost`, 3.5 `CN=localhost`).
+    pub fn subject(&self) -> String {
+        let line = self
+            .output
             .lines()
             .find(|l| l.starts_with("subject="))
-            .unwrap_or_else(|| panic!("no subject line in the s_client output:\n{}", self.output))
+            .unwrap_or_else(|| panic!("no subject line in the s_client output:\n{}", self.output));
+        compact_subject(line)
     }
 
     /// Whether a handshake completed (a cipher was agreed) with the chain verified against the
@@ -901,4 +904,9 @@ pub fn is_tls_records(bytes: &[u8]) -> bool {
         rest = &rest[5 + len..];
     }
     true
+}
+
+/// An OpenSSL subject line without the spaces some versions put around `=`.
+pub fn compact_subject(line: &str) -> String {
+    line.trim().replace(" = ", "=")
 }
