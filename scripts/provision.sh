@@ -15,6 +15,13 @@
 #   RINGHTTPD_RUST=system      Rust from the distribution's packages (1.85+,
 #                              Debian 13), not rustup; also the fallback when
 #                              https://sh.rustup.rs cannot be reached
+#
+# Without network (e.g. a guest with RINGHTTPD_GUEST_OFFLINE=1 on a box from
+# scripts/vagrant_box.sh) it still works when the packages, Debian's Rust and
+# the crates of Cargo.lock (in VM_USER's ~/.cargo) are already there: apt is
+# skipped when nothing is missing, Debian's Rust replaces rustup, and cargo
+# runs with CARGO_NET_OFFLINE=true when https://index.crates.io cannot be
+# reached.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -61,11 +68,13 @@ vm_user="${VM_USER:-vagrant}"
 id "$vm_user" >/dev/null 2>&1 || die "user $vm_user does not exist (set VM_USER)"
 user_home="$(getent passwd "$vm_user" | cut -d: -f6)"
 
-# Commands as the unprivileged user, with its rustup toolchain on PATH.
+# Commands as the unprivileged user, with its rustup toolchain on PATH (and
+# CARGO_NET_OFFLINE=true once crates.io turned out unreachable).
+user_env=()
 as_user() {
     runuser -u "$vm_user" -- env HOME="$user_home" USER="$vm_user" \
         PATH="$user_home/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-        "$@"
+        "${user_env[@]}" "$@"
 }
 
 # --- kernel ------------------------------------------------------------------
@@ -182,6 +191,15 @@ if [[ -f "$bashrc" ]] && ! grep -qF "$marker" "$bashrc"; then
     } >"$bashrc_tmp"
     cat "$bashrc_tmp" >"$bashrc"
     note "cargo added to PATH for non-interactive shells in $bashrc"
+fi
+
+# --- crates ------------------------------------------------------------------
+step "crates"
+if curl -fsS -o /dev/null --max-time 30 https://index.crates.io/config.json; then
+    note "https://index.crates.io reachable"
+else
+    warn "https://index.crates.io cannot be reached: cargo runs offline (CARGO_NET_OFFLINE=true), with the crates already in $user_home/.cargo"
+    user_env+=(CARGO_NET_OFFLINE=true)
 fi
 
 # --- build and test ----------------------------------------------------------
