@@ -142,9 +142,39 @@ impl Conn {
         } else {
             Outgoing { head, body: cached, sent: 0 }
         };
-        self.phase = Phase::Sending(Box::new(Sending { then, ex }));
         self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
+        let (out, then) = match self.head_sent_now(ctx, out, then) {
+            Ok((body, pipe)) => return self.start_splice(ctx, body, pipe, ex),
+            Err(unsent) => unsent,
+        };
+        self.phase = Phase::Sending(Box::new(Sending { then, ex }));
         self.send_rest(ctx, out);
+    }
+
+    /// Sends the head of a plain connection's file body here and now, which spares the ring
+    /// round trip before the body's `sendfile`: what made sendfile cost more than a copy from
+    /// memory up to 16 KiB (README, architecture). `MSG_MORE` keeps the head's segment open
+    /// for the body's first bytes, as the ring's send does. Gives back what is still to go
+    /// through the ring: the head the socket did not take whole (or that failed: the ring's
+    /// send meets the same error and aborts), and anything that is not such a head.
+    fn head_sent_now(
+        &self,
+        ctx: &mut Ctx,
+        mut out: Outgoing,
+        then: Option<Then>,
+    ) -> Result<(BodyFile, Pipe), (Outgoing, Option<Then>)> {
+        let Some(Then::Splice(body, pipe)) = then else { return Err((out, then)) };
+        if self.tls.is_some() || out.body.is_some() {
+            return Err((out, Some(Then::Splice(body, pipe))));
+        }
+        if let Ok(n) = direct::send_more_now(self.fd(), &out.head) {
+            out.sent = n;
+        }
+        if out.sent < out.total() {
+            return Err((out, Some(Then::Splice(body, pipe))));
+        }
+        ctx.recycle_head_buffer(out.head);
+        Ok((body, pipe))
     }
 
     /// Hands what is left of `out` to the ring, which owns it until the send completes.

@@ -39,6 +39,12 @@ impl Conn {
         matches!(self.tls, Some(Tls::User(_)))
     }
 
+    /// File bodies may go out with `sendfile`: the kernel writes them as they are (plain) or
+    /// seals them itself (kernel TLS).
+    pub(super) fn can_sendfile(&self) -> bool {
+        !self.sealed_by_user()
+    }
+
     /// The client will send nothing more: it sent FIN, or (over TLS) close_notify.
     pub(super) fn client_done_sending(&self) -> bool {
         self.recv == Recv::Ended || matches!(&self.tls, Some(Tls::User(session)) if session.peer_closed())

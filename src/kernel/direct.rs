@@ -1,6 +1,7 @@
 //! The few syscalls a worker makes directly on the hot path, beside the ring, because they
 //! complete at once and a ring round trip would cost more: a closing response's last send, our
-//! FIN, `sendfile` of page-cache-resident bodies, and the page-cache probe that decides it.
+//! FIN, a file body's head, `sendfile` of page-cache-resident bodies, and the page-cache probe
+//! that decides it.
 //! Nothing here may block: every call either returns at once or reports `WouldBlock`.
 
 use std::io;
@@ -140,6 +141,16 @@ pub fn sendfile_now(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::
     // SAFETY: `off` is a live local the kernel updates; no other memory is involved.
     let sent = unsafe { libc::sendfile(socket, file, &mut off, len) };
     if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
+}
+
+/// Sends as much of `bytes` as the socket takes now, without waiting, with `MSG_MORE`: more
+/// of the same response follows at once, to share its segment. The bytes sent, or
+/// `WouldBlock` when it takes none.
+pub fn send_more_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE;
+    // SAFETY: `bytes` is valid for reads of its length for the whole (synchronous) call.
+    let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), flags) };
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
 }
 
 /// `pread` on the worker thread, for file pages known to be in the page cache (it does not
