@@ -21,7 +21,7 @@
 //! | `Stating` | `statx` | `Loading`, `Opening` (next sibling, a fallback, a listed directory), `Sending`, `Listing` |
 //! | `Loading` | `read` of a small file | `Opening` (next sibling), `Sending` |
 //! | `Listing` | the listing threads (`--autoindex`; send timeout, a close or a stop cancels) | `Sending`, `Opening` (fallback), `Closing` |
-//! | `Sending` | `send` of a head and cached body (send timeout); a response that ends the connection and needs no lingering close is sent and closed at once, when the socket takes it whole | `Splicing`, `Sending` (next multipart piece), `Waiting`, `Lingering`, `Closing` |
+//! | `Sending` | `send` of a head and cached body (send timeout); a response that ends the connection and needs no lingering close is sent and closed at once, when the socket takes it whole; so is a plain connection's file body's head, which goes straight on to `Splicing` (this phase is skipped) | `Splicing`, `Sending` (next multipart piece), `Waiting`, `Lingering`, `Closing` |
 //! | `Sealing` | `read` of a file body's next chunk, to seal it in user space (TLS without kTLS) | `Sending` (the sealed chunk) |
 //! | `Splicing` | file → pipe → socket splices; `poll` for room (send timeout only then) | `Sending` (next piece), `Waiting`, `Lingering`, `Closing` |
 //! | `Lingering` | the client's FIN after ours (2 s) | `Closing` |
