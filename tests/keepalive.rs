@@ -253,6 +253,31 @@ fn large_pipelined_burst_is_answered() {
     assert_serves(&responses[count - 1], server.fixture(), "index.html");
 }
 
+/// The same burst for a body that goes out by sendfile with its head sent at once: each
+/// response finished at once must not answer the next pipelined request from inside itself
+/// (thousands of nested calls), and every response still arrives whole and in order.
+#[test]
+fn large_pipelined_burst_of_sendfile_bodies_is_answered() {
+    let server = Server::start();
+    let rel = "httptest/twenty_kib.bin";
+    let body = common::fixture::pseudo_random(0x20, 20 * 1024);
+    std::fs::write(server.fixture().path(rel), &body).expect("write the 20 KiB file");
+    let count = 2500;
+    let mut raw = get_keepalive(&format!("/{rel}")).repeat(count - 1);
+    raw.push_str(&common::http::get_request(&format!("/{rel}")));
+    let bytes = exchange(server.addr, raw.as_bytes());
+    let responses = parse_responses(&bytes, &[]);
+    assert_eq!(responses.len(), count, "responses to {count} pipelined requests");
+    for (i, r) in responses.iter().enumerate() {
+        assert!(
+            r.status == 200 && r.body == body,
+            "response #{i}: status {}, {} bytes",
+            r.status,
+            r.body.len()
+        );
+    }
+}
+
 /// A client that reads in small pieces makes the server wait on a full socket buffer many times
 /// per response; the bytes must still arrive complete and in order.
 #[test]

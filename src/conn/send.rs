@@ -143,7 +143,7 @@ impl Conn {
             Outgoing { head, body: cached, sent: 0 }
         };
         self.deadline = ctx.now + self.timeout(ctx.cfg.send_timeout);
-        let (out, then) = match self.head_sent_now(ctx, out, then) {
+        let (out, then) = match self.head_sent_now(ctx, out, then, first) {
             Ok((body, pipe)) => return self.start_splice(ctx, body, pipe, ex),
             Err(unsent) => unsent,
         };
@@ -156,15 +156,21 @@ impl Conn {
     /// memory up to 16 KiB (README, architecture). `MSG_MORE` keeps the head's segment open
     /// for the body's first bytes, as the ring's send does. Gives back what is still to go
     /// through the ring: the head the socket did not take whole (or that failed: the ring's
-    /// send meets the same error and aborts), and anything that is not such a head.
+    /// send meets the same error and aborts), and anything that is not such a head. Only for
+    /// a response's first piece, and only when no pipelined request waits behind it: a ring
+    /// send between the parts of a multipart response, and between pipelined responses, lets
+    /// the worker's other connections go first, and a response finished here answers the next
+    /// pipelined request from inside this call, so a client pipelining thousands of requests
+    /// would otherwise nest thousands of calls deep.
     fn head_sent_now(
         &self,
         ctx: &mut Ctx,
         mut out: Outgoing,
         then: Option<Then>,
+        first: bool,
     ) -> Result<(BodyFile, Pipe), (Outgoing, Option<Then>)> {
         let Some(Then::Splice(body, pipe)) = then else { return Err((out, then)) };
-        if self.tls.is_some() || out.body.is_some() {
+        if !first || !self.inbuf.is_empty() || self.tls.is_some() || out.body.is_some() {
             return Err((out, Some(Then::Splice(body, pipe))));
         }
         if let Ok(n) = direct::send_more_now(self.fd(), &out.head) {
