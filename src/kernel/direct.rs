@@ -143,16 +143,6 @@ pub fn sendfile_now(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::
     if sent < 0 { Err(io::Error::last_os_error()) } else { Ok(sent as usize) }
 }
 
-/// Sends as much of `bytes` as the socket takes now, without waiting, with `MSG_MORE`: more
-/// of the same response follows at once, to share its segment. The bytes sent, or
-/// `WouldBlock` when it takes none.
-pub fn send_more_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
-    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE;
-    // SAFETY: `bytes` is valid for reads of its length for the whole (synchronous) call.
-    let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), flags) };
-    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
-}
-
 /// `pread` on the worker thread, for file pages known to be in the page cache (it does not
 /// wait for the disk then).
 pub fn read_cached(file: RawFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -164,9 +154,18 @@ pub fn read_cached(file: RawFd, buf: &mut [u8], offset: u64) -> io::Result<usize
 /// Sends as much of `bytes` as the socket takes now, without waiting: the bytes sent, or
 /// `WouldBlock` when it takes none.
 pub fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    send_flagged(fd, bytes, 0)
+}
+
+/// `send_now` with `MSG_MORE`: more of the same response follows at once, to share its
+/// segment.
+pub fn send_more_now(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    send_flagged(fd, bytes, libc::MSG_MORE)
+}
+
+fn send_flagged(fd: RawFd, bytes: &[u8], flags: libc::c_int) -> io::Result<usize> {
+    let flags = flags | libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
     // SAFETY: `bytes` is valid for reads of its length for the whole (synchronous) call.
-    let n = unsafe {
-        libc::send(fd, bytes.as_ptr().cast(), bytes.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-    };
+    let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), flags) };
     if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
 }
