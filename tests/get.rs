@@ -281,3 +281,19 @@ fn file_bodies_in_and_out_of_the_page_cache_are_byte_exact() {
         assert!(r.body == body, "{name}: the body differs");
     }
 }
+
+/// The smallest turn `--sendfile-max-chunk` allows cuts a 3 MiB body into 48 turns, each
+/// ending in a wait for room; two such bodies in a row on one connection arrive byte-exact.
+#[test]
+fn bodies_sent_in_the_smallest_turns_are_byte_exact() {
+    let server = Server::start_with(1, &["--sendfile-max-chunk", "65536"]);
+    let body = common::fixture::pseudo_random(7, 3 * 1024 * 1024 + 17);
+    std::fs::write(server.fixture().path("turns.bin"), &body).expect("writing the file");
+    let mut client = Client::connect(server.addr);
+    for round in 0..2 {
+        let r = client.roundtrip(get_keepalive("/turns.bin").as_bytes());
+        assert_eq!(r.status, 200, "round {round}");
+        assert_eq!(r.body.len(), body.len(), "round {round}");
+        assert!(r.body == body, "round {round}: the body differs");
+    }
+}

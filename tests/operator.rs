@@ -138,6 +138,19 @@ fn duration_flags_beyond_a_day_are_usage_errors() {
 }
 
 #[test]
+fn sendfile_max_chunk_outside_its_range_is_a_usage_error() {
+    let fixture = Fixture::create();
+    for value in ["0", "65535", "1073741825", "2m", "-1"] {
+        let exit = run_to_exit(&serve_args(&fixture, 0, &[&format!("--sendfile-max-chunk={value}")]));
+        assert_eq!(exit.code(), Some(2), "{value}: {exit:#?}");
+        assert!(exit.stderr.contains("--sendfile-max-chunk"), "{value}: {exit:#?}");
+        assert_no_panic(&exit);
+    }
+    let check = run_to_exit(&serve_args(&fixture, 0, &["--sendfile-max-chunk=65536", "-t"]));
+    assert_eq!(check.code(), Some(0), "{check:#?}");
+}
+
+#[test]
 fn the_longest_shutdown_timeout_still_stops_cleanly() {
     let mut server = Server::start_with(1, &["--shutdown-timeout", "86400"]);
     assert_eq!(get(server.addr, "/index.html").status, 200);
@@ -155,6 +168,7 @@ fn flag_and_value() -> impl Strategy<Value = (&'static str, String)> {
         "--shutdown-timeout",
         "--max-header-size",
         "--max-connections",
+        "--sendfile-max-chunk",
         "--workers",
     ]);
     let value = prop_oneof![

@@ -52,6 +52,13 @@ pub struct Args {
     #[arg(long, default_value_t = 8192, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(256..=1_048_576))]
     pub max_header_size: u64,
 
+    /// Bytes of a file body a worker sends to one connection before it serves its others
+    /// (as nginx's `sendfile_max_chunk`). Smaller turns cost less CPU per byte where the
+    /// workers have cores of their own; larger ones where they share cores with other work
+    /// (README, architecture).
+    #[arg(long, default_value_t = 2 * 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(65_536..=1_073_741_824))]
+    pub sendfile_max_chunk: u64,
+
     /// Open connections per worker; beyond it the worker stops accepting until one closes.
     #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
@@ -268,6 +275,8 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     pub send_timeout: Duration,
     pub max_header_size: usize,
+    /// Bytes of a file body sent to one connection in one turn (`--sendfile-max-chunk`).
+    pub sendfile_max_chunk: u64,
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
     pub access_log: Option<PathBuf>,
@@ -314,6 +323,7 @@ impl Config {
             keepalive_timeout: Duration::from_secs(args.keepalive_timeout),
             send_timeout: Duration::from_secs(args.send_timeout),
             max_header_size: args.max_header_size as usize,
+            sendfile_max_chunk: args.sendfile_max_chunk,
             max_connections: args.max_connections as usize,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             access_log: args.access_log,
