@@ -282,8 +282,8 @@ fn file_bodies_in_and_out_of_the_page_cache_are_byte_exact() {
     }
 }
 
-/// The smallest turn `--sendfile-max-chunk` allows cuts a 3 MiB body into 48 turns, each
-/// ending in a wait for room; two such bodies in a row on one connection arrive byte-exact.
+/// The smallest turn `--sendfile-max-chunk` allows cuts a body of 3 MiB and 17 bytes into 49
+/// turns, each but the last ending in a wait for room; two such bodies in a row on one connection arrive byte-exact.
 #[test]
 fn bodies_sent_in_the_smallest_turns_are_byte_exact() {
     let server = Server::start_with(1, &["--sendfile-max-chunk", "65536"]);

@@ -19,11 +19,11 @@ use crate::server::context::Ctx;
 
 /// Bytes handed to one `sendfile` call within a turn (a turn is `--sendfile-max-chunk`, 2 MiB
 /// by default). One call per turn queues the whole turn in the socket before the client may
-/// take any of it; pieces of 64 KiB (one loopback
-/// segment) let the client read and acknowledge while the rest goes out. Measured on 2 cores,
-/// 1 MiB bodies over 16 connections, two runs of 7 rounds: 21 to 26% less CPU per request and
-/// 22 to 26% more requests per second than 2 MiB calls; 32 KiB pieces halved the rate, 128 KiB
-/// and 256 KiB lay in between.
+/// take any of it; pieces of 64 KiB (one loopback segment) let the client read and
+/// acknowledge while the rest goes out. Measured on 2 cores, 1 MiB bodies over 16
+/// connections, two runs of 7 rounds: 21 to 26% less CPU per request and 22 to 26% more
+/// requests per second than 2 MiB calls; 32 KiB pieces halved the rate, 128 KiB and 256 KiB
+/// lay in between.
 const SENDFILE_PIECE: u64 = 64 * 1024;
 
 /// Bytes of a file body read and sealed at a time by a TLS connection in user space: four
