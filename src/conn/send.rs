@@ -240,7 +240,7 @@ impl Conn {
     /// Sends a file body that rustls seals (a TLS connection in user space), a chunk at a
     /// time. While the chunk's pages are in the page cache it is read here at once, and while
     /// the socket takes the sealed records whole they are sent from here too, up to
-    /// `--sendfile-max-chunk` per turn (as `send_file_now` does with sendfile); otherwise the read
+    /// `--sendfile-max-chunk` body bytes per turn (as `send_file_now` does); otherwise the read
     /// goes through the ring (it may wait for the disk), and the send through the ring's send.
     fn seal_file(&mut self, ctx: &mut Ctx, body: BodyFile, buf: Vec<u8>, ex: Exchange) {
         let mut budget = ctx.cfg.sendfile_max_chunk as usize;
@@ -310,7 +310,9 @@ impl Conn {
         // A chunk is far larger than a pooled head buffer: a buffer of its own.
         let sealed = self.seal(&buf, &[], closing, Vec::new());
         let mut sent = 0;
-        if sealed.len() <= *budget && !closing {
+        // The turn counts body bytes, as `send_file_now`'s does: a 64 KiB turn takes one
+        // 64 KiB chunk, whose records are larger. A partial send hands the turn to the ring.
+        if n <= *budget && !closing {
             match direct::send_now(self.fd(), &sealed) {
                 Ok(k) => sent = k,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -320,7 +322,7 @@ impl Conn {
                     return None;
                 }
             }
-            *budget -= sent;
+            *budget -= n;
         }
         if sent == sealed.len() {
             if last {
