@@ -68,6 +68,8 @@ if scan; then
 elif printf 'second scan\n' && scan; then
     printf 'tls scan: nothing worse than LOW besides the test certificate (second scan)\n'
 else
-    grep -E 'NOT ok|VULNERABLE' "$WORK_DIR/scan.txt" >&2 || true
+    grep -E 'NOT ok|VULNERABLE|[Cc]onnect problem' "$WORK_DIR/scan.txt" >&2 || true
+    printf 'server stderr (last 20 lines):\n' >&2
+    tail -n 20 "$WORK_DIR/stderr" >&2 || true
     die "testssl found what the intermediate profile does not allow (above)"
 fi
