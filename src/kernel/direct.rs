@@ -15,6 +15,25 @@ pub fn unacked_bytes(fd: RawFd) -> Option<u32> {
     (ret == 0).then_some(n as u32)
 }
 
+/// The connection's current segment size (`TCP_MAXSEG`: the MSS less the options every
+/// segment carries), or None where the socket cannot say.
+pub fn segment_size(fd: RawFd) -> Option<u32> {
+    let mut n: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes through the pointer, which refers to a
+    // live local of that size, and `len` itself is a live local.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            (&mut n as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (ret == 0 && n > 0).then_some(n as u32)
+}
+
 /// Sends as much of `parts` (in order) as the socket takes now, without waiting: the bytes
 /// sent, or `WouldBlock` when it takes none. For the last bytes before a `close`: `MSG_MORE`
 /// keeps their final partial segment queued, so the close's FIN rides on it (one packet, and
