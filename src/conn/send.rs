@@ -27,9 +27,8 @@ use crate::server::context::Ctx;
 /// segments a piece cost more than one (README, architecture).
 const SENDFILE_PIECE: u64 = 64 * 1024;
 
-/// Bytes of a file body read and sealed at a time by a TLS connection in user space: four
-/// full records, a fair turn among the worker's connections.
-const SEAL_CHUNK: u64 = 64 * 1024;
+/// The most plaintext one TLS record carries (rustls seals at most this much per record).
+const RECORD_PLAINTEXT: u64 = 16 * 1024;
 
 /// A head (and a body from the cache) going out; the bytes themselves are with the ring while
 /// a send is in flight (`ring::Outgoing`).
@@ -248,9 +247,10 @@ impl Conn {
     /// goes through the ring (it may wait for the disk), and the send through the ring's send.
     fn seal_file(&mut self, ctx: &mut Ctx, body: BodyFile, buf: Vec<u8>, ex: Exchange) {
         let mut budget = ctx.cfg.sendfile_max_chunk as usize;
+        let chunk = self.seal_chunk();
         let mut next = Some((body, buf, ex));
         while let Some((body, mut buf, ex)) = next.take() {
-            let len = body.remaining.min(SEAL_CHUNK) as usize;
+            let len = body.remaining.min(chunk) as usize;
             buf.resize(len, 0);
             let (file, offset) = (body.info.file.as_raw_fd(), body.offset);
             let read = if direct::pages_cached(file, offset, len as u64) {
@@ -265,6 +265,14 @@ impl Conn {
             };
             next = self.send_sealed_chunk(ctx, body, buf, n, ex, &mut budget);
         }
+    }
+
+    /// Body bytes read and sealed at a time by a TLS connection in user space: as much as
+    /// fills one `sendfile` piece of this connection's segments once sealed (`chunk_to_seal`).
+    fn seal_chunk(&self) -> u64 {
+        let Some(super::Tls::User(session)) = &self.tls else { unreachable!("sealing without a session") };
+        let piece = piece_size(direct::segment_size(self.fd()));
+        chunk_to_seal(piece, session.record_overhead() as u64)
     }
 
     /// A chunk to seal was read through the ring.
@@ -536,6 +544,15 @@ fn piece_size(segment: Option<u32>) -> u64 {
     }
 }
 
+/// Body bytes whose records, each `overhead` bytes larger than the at most 16 KiB it carries,
+/// come to at most `piece` sealed: as many as the records that fill it can carry. Sealed
+/// chunks of 64 KiB of body came to 65,624 bytes over TLS 1.3, a full loopback segment and a
+/// 141-byte one, as 64 KiB `sendfile` calls did (`piece_size`).
+fn chunk_to_seal(piece: u64, overhead: u64) -> u64 {
+    let records = piece.div_ceil(RECORD_PLAINTEXT + overhead);
+    piece - records * overhead
+}
+
 /// Adds a header line (ending in CRLF) to a response head, right after its status line.
 fn add_header_line(head: &mut Vec<u8>, line: &[u8]) {
     let at = head.windows(2).position(|w| w == b"\r\n").map_or(head.len(), |p| p + 2);
@@ -553,5 +570,19 @@ mod tests {
         assert_eq!(piece_size(Some(100_000)), 100_000, "a segment larger than 64 KiB");
         assert_eq!(piece_size(None), SENDFILE_PIECE);
         assert_eq!(piece_size(Some(0)), SENDFILE_PIECE);
+    }
+
+    #[test]
+    fn a_sealed_chunk_fills_its_piece_and_never_more() {
+        // TLS 1.3 on loopback: four records, the last one 141 bytes short of 16 KiB.
+        assert_eq!(chunk_to_seal(65_483, 22), 65_483 - 4 * 22);
+        for piece in [65_483, 45 * 1_448, SENDFILE_PIECE, 100_000, 16_406, 16_407, 1_448] {
+            for overhead in [21, 22, 29] {
+                let body = chunk_to_seal(piece, overhead);
+                let sealed = body + body.div_ceil(RECORD_PLAINTEXT) * overhead;
+                assert!(body > 0 && sealed <= piece, "{piece} {overhead}: {body} sealed to {sealed}");
+                assert!(piece - sealed <= overhead, "{piece} {overhead}: {body} sealed to {sealed}");
+            }
+        }
     }
 }

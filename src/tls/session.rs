@@ -195,6 +195,17 @@ impl Session {
         self.take_output(out);
     }
 
+    /// Bytes each application data record adds to the plaintext it carries: the 5-byte
+    /// header and the AEAD's 16-byte tag (every suite offered), plus the inner content type in
+    /// TLS 1.3 (RFC 8446, 5.2) or the explicit 8-byte nonce of AES-GCM in TLS 1.2 (RFC 5288).
+    pub fn record_overhead(&self) -> usize {
+        match (self.conn.protocol_version(), self.kernel_cipher()) {
+            (Some(ProtocolVersion::TLSv1_2), Some(Cipher::Aes128Gcm | Cipher::Aes256Gcm)) => 5 + 8 + 16,
+            (Some(ProtocolVersion::TLSv1_2), _) => 5 + 16,
+            _ => 5 + 1 + 16,
+        }
+    }
+
     /// The kernel can take this connection's cipher (kTLS knows the AEADs rustls offers, but
     /// check rather than assume).
     pub fn kernel_cipher(&self) -> Option<Cipher> {
